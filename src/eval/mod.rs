@@ -1,0 +1,3 @@
+//! Evaluation and benchmarks: measured figures with their peers side by side, never asserted in timed tests.
+
+pub mod bench;

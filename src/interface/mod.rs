@@ -1,0 +1,140 @@
+//! The interface layer: every inbound text is checked here before anything else sees it.
+//!
+//! It owns no state. It turns raw bytes or strings into an [`Accepted`] text (valid UTF-8, Unicode NFC, control
+//! characters removed, within the size limit) together with a report of what it changed, or refuses them with an
+//! [`InputError`] that says why and what to do instead. Intent detection and injection scoring join it later.
+
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+use unicode_normalization::{is_nfc, UnicodeNormalization};
+
+/// The largest chat message accepted, in bytes of UTF-8 after normalisation.
+pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
+
+/// A text that passed the interface checks, with what was changed to make it so.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Accepted {
+    pub text: String,
+    pub changes: Vec<Change>,
+}
+
+/// One kind of change the interface made to an inbound text.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(tag = "change", rename_all = "snake_case")]
+pub enum Change {
+    /// The text was not in Unicode NFC and was normalised.
+    NormalisedNfc,
+    /// Control characters (other than newline and tab) were removed.
+    RemovedControls { count: usize },
+    /// Leading and trailing white space was trimmed.
+    Trimmed,
+}
+
+/// Why an inbound text was refused. Nothing is stored when this happens.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum InputError {
+    #[error("the message is empty")]
+    Empty,
+    #[error("the message is {bytes} bytes long, over the limit of {max} bytes")]
+    TooLong { bytes: usize, max: usize },
+    #[error("the input is not valid UTF-8 (the first bad byte is at offset {valid_up_to})")]
+    InvalidUtf8 { valid_up_to: usize },
+}
+
+impl InputError {
+    /// What the user can do about it.
+    pub fn hint(&self) -> &'static str {
+        match self {
+            InputError::Empty => "type a message first",
+            InputError::TooLong { .. } => {
+                "shorten the message, or save the long text to a file and import it as a document"
+            }
+            InputError::InvalidUtf8 { .. } => "convert the text to UTF-8 (for example with `iconv -t UTF-8`)",
+        }
+    }
+}
+
+/// Accepts raw bytes, as they arrive from a terminal or a pipe.
+pub fn accept_bytes(raw: &[u8]) -> Result<Accepted, InputError> {
+    let text = std::str::from_utf8(raw).map_err(|e| InputError::InvalidUtf8 { valid_up_to: e.valid_up_to() })?;
+    accept(text)
+}
+
+/// Accepts a chat message: strips control characters, normalises to NFC, trims, and checks the size limit.
+pub fn accept(text: &str) -> Result<Accepted, InputError> {
+    let mut changes = Vec::new();
+    // Newline and tab carry meaning in a message; every other C0/C1 control (NUL included) does not, and some
+    // (ESC) can drive a terminal, so they are removed and the removal is reported.
+    let is_unwanted = |c: char| c.is_control() && c != '\n' && c != '\t';
+    let removed = text.chars().filter(|&c| is_unwanted(c)).count();
+    let cleaned: String = if removed > 0 {
+        changes.push(Change::RemovedControls { count: removed });
+        text.chars().filter(|&c| !is_unwanted(c)).collect()
+    } else {
+        text.to_owned()
+    };
+    let normalised = if is_nfc(&cleaned) {
+        cleaned
+    } else {
+        changes.push(Change::NormalisedNfc);
+        cleaned.nfc().collect()
+    };
+    let trimmed = normalised.trim();
+    if trimmed.is_empty() {
+        return Err(InputError::Empty);
+    }
+    if trimmed.len() != normalised.len() {
+        changes.push(Change::Trimmed);
+    }
+    if trimmed.len() > MAX_MESSAGE_BYTES {
+        return Err(InputError::TooLong { bytes: trimmed.len(), max: MAX_MESSAGE_BYTES });
+    }
+    Ok(Accepted { text: trimmed.to_owned(), changes })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn clean_text_passes_unchanged() {
+        for s in ["Hello", "北京是中国的首都", "مرحبا بالعالم", "👩‍👩‍👧‍👦 family", "tab\tand\nnewline"] {
+            let a = accept(s).unwrap();
+            assert_eq!(a.text, s);
+            assert!(a.changes.is_empty(), "{s:?} changed: {:?}", a.changes);
+        }
+    }
+
+    #[test]
+    fn decomposed_text_is_normalised_to_nfc() {
+        let a = accept("Cafe\u{301}").unwrap();
+        assert_eq!(a.text, "Café");
+        assert_eq!(a.changes, vec![Change::NormalisedNfc]);
+    }
+
+    #[test]
+    fn controls_are_removed_and_reported() {
+        let a = accept("a\u{0}b\u{1b}[31mc").unwrap();
+        assert_eq!(a.text, "ab[31mc");
+        assert_eq!(a.changes, vec![Change::RemovedControls { count: 2 }]);
+    }
+
+    #[test]
+    fn empty_and_blank_are_refused() {
+        assert_eq!(accept(""), Err(InputError::Empty));
+        assert_eq!(accept(" \n\t "), Err(InputError::Empty));
+        assert_eq!(accept("\u{0}\u{0}"), Err(InputError::Empty));
+    }
+
+    #[test]
+    fn over_long_is_refused_with_its_size() {
+        let long = "x".repeat(MAX_MESSAGE_BYTES + 1);
+        assert_eq!(accept(&long), Err(InputError::TooLong { bytes: MAX_MESSAGE_BYTES + 1, max: MAX_MESSAGE_BYTES }));
+        assert!(accept(&"x".repeat(MAX_MESSAGE_BYTES)).is_ok());
+    }
+
+    #[test]
+    fn invalid_utf8_names_the_offset() {
+        assert_eq!(accept_bytes(b"ok \xff\xfe"), Err(InputError::InvalidUtf8 { valid_up_to: 3 }));
+    }
+}

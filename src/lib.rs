@@ -1,0 +1,468 @@
+//! Keel's agent core. [`App`] is the one handle both front ends (the `keel` CLI and the desktop shell) use.
+//!
+//! `App` opens a data dir (`KEEL_HOME`, or the platform data dir), applies the SQLite migrations, finishes the
+//! bookkeeping of runs a previous process left in flight, and wires the layers: `interface` checks input,
+//! `orchestration` runs the turn, `llm` generates, `store` records. The embedded model is loaded on first use
+//! (or on request, with progress) and kept for the life of the `App`.
+
+pub mod error;
+pub mod eval;
+pub mod interface;
+pub mod llm;
+pub mod models;
+pub mod orchestration;
+pub mod store;
+pub mod trace;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+pub use error::{AppError, ErrorKind};
+use llm::local::{LoadError, LocalModel};
+use llm::{Backend, BackendError, CancelFlag, ChatMessage, GenerationSettings};
+use models::{FileState, Manifest, ModelError, ModelStore};
+use orchestration::events::{RunEvent, RunOutcome};
+use orchestration::runner::{self, Turn};
+use orchestration::state::RunState;
+use orchestration::{Limits, TurnEvent, TurnResult};
+use orchestration::journal::{self, ConversationDetail, RunDetail, RunSummary};
+use store::{ConversationSummary, Store, StoreError};
+
+/// What the embedded model is doing, for the UI's banner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum ModelState {
+    Missing,
+    Corrupt,
+    NotLoaded,
+    Loading,
+    Ready,
+    Error,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct ModelStatus {
+    pub state: ModelState,
+    pub model_id: String,
+    pub file: String,
+    pub message: String,
+    pub hint: Option<String>,
+}
+
+/// Progress of a long operation: `done` of `total` units (bytes for model loading) in the named stage.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct LoadProgress {
+    pub stage: String,
+    #[ts(type = "number")]
+    pub done: u64,
+    #[ts(type = "number")]
+    pub total: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct AppStatus {
+    pub data_dir: String,
+    pub model: ModelStatus,
+}
+
+/// Where an `App` keeps its data. Built from the environment by [`OpenOptions::from_env`].
+#[derive(Debug, Clone)]
+pub struct OpenOptions {
+    pub home: PathBuf,
+    pub models_dir: PathBuf,
+}
+
+impl OpenOptions {
+    /// `KEEL_HOME` (or the platform data dir, `~/.local/share/keel` on Linux) and `KEEL_MODELS_DIR` (or
+    /// `models/` inside the data dir).
+    pub fn from_env() -> Result<OpenOptions, AppError> {
+        let home = match std::env::var_os("KEEL_HOME") {
+            Some(h) if !h.is_empty() => PathBuf::from(h),
+            _ => directories::ProjectDirs::from("", "", "keel")
+                .map(|d| d.data_dir().to_owned())
+                .ok_or_else(|| {
+                    AppError::new(
+                        ErrorKind::DataDirReadOnly,
+                        "no home directory was found for Keel's data",
+                        Some("set KEEL_HOME to a writable folder".into()),
+                    )
+                })?,
+        };
+        Ok(OpenOptions::at(home))
+    }
+
+    /// Data in `home`, models from `KEEL_MODELS_DIR` or `home/models`.
+    pub fn at(home: PathBuf) -> OpenOptions {
+        let models_dir = match std::env::var_os("KEEL_MODELS_DIR") {
+            Some(d) if !d.is_empty() => PathBuf::from(d),
+            _ => home.join("models"),
+        };
+        OpenOptions { home, models_dir }
+    }
+}
+
+/// The Keel core: cheap to clone, safe to share between threads.
+#[derive(Clone)]
+pub struct App {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    home: PathBuf,
+    store: Store,
+    models: ModelStore,
+    manifest: Manifest,
+    /// A backend given at open time (the scripted one in tests); otherwise the embedded model, loaded lazily.
+    fixed_backend: Option<Arc<dyn Backend>>,
+    local: Mutex<Option<Arc<LocalModel>>>,
+    /// Held while the embedded model loads, so it loads once.
+    load_lock: Mutex<()>,
+    loading: AtomicBool,
+    /// Cancel flags of the runs in flight.
+    running: Mutex<HashMap<i64, CancelFlag>>,
+}
+
+impl App {
+    /// Opens the data dir named by the environment.
+    pub fn open_default() -> Result<App, AppError> {
+        App::open(OpenOptions::from_env()?)
+    }
+
+    pub fn open(options: OpenOptions) -> Result<App, AppError> {
+        App::open_with(options, None)
+    }
+
+    /// Opens with a fixed backend instead of the embedded model (orchestration tests use the scripted one).
+    pub fn open_with_backend(options: OpenOptions, backend: Arc<dyn Backend>) -> Result<App, AppError> {
+        App::open_with(options, Some(backend))
+    }
+
+    fn open_with(options: OpenOptions, fixed_backend: Option<Arc<dyn Backend>>) -> Result<App, AppError> {
+        ensure_writable_dir(&options.home)?;
+        let store = Store::open(&options.home.join("keel.sqlite3"))?;
+        let manifest = Manifest::from_env()?;
+        let app = App {
+            inner: Arc::new(Inner {
+                home: options.home,
+                store,
+                models: ModelStore::new(options.models_dir),
+                manifest,
+                fixed_backend,
+                local: Mutex::new(None),
+                load_lock: Mutex::new(()),
+                loading: AtomicBool::new(false),
+                running: Mutex::new(HashMap::new()),
+            }),
+        };
+        app.close_interrupted_runs()?;
+        Ok(app)
+    }
+
+    pub fn data_dir(&self) -> &Path {
+        &self.inner.home
+    }
+
+    /// Runs left `running` by a process that stopped mid-run are closed as `Stopped`, keeping what they had.
+    /// (Resuming them is the orchestration issue's work; until then nothing is left looking alive.)
+    fn close_interrupted_runs(&self) -> Result<(), AppError> {
+        let store = &self.inner.store;
+        for run_id in store.unfinished_runs()? {
+            let detail = journal::load(store, run_id)?;
+            let state = RunState::fold(&detail.events);
+            let started = detail.run.started_ms;
+            journal::append(
+                store,
+                run_id,
+                &RunEvent::RunFinished {
+                    outcome: RunOutcome::Stopped { reason: "interrupted: Keel stopped before this run finished".into() },
+                    answer: None,
+                    duration_ms: (store::now_ms() - started).max(0) as u64,
+                    prompt_tokens: state.prompt_tokens,
+                    completion_tokens: state.completion_tokens,
+                },
+            )?;
+        }
+        Ok(())
+    }
+
+    /// The data dir and the embedded model's state; cheap (no hashing, no loading).
+    pub fn status(&self) -> AppStatus {
+        AppStatus { data_dir: self.inner.home.display().to_string(), model: self.model_status() }
+    }
+
+    fn chat_model(&self) -> Result<(&models::ModelEntry, &models::ModelFile), AppError> {
+        let entry = self.inner.manifest.by_role("chat").ok_or_else(|| {
+            AppError::new(ErrorKind::ModelMissing, "the model manifest names no chat model", None)
+        })?;
+        let file = entry.files.iter().find(|f| f.name.ends_with(".gguf")).ok_or_else(|| {
+            AppError::new(ErrorKind::ModelMissing, format!("model {} has no GGUF file", entry.id), None)
+        })?;
+        Ok((entry, file))
+    }
+
+    pub fn model_status(&self) -> ModelStatus {
+        if let Some(b) = &self.inner.fixed_backend {
+            let info = b.info();
+            return status(ModelState::Ready, &info.name, &info.model, "ready", None);
+        }
+        let (entry, file) = match self.chat_model() {
+            Ok(x) => x,
+            Err(e) => return status(ModelState::Error, "", "", &e.message, e.hint),
+        };
+        let path = self.inner.models.path_of(entry, file);
+        if self.inner.local.lock().expect("lock").is_some() {
+            return status(ModelState::Ready, &entry.id, &file.name, "ready", None);
+        }
+        if self.inner.loading.load(Ordering::SeqCst) {
+            return status(ModelState::Loading, &entry.id, &file.name, "loading", None);
+        }
+        match self.inner.models.state(entry, file) {
+            FileState::Missing => status(
+                ModelState::Missing,
+                &entry.id,
+                &file.name,
+                &format!("model file {} is missing (expected at {})", file.name, path.display()),
+                Some(models::FETCH_HINT.into()),
+            ),
+            FileState::WrongSize => status(
+                ModelState::Corrupt,
+                &entry.id,
+                &file.name,
+                &format!("model file {} at {} is truncated or damaged", file.name, path.display()),
+                Some(models::FETCH_HINT.into()),
+            ),
+            FileState::Verified | FileState::Unverified => {
+                status(ModelState::NotLoaded, &entry.id, &file.name, "not loaded yet", None)
+            }
+        }
+    }
+
+    /// Loads the embedded chat model (checking its sha256 first), reporting progress; a no-op once loaded.
+    pub fn load_model(&self, on_progress: &mut dyn FnMut(LoadProgress)) -> Result<ModelStatus, AppError> {
+        self.local_backend(on_progress)?;
+        Ok(self.model_status())
+    }
+
+    fn local_backend(&self, on_progress: &mut dyn FnMut(LoadProgress)) -> Result<Arc<LocalModel>, AppError> {
+        let _guard = self.inner.load_lock.lock().expect("load lock poisoned");
+        if let Some(m) = self.inner.local.lock().expect("lock").as_ref() {
+            return Ok(m.clone());
+        }
+        let (entry, file) = self.chat_model()?;
+        self.inner.loading.store(true, Ordering::SeqCst);
+        let result = (|| {
+            let mut report = |stage: String, done, total| on_progress(LoadProgress { stage, done, total });
+            let verifying = format!("verifying {}", file.name);
+            let path = self.inner.models.verify(entry, file, false, &mut |d, t| report(verifying.clone(), d, t))?;
+            let loading = format!("loading {}", file.name);
+            let model = LocalModel::load(&path, &mut |d, t| report(loading.clone(), d, t))?;
+            report("ready".into(), 1, 1);
+            Ok::<_, AppError>(Arc::new(model))
+        })();
+        self.inner.loading.store(false, Ordering::SeqCst);
+        let model = result?;
+        *self.inner.local.lock().expect("lock") = Some(model.clone());
+        Ok(model)
+    }
+
+    fn backend(&self) -> Result<Arc<dyn Backend>, AppError> {
+        match &self.inner.fixed_backend {
+            Some(b) => Ok(b.clone()),
+            None => Ok(self.local_backend(&mut |_| {})?),
+        }
+    }
+
+    /// Runs one turn: checks the message, records it, runs the agent and streams what happens to `on_event`.
+    /// Blocking: call it from a worker thread. An input error or a missing model returns before anything is
+    /// stored; once the run has started, a failure is recorded in it and returned as its outcome.
+    pub fn send_message(
+        &self,
+        conversation_id: Option<i64>,
+        text: &str,
+        settings: &GenerationSettings,
+        on_event: &mut dyn FnMut(TurnEvent),
+    ) -> Result<TurnResult, AppError> {
+        let accepted = interface::accept(text)?;
+        let backend = self.backend()?;
+        let store = &self.inner.store;
+        let mut conversation: Vec<ChatMessage> = Vec::new();
+        let conversation_id = match conversation_id {
+            Some(id) => {
+                let detail = journal::conversation(store, id)?;
+                conversation.extend(detail.messages.into_iter().map(|m| ChatMessage::new(m.role, m.content)));
+                id
+            }
+            None => store.create_conversation(&accepted.text)?,
+        };
+        let run_id = store.create_run(conversation_id, &accepted.text)?;
+        store.add_message(conversation_id, llm::Role::User.as_str(), &accepted.text, Some(run_id))?;
+        conversation.push(ChatMessage::new(llm::Role::User, accepted.text.clone()));
+
+        let cancel = CancelFlag::default();
+        self.inner.running.lock().expect("lock").insert(run_id, cancel.clone());
+        let turn = Turn {
+            conversation_id,
+            run_id,
+            input: &accepted.text,
+            conversation: &conversation,
+            settings,
+            limits: Limits::default(),
+        };
+        let result = runner::run_turn(store, backend.as_ref(), turn, &cancel, on_event);
+        self.inner.running.lock().expect("lock").remove(&run_id);
+        Ok(result?)
+    }
+
+    /// Asks a running turn to stop; true if the run was in flight.
+    pub fn cancel_run(&self, run_id: i64) -> bool {
+        match self.inner.running.lock().expect("lock").get(&run_id) {
+            Some(flag) => {
+                flag.cancel();
+                true
+            }
+            None => false,
+        }
+    }
+
+    /// Cancels every run in flight (Ctrl-C in the CLI).
+    pub fn cancel_all(&self) {
+        for flag in self.inner.running.lock().expect("lock").values() {
+            flag.cancel();
+        }
+    }
+
+    pub fn list_conversations(&self) -> Result<Vec<ConversationSummary>, AppError> {
+        Ok(self.inner.store.list_conversations()?)
+    }
+
+    pub fn conversation(&self, id: i64) -> Result<ConversationDetail, AppError> {
+        Ok(journal::conversation(&self.inner.store, id)?)
+    }
+
+    pub fn list_runs(&self, limit: u32) -> Result<Vec<RunSummary>, AppError> {
+        Ok(journal::list(&self.inner.store, limit)?)
+    }
+
+    pub fn run(&self, id: i64) -> Result<RunDetail, AppError> {
+        Ok(journal::load(&self.inner.store, id)?)
+    }
+
+    /// The manifest's models and the state of each file (no hashing).
+    pub fn models_list(&self) -> Vec<models::ModelListing> {
+        models::listing(&self.inner.models, &self.inner.manifest)
+    }
+
+    /// Re-hashes every model file; the first bad one is the error.
+    pub fn models_verify(&self, on_progress: &mut dyn FnMut(&str, u64, u64)) -> Result<Vec<PathBuf>, AppError> {
+        let mut good = Vec::new();
+        for m in &self.inner.manifest.models {
+            for f in &m.files {
+                good.push(self.inner.models.verify(m, f, true, &mut |d, t| on_progress(&f.name, d, t))?);
+            }
+        }
+        Ok(good)
+    }
+
+    /// Downloads and verifies the models that are missing or damaged.
+    pub fn models_fetch(
+        &self,
+        on_progress: &mut dyn FnMut(&models::fetch::FetchProgress),
+    ) -> Result<Vec<models::fetch::FetchOutcome>, AppError> {
+        Ok(models::fetch::fetch_all(&self.inner.models, &self.inner.manifest, on_progress)?)
+    }
+
+    /// The path of the embedded chat model's GGUF file, verified against the manifest.
+    pub fn chat_model_path(&self) -> Result<PathBuf, AppError> {
+        let (entry, file) = self.chat_model()?;
+        Ok(self.inner.models.verify(entry, file, false, &mut |_, _| {})?)
+    }
+
+    /// The loaded embedded model (loading it if needed), for benchmarks and reference checks.
+    pub fn local_model(&self, on_progress: &mut dyn FnMut(LoadProgress)) -> Result<Arc<LocalModel>, AppError> {
+        self.local_backend(on_progress)
+    }
+}
+
+fn status(state: ModelState, model_id: &str, file: &str, message: &str, hint: Option<String>) -> ModelStatus {
+    ModelStatus { state, model_id: model_id.into(), file: file.into(), message: message.into(), hint }
+}
+
+/// Creates the data dir if needed and proves it can be written, so a read-only or full one is one clear error
+/// up front rather than a failure half way through a turn.
+fn ensure_writable_dir(dir: &Path) -> Result<(), AppError> {
+    const ENOSPC: i32 = 28;
+    let fail = |e: std::io::Error| {
+        if e.raw_os_error() == Some(ENOSPC) {
+            AppError::new(
+                ErrorKind::DiskFull,
+                format!("the disk holding the data dir {} is full", dir.display()),
+                Some("free some disk space and try again".into()),
+            )
+        } else {
+            AppError::new(
+                ErrorKind::DataDirReadOnly,
+                format!("the data dir {} is not writable: {e}", dir.display()),
+                Some("make it writable, or point KEEL_HOME at a writable folder".into()),
+            )
+        }
+    };
+    std::fs::create_dir_all(dir).map_err(fail)?;
+    let probe = dir.join(".keel-write-probe");
+    std::fs::write(&probe, b"ok").map_err(fail)?;
+    let _ = std::fs::remove_file(&probe);
+    Ok(())
+}
+
+impl From<interface::InputError> for AppError {
+    fn from(e: interface::InputError) -> Self {
+        AppError::new(ErrorKind::InvalidInput, e.to_string(), Some(e.hint().into()))
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        let (kind, hint) = match &e {
+            StoreError::ReadOnly { .. } => {
+                (ErrorKind::DataDirReadOnly, "make the data dir writable, or point KEEL_HOME at a writable folder")
+            }
+            StoreError::DiskFull { .. } => (ErrorKind::DiskFull, "free some disk space and try again"),
+            StoreError::NotFound { .. } => (ErrorKind::NotFound, "list them with `keel runs list` or in the sidebar"),
+            StoreError::Corrupt { .. } => {
+                (ErrorKind::Store, "move the damaged keel.sqlite3 aside (keep it for recovery) and start Keel again")
+            }
+            StoreError::TooNew { .. } => (ErrorKind::Store, "use the newer Keel that wrote this data dir"),
+            StoreError::Decode(_) | StoreError::Sqlite { .. } => (ErrorKind::Store, "report this with the message above"),
+        };
+        AppError::new(kind, e.to_string(), Some(hint.into()))
+    }
+}
+
+impl From<ModelError> for AppError {
+    fn from(e: ModelError) -> Self {
+        let kind = match &e {
+            ModelError::Missing { .. } => ErrorKind::ModelMissing,
+            ModelError::WrongSize { .. } | ModelError::WrongChecksum { .. } | ModelError::Io { .. } => {
+                ErrorKind::ModelCorrupt
+            }
+            ModelError::Fetch(_) => ErrorKind::ModelFetch,
+        };
+        AppError::new(kind, e.to_string(), Some(e.hint()))
+    }
+}
+
+impl From<LoadError> for AppError {
+    fn from(e: LoadError) -> Self {
+        AppError::new(ErrorKind::ModelCorrupt, e.to_string(), Some(models::FETCH_HINT.into()))
+    }
+}
+
+impl From<BackendError> for AppError {
+    fn from(e: BackendError) -> Self {
+        AppError::new(ErrorKind::Backend, e.to_string(), None)
+    }
+}

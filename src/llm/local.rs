@@ -1,0 +1,296 @@
+//! The embedded backend: candle's quantized llama running a GGUF file on the CPU.
+//!
+//! It owns the loaded weights (behind a mutex: one generation at a time, the KV cache is per model), the tokenizer
+//! and chat template read from the same file. Loading validates the file first (magic, version, tensor table
+//! against the file size, architecture) so that a damaged or foreign file is a clear [`LoadError`], never a panic.
+
+use std::fs::File;
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::time::Instant;
+
+use candle_core::quantized::gguf_file::Content;
+use candle_core::{Device, Tensor};
+use candle_transformers::generation::{LogitsProcessor, Sampling};
+use candle_transformers::models::quantized_llama::ModelWeights;
+
+use super::stream::TextStream;
+use super::template::ChatTemplate;
+use super::tokenizer::GgufTokenizer;
+use super::{Backend, BackendError, BackendInfo, CancelFlag, ChatMessage, Completion, GenerationSettings, StopReason};
+
+/// Architectures candle's `quantized_llama` runs.
+const SUPPORTED_ARCHITECTURES: &[&str] = &["llama"];
+
+/// How many of the most recent tokens the repeat penalty looks at.
+const REPEAT_LAST_N: usize = 64;
+
+/// Why a GGUF file could not be loaded. Each names the file; the caller adds the fix.
+#[derive(Debug, thiserror::Error)]
+pub enum LoadError {
+    #[error("cannot read {path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path} is not a GGUF model file ({reason})")]
+    NotGguf { path: PathBuf, reason: String },
+    #[error("{path} is truncated: its tensors need {needed} bytes but the file has {actual}")]
+    Truncated { path: PathBuf, needed: u64, actual: u64 },
+    #[error("{path} is a `{architecture}` model; Keel's embedded backend runs: {}", SUPPORTED_ARCHITECTURES.join(", "))]
+    UnsupportedArchitecture { path: PathBuf, architecture: String },
+    #[error("{path}: {source}")]
+    Tokenizer { path: PathBuf, source: BackendError },
+    #[error("{path} could not be loaded: {reason}")]
+    Weights { path: PathBuf, reason: String },
+}
+
+/// Timings of one benchmark generation, in milliseconds.
+#[derive(Debug, Clone, Copy, serde::Serialize)]
+pub struct BenchTiming {
+    /// Processing the whole prompt in one batch.
+    pub prompt_ms: f64,
+    /// Prompt processing plus choosing the first token.
+    pub ttft_ms: f64,
+    /// Generating the tokens after the first.
+    pub decode_ms: f64,
+}
+
+/// A loaded GGUF chat model.
+pub struct LocalModel {
+    file_name: String,
+    weights: Mutex<ModelWeights>,
+    tokenizer: GgufTokenizer,
+    template: ChatTemplate,
+    context_window: u32,
+    device: Device,
+}
+
+/// Reports bytes read while candle loads the tensors, for a real progress bar.
+struct ProgressReader<'a, R> {
+    inner: R,
+    total: u64,
+    on_progress: &'a mut dyn FnMut(u64, u64),
+}
+
+impl<R: Read> Read for ProgressReader<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        Ok(n)
+    }
+}
+
+impl<R: Seek> Seek for ProgressReader<'_, R> {
+    fn seek(&mut self, pos: SeekFrom) -> std::io::Result<u64> {
+        let at = self.inner.seek(pos)?;
+        if at < self.total {
+            (self.on_progress)(at, self.total);
+        }
+        Ok(at)
+    }
+}
+
+/// Reads and checks a GGUF file's header, metadata and tensor table without loading any tensor.
+pub fn read_header(path: &Path) -> Result<(Content, u64), LoadError> {
+    let io = |source| LoadError::Io { path: path.to_owned(), source };
+    let mut file = File::open(path).map_err(io)?;
+    let file_size = file.metadata().map_err(io)?.len();
+    let content =
+        Content::read(&mut file).map_err(|e| LoadError::NotGguf { path: path.to_owned(), reason: e.to_string() })?;
+    let needed = content
+        .tensor_infos
+        .values()
+        .map(|t| {
+            let bytes = t.shape.elem_count() / t.ggml_dtype.block_size() * t.ggml_dtype.type_size();
+            content.tensor_data_offset + t.offset + bytes as u64
+        })
+        .max()
+        .unwrap_or(content.tensor_data_offset);
+    if needed > file_size {
+        return Err(LoadError::Truncated { path: path.to_owned(), needed, actual: file_size });
+    }
+    Ok((content, file_size))
+}
+
+impl LocalModel {
+    /// Loads a GGUF chat model, reporting `(bytes_done, bytes_total)` as the tensors are read.
+    pub fn load(path: &Path, on_progress: &mut dyn FnMut(u64, u64)) -> Result<LocalModel, LoadError> {
+        let (content, file_size) = read_header(path)?;
+        let architecture = content
+            .metadata
+            .get("general.architecture")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .unwrap_or_default();
+        if !SUPPORTED_ARCHITECTURES.contains(&architecture.as_str()) {
+            return Err(LoadError::UnsupportedArchitecture { path: path.to_owned(), architecture });
+        }
+        let tokenizer =
+            GgufTokenizer::from_gguf(&content).map_err(|source| LoadError::Tokenizer { path: path.to_owned(), source })?;
+        let token = |id: Option<u32>| id.and_then(|id| tokenizer.token_text(id)).unwrap_or_default();
+        let template_source = content
+            .metadata
+            .get("tokenizer.chat_template")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .unwrap_or_else(|| CHATML_FALLBACK.to_owned());
+        let template = ChatTemplate::new(&template_source, &token(tokenizer.bos_id), &token(Some(tokenizer.eos_id)))
+            .map_err(|source| LoadError::Tokenizer { path: path.to_owned(), source })?;
+        let context_window = content
+            .metadata
+            .get(&format!("{architecture}.context_length"))
+            .and_then(|v| v.to_u32().ok())
+            .unwrap_or(2048);
+
+        let device = Device::Cpu;
+        let file = File::open(path).map_err(|source| LoadError::Io { path: path.to_owned(), source })?;
+        let mut reader = ProgressReader { inner: file, total: file_size, on_progress };
+        let weights_err = |e: candle_core::Error| LoadError::Weights { path: path.to_owned(), reason: e.to_string() };
+        let weights = if super::repack::needs_repack(&content) {
+            let (content, mut repacked) =
+                super::repack::repack(content, &mut reader, &mut |_, _| {}).map_err(weights_err)?;
+            ModelWeights::from_gguf(content, &mut repacked, &device).map_err(weights_err)?
+        } else {
+            ModelWeights::from_gguf(content, &mut reader, &device).map_err(weights_err)?
+        };
+        (reader.on_progress)(file_size, file_size);
+        Ok(LocalModel {
+            file_name: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+            weights: Mutex::new(weights),
+            tokenizer,
+            template,
+            context_window,
+            device,
+        })
+    }
+
+    pub fn tokenizer(&self) -> &GgufTokenizer {
+        &self.tokenizer
+    }
+
+    /// The rendered prompt for these messages (what the model sees).
+    pub fn render_prompt(&self, messages: &[ChatMessage]) -> Result<String, BackendError> {
+        self.template.render(messages)
+    }
+
+    /// For each position `i`, the argmax of the next-token logits after reading `ids[..=i]`.
+    /// Used to check Keel's forward pass against a reference implementation.
+    pub fn teacher_forced_argmax(&self, ids: &[u32]) -> Result<Vec<u32>, BackendError> {
+        let mut weights = self.weights.lock().expect("model lock poisoned");
+        let mut out = Vec::with_capacity(ids.len());
+        for (pos, &id) in ids.iter().enumerate() {
+            let logits = self.forward(&mut weights, &[id], pos)?;
+            out.push(logits.argmax(0).and_then(|t| t.to_scalar::<u32>()).map_err(infer_err)?);
+        }
+        Ok(out)
+    }
+
+    /// One timed greedy generation for benchmarks: the prompt, then exactly `decode_tokens` tokens (EOS is not
+    /// a stop here, so every implementation decodes the same count).
+    pub fn bench_generate(&self, prompt: &[u32], decode_tokens: u32) -> Result<BenchTiming, BackendError> {
+        let mut weights = self.weights.lock().expect("model lock poisoned");
+        let started = Instant::now();
+        let logits = self.forward(&mut weights, prompt, 0)?;
+        let prompt_ms = started.elapsed().as_secs_f64() * 1e3;
+        let mut next = logits.argmax(0).and_then(|t| t.to_scalar::<u32>()).map_err(infer_err)?;
+        let ttft_ms = started.elapsed().as_secs_f64() * 1e3;
+        let decode_started = Instant::now();
+        for i in 1..decode_tokens as usize {
+            let logits = self.forward(&mut weights, &[next], prompt.len() + i - 1)?;
+            next = logits.argmax(0).and_then(|t| t.to_scalar::<u32>()).map_err(infer_err)?;
+        }
+        let decode_ms = decode_started.elapsed().as_secs_f64() * 1e3;
+        Ok(BenchTiming { prompt_ms, ttft_ms, decode_ms })
+    }
+
+    fn forward(&self, weights: &mut ModelWeights, ids: &[u32], pos: usize) -> Result<Tensor, BackendError> {
+        let input = Tensor::new(ids, &self.device).and_then(|t| t.unsqueeze(0)).map_err(infer_err)?;
+        weights.forward(&input, pos).and_then(|t| t.squeeze(0)).map_err(infer_err)
+    }
+
+    fn sampler(settings: &GenerationSettings) -> LogitsProcessor {
+        let sampling = if settings.temperature <= 0.0 {
+            Sampling::ArgMax
+        } else {
+            let temperature = settings.temperature;
+            match (settings.top_k, settings.top_p) {
+                (None, None) => Sampling::All { temperature },
+                (Some(k), None) => Sampling::TopK { k: k as usize, temperature },
+                (None, Some(p)) => Sampling::TopP { p, temperature },
+                (Some(k), Some(p)) => Sampling::TopKThenTopP { k: k as usize, p, temperature },
+            }
+        };
+        LogitsProcessor::from_sampling(settings.seed, sampling)
+    }
+}
+
+impl Backend for LocalModel {
+    fn info(&self) -> BackendInfo {
+        BackendInfo { name: "local".into(), model: self.file_name.clone(), context_window: self.context_window }
+    }
+
+    fn count_prompt_tokens(&self, messages: &[ChatMessage]) -> Result<u32, BackendError> {
+        Ok(self.tokenizer.encode(&self.template.render(messages)?)?.len() as u32)
+    }
+
+    fn chat(
+        &self,
+        messages: &[ChatMessage],
+        settings: &GenerationSettings,
+        cancel: &CancelFlag,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Completion, BackendError> {
+        let started = Instant::now();
+        let prompt = self.tokenizer.encode(&self.template.render(messages)?)?;
+        let window = self.context_window as usize;
+        if prompt.len() >= window {
+            return Err(BackendError::ContextOverflow { prompt_tokens: prompt.len() as u32, window: window as u32 });
+        }
+        let mut weights = self.weights.lock().expect("model lock poisoned");
+        let mut sampler = Self::sampler(settings);
+        let mut stream = TextStream::new(&self.tokenizer);
+        let mut context = prompt.clone();
+        let mut ttft_ms = None;
+        let mut logits = self.forward(&mut weights, &prompt, 0)?;
+        let prompt_ms = started.elapsed().as_millis() as u64;
+        let stop = loop {
+            if cancel.is_cancelled() {
+                break StopReason::Cancelled;
+            }
+            let penalised = if settings.repeat_penalty != 1.0 {
+                let from = context.len().saturating_sub(REPEAT_LAST_N);
+                candle_transformers::utils::apply_repeat_penalty(&logits, settings.repeat_penalty, &context[from..])
+                    .map_err(infer_err)?
+            } else {
+                logits
+            };
+            let next = sampler.sample(&penalised).map_err(infer_err)?;
+            ttft_ms.get_or_insert_with(|| started.elapsed().as_millis() as u64);
+            if self.tokenizer.stop_ids.contains(&next) {
+                break StopReason::Eos;
+            }
+            context.push(next);
+            if let Some(piece) = stream.push(next)? {
+                on_text(&piece);
+            }
+            if stream.ids().len() >= settings.max_tokens as usize || context.len() >= window {
+                break StopReason::MaxTokens;
+            }
+            logits = self.forward(&mut weights, &[next], context.len() - 1)?;
+        };
+        Ok(Completion {
+            text: stream.text()?,
+            prompt_tokens: prompt.len() as u32,
+            completion_tokens: stream.ids().len() as u32,
+            stop,
+            ttft_ms,
+            prompt_ms,
+            duration_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+}
+
+fn infer_err(e: candle_core::Error) -> BackendError {
+    BackendError::Inference(e.to_string())
+}
+
+/// Used when a GGUF file carries no chat template: ChatML, the most common format for small instruct models.
+const CHATML_FALLBACK: &str = "{% for message in messages %}{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";

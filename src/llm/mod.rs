@@ -1,0 +1,167 @@
+//! Language model backends behind one small trait, and the types a generation request is made of.
+//!
+//! `llm` knows nothing of runs or orchestration: a backend turns chat messages into a completion, streaming the
+//! text as it goes. The local backend (candle on a GGUF file) is the default; the scripted one plays a fixed
+//! script for orchestration tests.
+
+pub mod local;
+pub mod repack;
+pub mod scripted;
+pub mod stream;
+pub mod template;
+pub mod tokenizer;
+
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+/// Who wrote a message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum Role {
+    System,
+    User,
+    Assistant,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::System => "system",
+            Role::User => "user",
+            Role::Assistant => "assistant",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Role> {
+        Some(match s {
+            "system" => Role::System,
+            "user" => Role::User,
+            "assistant" => Role::Assistant,
+            _ => return None,
+        })
+    }
+}
+
+/// One message of the context sent to a model.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatMessage {
+    pub role: Role,
+    pub content: String,
+}
+
+impl ChatMessage {
+    pub fn new(role: Role, content: impl Into<String>) -> Self {
+        ChatMessage { role, content: content.into() }
+    }
+}
+
+/// Decoding settings. A temperature of 0 means greedy (argmax) decoding.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+pub struct GenerationSettings {
+    /// The most tokens the model may generate in one reply.
+    pub max_tokens: u32,
+    pub temperature: f64,
+    pub top_p: Option<f64>,
+    pub top_k: Option<u32>,
+    /// 1.0 disables it.
+    pub repeat_penalty: f32,
+    #[ts(type = "number")]
+    pub seed: u64,
+}
+
+impl Default for GenerationSettings {
+    fn default() -> Self {
+        GenerationSettings {
+            max_tokens: 256,
+            temperature: 0.0,
+            top_p: None,
+            top_k: None,
+            repeat_penalty: 1.1,
+            seed: 299_792_458,
+        }
+    }
+}
+
+/// Why generation stopped.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum StopReason {
+    /// The model emitted an end-of-turn token.
+    Eos,
+    /// The `max_tokens` budget was used up.
+    MaxTokens,
+    /// The caller cancelled.
+    Cancelled,
+}
+
+/// What a backend produced for one request.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Completion {
+    pub text: String,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    pub stop: StopReason,
+    /// Time from the call to the first generated token.
+    pub ttft_ms: Option<u64>,
+    /// Prompt processing time alone.
+    pub prompt_ms: u64,
+    pub duration_ms: u64,
+}
+
+/// A cancellation flag shared between whoever may cancel (UI Stop, Ctrl-C) and the generating thread.
+#[derive(Debug, Clone, Default)]
+pub struct CancelFlag(Arc<AtomicBool>);
+
+impl CancelFlag {
+    pub fn cancel(&self) {
+        self.0.store(true, Ordering::SeqCst);
+    }
+
+    pub fn is_cancelled(&self) -> bool {
+        self.0.load(Ordering::SeqCst)
+    }
+}
+
+/// Describes a backend for the run log and the Inspector.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendInfo {
+    /// The backend's kind and profile, e.g. `local`.
+    pub name: String,
+    /// The model it runs, e.g. the GGUF file name.
+    pub model: String,
+    /// The context window in tokens.
+    pub context_window: u32,
+}
+
+/// Why a backend could not produce a completion.
+#[derive(Debug, thiserror::Error)]
+pub enum BackendError {
+    #[error("the prompt needs {prompt_tokens} tokens but the model's context window holds {window}")]
+    ContextOverflow { prompt_tokens: u32, window: u32 },
+    #[error("the chat template could not be rendered: {0}")]
+    Template(String),
+    #[error("tokenizer error: {0}")]
+    Tokenizer(String),
+    #[error("inference failed: {0}")]
+    Inference(String),
+}
+
+/// A language model. Called on a blocking thread: generation is CPU work for local models.
+pub trait Backend: Send + Sync {
+    fn info(&self) -> BackendInfo;
+
+    /// The number of prompt tokens these messages take once rendered with the chat template.
+    fn count_prompt_tokens(&self, messages: &[ChatMessage]) -> Result<u32, BackendError>;
+
+    /// Generates a reply, calling `on_text` with each new piece of text as soon as it is decoded.
+    fn chat(
+        &self,
+        messages: &[ChatMessage],
+        settings: &GenerationSettings,
+        cancel: &CancelFlag,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Completion, BackendError>;
+}

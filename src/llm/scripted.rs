@@ -1,0 +1,104 @@
+//! A deterministic backend that plays a fixed script of replies: for orchestration tests, never the product path.
+//!
+//! Each call takes the next scripted reply; a reply can also be a failure. Text is streamed word by word, and the
+//! token count is the number of white-space separated pieces, so tests can assert exact figures.
+
+use std::collections::VecDeque;
+use std::sync::Mutex;
+use std::time::Instant;
+
+use super::{Backend, BackendError, BackendInfo, CancelFlag, ChatMessage, Completion, GenerationSettings, StopReason};
+
+/// One scripted reply.
+#[derive(Debug, Clone)]
+pub enum ScriptedReply {
+    Text(String),
+    /// Fails the call with an inference error carrying this message.
+    Fail(String),
+    /// Streams this text, then waits until cancelled (to test Stop).
+    UntilCancelled(String),
+}
+
+pub struct ScriptedBackend {
+    replies: Mutex<VecDeque<ScriptedReply>>,
+    context_window: u32,
+}
+
+impl ScriptedBackend {
+    pub fn new(replies: impl IntoIterator<Item = ScriptedReply>) -> Self {
+        ScriptedBackend { replies: Mutex::new(replies.into_iter().collect()), context_window: 4096 }
+    }
+
+    /// A smaller window, to exercise context assembly.
+    pub fn with_context_window(mut self, tokens: u32) -> Self {
+        self.context_window = tokens;
+        self
+    }
+}
+
+fn count(messages: &[ChatMessage]) -> u32 {
+    messages.iter().map(|m| m.content.split_whitespace().count() as u32 + 1).sum()
+}
+
+impl Backend for ScriptedBackend {
+    fn info(&self) -> BackendInfo {
+        BackendInfo { name: "scripted".into(), model: "script".into(), context_window: self.context_window }
+    }
+
+    fn count_prompt_tokens(&self, messages: &[ChatMessage]) -> Result<u32, BackendError> {
+        Ok(count(messages))
+    }
+
+    fn chat(
+        &self,
+        messages: &[ChatMessage],
+        settings: &GenerationSettings,
+        cancel: &CancelFlag,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Completion, BackendError> {
+        let started = Instant::now();
+        let reply = self
+            .replies
+            .lock()
+            .expect("script lock poisoned")
+            .pop_front()
+            .ok_or_else(|| BackendError::Inference("the script has no more replies".into()))?;
+        let (text, wait) = match reply {
+            ScriptedReply::Fail(msg) => return Err(BackendError::Inference(msg)),
+            ScriptedReply::Text(t) => (t, false),
+            ScriptedReply::UntilCancelled(t) => (t, true),
+        };
+        let mut out = String::new();
+        let mut n = 0;
+        let mut stop = StopReason::Eos;
+        for (i, word) in text.split_whitespace().enumerate() {
+            if cancel.is_cancelled() {
+                stop = StopReason::Cancelled;
+                break;
+            }
+            if n >= settings.max_tokens {
+                stop = StopReason::MaxTokens;
+                break;
+            }
+            let piece = if i == 0 { word.to_owned() } else { format!(" {word}") };
+            on_text(&piece);
+            out.push_str(&piece);
+            n += 1;
+        }
+        if wait && stop == StopReason::Eos {
+            while !cancel.is_cancelled() {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            stop = StopReason::Cancelled;
+        }
+        Ok(Completion {
+            text: out,
+            prompt_tokens: count(messages),
+            completion_tokens: n,
+            stop,
+            ttft_ms: Some(0),
+            prompt_ms: 0,
+            duration_ms: started.elapsed().as_millis() as u64,
+        })
+    }
+}

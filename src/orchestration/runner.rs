@@ -1,0 +1,139 @@
+//! The turn loop: append `RunStarted`, then for each step assemble the window, call the model and record what
+//! came back, until the model has answered, a limit is reached, the user stops it, or it fails.
+//!
+//! Each event is committed through the store before the observer hears of it. A store failure ends the turn with
+//! an error (nothing more can be recorded); a model failure ends the run as `Failed`, with the reason recorded.
+
+use std::time::Instant;
+
+use super::{context, journal};
+use super::events::{RunEvent, RunOutcome};
+use super::{Limits, TurnEvent, TurnResult};
+use crate::llm::{Backend, CancelFlag, ChatMessage, GenerationSettings, Role, StopReason};
+use crate::store::{Store, StoreError};
+
+/// One turn to run: the conversation so far (ending with the new user message) and its settings.
+pub struct Turn<'a> {
+    pub conversation_id: i64,
+    pub run_id: i64,
+    pub input: &'a str,
+    pub conversation: &'a [ChatMessage],
+    pub settings: &'a GenerationSettings,
+    pub limits: Limits,
+}
+
+pub fn run_turn(
+    store: &Store,
+    backend: &dyn Backend,
+    turn: Turn<'_>,
+    cancel: &CancelFlag,
+    on_event: &mut dyn FnMut(TurnEvent),
+) -> Result<TurnResult, StoreError> {
+    let started = Instant::now();
+    let info = backend.info();
+    let commit = |event: RunEvent, on_event: &mut dyn FnMut(TurnEvent)| -> Result<(), StoreError> {
+        let stored = journal::append(store, turn.run_id, &event)?;
+        on_event(TurnEvent::Step { event: stored });
+        Ok(())
+    };
+    on_event(TurnEvent::Started { conversation_id: turn.conversation_id, run_id: turn.run_id });
+    commit(
+        RunEvent::RunStarted {
+            conversation_id: turn.conversation_id,
+            input: turn.input.to_owned(),
+            backend: info.name.clone(),
+            model: info.model.clone(),
+            max_steps: turn.limits.max_steps,
+            settings: turn.settings.clone(),
+        },
+        on_event,
+    )?;
+
+    let (mut prompt_total, mut completion_total, mut ttft_ms) = (0u32, 0u32, None);
+    let mut answer = String::new();
+    let mut outcome = RunOutcome::Stopped { reason: format!("the step limit ({}) was reached", turn.limits.max_steps) };
+    for step in 1..=turn.limits.max_steps {
+        let window = match context::assemble(backend, turn.conversation, turn.settings.max_tokens) {
+            Ok(w) => w,
+            Err(e) => {
+                outcome = RunOutcome::Failed { error: e.to_string() };
+                break;
+            }
+        };
+        commit(
+            RunEvent::ModelCalled {
+                step,
+                backend: info.name.clone(),
+                prompt_tokens: window.prompt_tokens,
+                messages: window.messages.len() as u32,
+                dropped_messages: window.dropped_messages,
+            },
+            on_event,
+        )?;
+        let call_started = Instant::now();
+        let reply = backend.chat(&window.messages, turn.settings, cancel, &mut |piece| {
+            on_event(TurnEvent::Token { text: piece.to_owned() })
+        });
+        let completion = match reply {
+            Ok(c) => c,
+            Err(e) => {
+                outcome = RunOutcome::Failed { error: format!("the {} backend failed: {e}", info.name) };
+                break;
+            }
+        };
+        prompt_total += completion.prompt_tokens;
+        completion_total += completion.completion_tokens;
+        ttft_ms = ttft_ms.or(completion.ttft_ms.map(|t| t + (call_started - started).as_millis() as u64));
+        commit(
+            RunEvent::ModelReplied {
+                step,
+                text: completion.text.clone(),
+                prompt_tokens: completion.prompt_tokens,
+                completion_tokens: completion.completion_tokens,
+                duration_ms: completion.duration_ms,
+                ttft_ms: completion.ttft_ms,
+                stop: completion.stop,
+            },
+            on_event,
+        )?;
+        answer = completion.text.trim().to_owned();
+        // Without tools every reply is the final answer; the tools layer adds the `ActionParsed` branch here.
+        outcome = match completion.stop {
+            StopReason::Eos => RunOutcome::Answered,
+            StopReason::MaxTokens => RunOutcome::Partial {
+                reason: format!("the reply reached the limit of {} tokens", turn.settings.max_tokens),
+            },
+            StopReason::Cancelled => RunOutcome::Stopped { reason: "stopped by the user".into() },
+        };
+        break;
+    }
+
+    // The answer joins the conversation before the run is marked finished, so a crash in between leaves a run
+    // that is found unfinished at the next start, never a finished run whose answer is missing.
+    if !answer.is_empty() {
+        store.add_message(turn.conversation_id, Role::Assistant.as_str(), &answer, Some(turn.run_id))?;
+    }
+    let duration_ms = started.elapsed().as_millis() as u64;
+    commit(
+        RunEvent::RunFinished {
+            outcome: outcome.clone(),
+            answer: (!answer.is_empty()).then(|| answer.clone()),
+            duration_ms,
+            prompt_tokens: prompt_total,
+            completion_tokens: completion_total,
+        },
+        on_event,
+    )?;
+    let result = TurnResult {
+        conversation_id: turn.conversation_id,
+        run_id: turn.run_id,
+        answer,
+        outcome,
+        prompt_tokens: prompt_total,
+        completion_tokens: completion_total,
+        duration_ms,
+        ttft_ms,
+    };
+    on_event(TurnEvent::Finished { result: result.clone() });
+    Ok(result)
+}

@@ -1,0 +1,143 @@
+//! Conversations and their messages.
+
+use rusqlite::{params, OptionalExtension, Row};
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+use super::{now_ms, Store, StoreError};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct ConversationSummary {
+    #[ts(type = "number")]
+    pub id: i64,
+    pub title: String,
+    #[ts(type = "number")]
+    pub created_ms: i64,
+    #[ts(type = "number")]
+    pub updated_ms: i64,
+    pub message_count: u32,
+}
+
+/// A stored message. `role` is `system`, `user` or `assistant` (a CHECK constraint holds it to those).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MessageRow {
+    pub id: i64,
+    pub conversation_id: i64,
+    pub role: String,
+    pub content: String,
+    /// The run that produced an assistant message, or that a user message started.
+    pub run_id: Option<i64>,
+    pub created_ms: i64,
+}
+
+/// A conversation's title: the start of its first message, on one line.
+fn title_from(text: &str) -> String {
+    const MAX_CHARS: usize = 60;
+    let line = text.split_whitespace().collect::<Vec<_>>().join(" ");
+    if line.chars().count() <= MAX_CHARS {
+        line
+    } else {
+        let cut: String = line.chars().take(MAX_CHARS - 1).collect();
+        format!("{}…", cut.trim_end())
+    }
+}
+
+const SUMMARY_SQL: &str = "SELECT c.id, c.title, c.created_ms, c.updated_ms,
+        (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id)
+    FROM conversations c";
+
+fn summary(row: &Row) -> rusqlite::Result<ConversationSummary> {
+    Ok(ConversationSummary {
+        id: row.get(0)?,
+        title: row.get(1)?,
+        created_ms: row.get(2)?,
+        updated_ms: row.get(3)?,
+        message_count: row.get(4)?,
+    })
+}
+
+fn message(row: &Row) -> rusqlite::Result<MessageRow> {
+    Ok(MessageRow {
+        id: row.get(0)?,
+        conversation_id: row.get(1)?,
+        role: row.get(2)?,
+        content: row.get(3)?,
+        run_id: row.get(4)?,
+        created_ms: row.get(5)?,
+    })
+}
+
+impl Store {
+    /// Creates a conversation titled after its first message.
+    pub fn create_conversation(&self, first_message: &str) -> Result<i64, StoreError> {
+        let now = now_ms();
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO conversations (title, created_ms, updated_ms) VALUES (?1, ?2, ?2)",
+            params![title_from(first_message), now],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Appends a message and touches its conversation, in one transaction.
+    pub fn add_message(&self, conversation_id: i64, role: &str, content: &str, run_id: Option<i64>) -> Result<i64, StoreError> {
+        let now = now_ms();
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT INTO messages (conversation_id, role, content, run_id, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+            params![conversation_id, role, content, run_id, now],
+        )
+        .map_err(|e| self.err(e))?;
+        let id = tx.last_insert_rowid();
+        tx.execute("UPDATE conversations SET updated_ms = ?2 WHERE id = ?1", params![conversation_id, now])
+            .map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(id)
+    }
+
+    pub fn set_message_run(&self, message_id: i64, run_id: i64) -> Result<(), StoreError> {
+        self.conn()
+            .execute("UPDATE messages SET run_id = ?2 WHERE id = ?1", params![message_id, run_id])
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    /// Conversations, most recently active first.
+    pub fn list_conversations(&self) -> Result<Vec<ConversationSummary>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!("{SUMMARY_SQL} ORDER BY c.updated_ms DESC, c.id DESC")).map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], summary).map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    pub fn conversation(&self, id: i64) -> Result<(ConversationSummary, Vec<MessageRow>), StoreError> {
+        let conn = self.conn();
+        let conversation = conn
+            .query_row(&format!("{SUMMARY_SQL} WHERE c.id = ?1"), [id], summary)
+            .optional()
+            .map_err(|e| self.err(e))?
+            .ok_or(StoreError::NotFound { what: "conversation", id })?;
+        let mut stmt = conn
+            .prepare(
+                "SELECT id, conversation_id, role, content, run_id, created_ms FROM messages
+                 WHERE conversation_id = ?1 ORDER BY id",
+            )
+            .map_err(|e| self.err(e))?;
+        let messages = stmt.query_map([id], message).map_err(|e| self.err(e))?.collect::<Result<_, _>>().map_err(|e| self.err(e))?;
+        Ok((conversation, messages))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::title_from;
+
+    #[test]
+    fn titles_are_one_short_line() {
+        assert_eq!(title_from("What is\nthe  capital?"), "What is the capital?");
+        let t = title_from(&"word ".repeat(40));
+        assert!(t.chars().count() <= 60 && t.ends_with('…'), "{t}");
+    }
+}

@@ -1,0 +1,158 @@
+//! The SQLite store: the one source of truth for conversations, messages, runs and their event logs.
+//!
+//! One file (`keel.sqlite3` in the data dir) in WAL mode with `synchronous = FULL`, so a committed event survives
+//! a crash or power cut before anyone hears of it. Migrations are numbered by `PRAGMA user_version`. All writes go
+//! through the one connection held here; reads share it (a later issue may add read connections).
+
+mod chat;
+mod runs;
+
+use std::path::{Path, PathBuf};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use rusqlite::{Connection, ErrorCode};
+
+pub use chat::{ConversationSummary, MessageRow};
+pub use runs::{EventRow, Projection, RunRow};
+
+/// The schema, one migration per entry; entry `i` takes `user_version` from `i` to `i + 1`.
+const MIGRATIONS: &[&str] = &[
+    // 1: conversations, messages, runs and the run event log.
+    "CREATE TABLE conversations (
+        id INTEGER PRIMARY KEY,
+        title TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );
+    CREATE TABLE runs (
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+        -- A projection of the run's events, kept in the same transaction as the event that changes it.
+        status TEXT NOT NULL,
+        input TEXT NOT NULL,
+        started_ms INTEGER NOT NULL,
+        finished_ms INTEGER,
+        prompt_tokens INTEGER NOT NULL DEFAULT 0,
+        completion_tokens INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE TABLE messages (
+        id INTEGER PRIMARY KEY,
+        conversation_id INTEGER NOT NULL REFERENCES conversations(id),
+        role TEXT NOT NULL CHECK (role IN ('system', 'user', 'assistant')),
+        content TEXT NOT NULL,
+        run_id INTEGER REFERENCES runs(id),
+        created_ms INTEGER NOT NULL
+    );
+    CREATE TABLE run_events (
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        seq INTEGER NOT NULL,
+        at_ms INTEGER NOT NULL,
+        kind TEXT NOT NULL,
+        version INTEGER NOT NULL,
+        payload TEXT NOT NULL,
+        PRIMARY KEY (run_id, seq)
+    ) WITHOUT ROWID;
+    CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
+    CREATE INDEX runs_by_conversation ON runs(conversation_id, id);
+    CREATE INDEX runs_by_status ON runs(status);",
+];
+
+/// Why the store failed. The variants are what a caller can do something about.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("the data dir {path} is not writable: {reason}")]
+    ReadOnly { path: PathBuf, reason: String },
+    #[error("the disk holding {path} is full; nothing after the last commit was saved")]
+    DiskFull { path: PathBuf },
+    #[error("{path} is not a Keel database or is corrupt: {reason}")]
+    Corrupt { path: PathBuf, reason: String },
+    #[error("{path} was written by a newer Keel (schema {found}, this build knows up to {known})")]
+    TooNew { path: PathBuf, found: u32, known: u32 },
+    #[error("{what} {id} does not exist")]
+    NotFound { what: &'static str, id: i64 },
+    #[error("stored data could not be read: {0}")]
+    Decode(String),
+    #[error("database error on {path}: {source}")]
+    Sqlite { path: PathBuf, source: rusqlite::Error },
+}
+
+pub struct Store {
+    path: PathBuf,
+    conn: Mutex<Connection>,
+}
+
+/// Milliseconds since the Unix epoch.
+pub fn now_ms() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database at `path` and brings its schema up to date.
+    pub fn open(path: &Path) -> Result<Store, StoreError> {
+        let conn = Connection::open(path).map_err(|e| classify(path, e))?;
+        let store = Store { path: path.to_owned(), conn: Mutex::new(conn) };
+        store.configure()?;
+        store.migrate()?;
+        Ok(store)
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    fn configure(&self) -> Result<(), StoreError> {
+        let conn = self.conn();
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| self.err(e))?;
+        // `journal_mode` returns a row; WAL is refused on a read-only file, which is reported as such.
+        let mode: String =
+            conn.query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0)).map_err(|e| self.err(e))?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            return Err(StoreError::ReadOnly { path: self.path.clone(), reason: format!("journal mode stayed {mode}") });
+        }
+        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;").map_err(|e| self.err(e))
+    }
+
+    fn migrate(&self) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| classify(&self.path, e))?;
+        let known = MIGRATIONS.len() as u32;
+        if version > known {
+            return Err(StoreError::TooNew { path: self.path.clone(), found: version, known });
+        }
+        for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
+            let tx = conn.transaction().map_err(|e| classify(&self.path, e))?;
+            tx.execute_batch(sql).map_err(|e| classify(&self.path, e))?;
+            tx.pragma_update(None, "user_version", i as u32 + 1).map_err(|e| classify(&self.path, e))?;
+            tx.commit().map_err(|e| classify(&self.path, e))?;
+        }
+        Ok(())
+    }
+
+    fn conn(&self) -> MutexGuard<'_, Connection> {
+        // A panic while holding the lock cannot leave SQLite half-written (transactions roll back), so the
+        // connection is still good.
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn err(&self, e: rusqlite::Error) -> StoreError {
+        classify(&self.path, e)
+    }
+}
+
+/// Turns an SQLite error into the decision it calls for.
+fn classify(path: &Path, e: rusqlite::Error) -> StoreError {
+    let path = path.to_owned();
+    if let rusqlite::Error::SqliteFailure(f, ref msg) = e {
+        let reason = msg.clone().unwrap_or_else(|| f.to_string());
+        match f.code {
+            ErrorCode::DiskFull => return StoreError::DiskFull { path },
+            ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied => {
+                return StoreError::ReadOnly { path, reason }
+            }
+            ErrorCode::DatabaseCorrupt | ErrorCode::NotADatabase => return StoreError::Corrupt { path, reason },
+            _ => {}
+        }
+    }
+    StoreError::Sqlite { path, source: e }
+}

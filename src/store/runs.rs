@@ -1,0 +1,143 @@
+//! Runs and their append-only event logs.
+//!
+//! `append_event` is the only way a run changes: it commits the event and the run's listed projection (status,
+//! token totals) in one transaction, and only then returns the [`StoredEvent`] that the caller may publish.
+
+use rusqlite::{params, OptionalExtension, Row};
+
+use super::{now_ms, Store, StoreError};
+
+/// A run as listed. `status` is a projection of its events, maintained by [`Store::append_event`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunRow {
+    pub id: i64,
+    pub conversation_id: i64,
+    pub status: String,
+    pub input: String,
+    pub started_ms: i64,
+    pub finished_ms: Option<i64>,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+/// One committed event: its kind, payload schema version and JSON payload, opaque to the store.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRow {
+    pub seq: u32,
+    pub at_ms: i64,
+    pub kind: String,
+    pub version: u32,
+    pub payload: String,
+}
+
+/// How an event changes the run's listed projection, committed in the same transaction.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Projection<'a> {
+    Unchanged,
+    AddTokens { prompt: u32, completion: u32 },
+    Finish { status: &'a str },
+}
+
+const RUN_SQL: &str =
+    "SELECT id, conversation_id, status, input, started_ms, finished_ms, prompt_tokens, completion_tokens FROM runs";
+
+fn run_row(row: &Row) -> rusqlite::Result<RunRow> {
+    Ok(RunRow {
+        id: row.get(0)?,
+        conversation_id: row.get(1)?,
+        status: row.get(2)?,
+        input: row.get(3)?,
+        started_ms: row.get(4)?,
+        finished_ms: row.get(5)?,
+        prompt_tokens: row.get(6)?,
+        completion_tokens: row.get(7)?,
+    })
+}
+
+impl Store {
+    /// Creates a run in `running` state; its first event is appended by the caller.
+    pub fn create_run(&self, conversation_id: i64, input: &str) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO runs (conversation_id, status, input, started_ms) VALUES (?1, 'running', ?2, ?3)",
+            params![conversation_id, input, now_ms()],
+        )
+        .map_err(|e| self.err(e))?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    /// Commits one event to a run's log, with its effect on the run's projection, and returns `(seq, at_ms)`.
+    pub fn append_event(
+        &self,
+        run_id: i64,
+        kind: &str,
+        version: u32,
+        payload: &str,
+        projection: Projection<'_>,
+    ) -> Result<(u32, i64), StoreError> {
+        let at_ms = now_ms();
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let seq: u32 = tx
+            .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM run_events WHERE run_id = ?1", [run_id], |r| r.get(0))
+            .map_err(|e| self.err(e))?;
+        tx.execute(
+            "INSERT INTO run_events (run_id, seq, at_ms, kind, version, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![run_id, seq, at_ms, kind, version, payload],
+        )
+        .map_err(|e| self.err(e))?;
+        match projection {
+            Projection::Unchanged => {}
+            Projection::AddTokens { prompt, completion } => {
+                tx.execute(
+                    "UPDATE runs SET prompt_tokens = prompt_tokens + ?2, completion_tokens = completion_tokens + ?3
+                     WHERE id = ?1",
+                    params![run_id, prompt, completion],
+                )
+                .map_err(|e| self.err(e))?;
+            }
+            Projection::Finish { status } => {
+                tx.execute("UPDATE runs SET status = ?2, finished_ms = ?3 WHERE id = ?1", params![run_id, status, at_ms])
+                    .map_err(|e| self.err(e))?;
+            }
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok((seq, at_ms))
+    }
+
+    /// The most recent runs first.
+    pub fn list_runs(&self, limit: u32) -> Result<Vec<RunRow>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare(&format!("{RUN_SQL} ORDER BY id DESC LIMIT ?1")).map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([limit], run_row).map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Runs still marked `running`: at start, those were in flight when the last process stopped.
+    pub fn unfinished_runs(&self) -> Result<Vec<i64>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT id FROM runs WHERE status = 'running' ORDER BY id").map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([], |r| r.get(0)).map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// A run and its whole event log, in order.
+    pub fn run(&self, id: i64) -> Result<(RunRow, Vec<EventRow>), StoreError> {
+        let conn = self.conn();
+        let run = conn
+            .query_row(&format!("{RUN_SQL} WHERE id = ?1"), [id], run_row)
+            .optional()
+            .map_err(|e| self.err(e))?
+            .ok_or(StoreError::NotFound { what: "run", id })?;
+        let mut stmt = conn
+            .prepare("SELECT seq, at_ms, kind, version, payload FROM run_events WHERE run_id = ?1 ORDER BY seq")
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map([id], |r| {
+                Ok(EventRow { seq: r.get(0)?, at_ms: r.get(1)?, kind: r.get(2)?, version: r.get(3)?, payload: r.get(4)? })
+            })
+            .map_err(|e| self.err(e))?;
+        let events = rows.collect::<Result<_, _>>().map_err(|e| self.err(e))?;
+        Ok((run, events))
+    }
+}

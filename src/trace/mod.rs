@@ -1,0 +1,40 @@
+//! Trace views for the Inspector and `keel runs show`: a run's steps with the time each took.
+//!
+//! A step's duration is the event's own `duration_ms` where it has one (a model reply, the whole run), else the
+//! time until the next event was committed. Nothing here is stored; it is computed from the event log.
+
+use serde::Serialize;
+
+use crate::orchestration::events::{RunEvent, StoredEvent};
+
+/// One row of a run's timeline.
+#[derive(Debug, Clone, Serialize)]
+pub struct StepRow {
+    pub seq: u32,
+    pub kind: &'static str,
+    pub at_ms: i64,
+    pub duration_ms: Option<u64>,
+    pub prompt_tokens: Option<u32>,
+    pub completion_tokens: Option<u32>,
+}
+
+pub fn timeline(events: &[StoredEvent]) -> Vec<StepRow> {
+    events
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            let gap = events.get(i + 1).map(|next| (next.at_ms - e.at_ms).max(0) as u64);
+            let (duration_ms, prompt_tokens, completion_tokens) = match &e.event {
+                RunEvent::RunStarted { .. } => (gap, None, None),
+                RunEvent::ModelCalled { prompt_tokens, .. } => (gap, Some(*prompt_tokens), None),
+                RunEvent::ModelReplied { duration_ms, prompt_tokens, completion_tokens, .. } => {
+                    (Some(*duration_ms), Some(*prompt_tokens), Some(*completion_tokens))
+                }
+                RunEvent::RunFinished { duration_ms, prompt_tokens, completion_tokens, .. } => {
+                    (Some(*duration_ms), Some(*prompt_tokens), Some(*completion_tokens))
+                }
+            };
+            StepRow { seq: e.seq, kind: e.event.kind(), at_ms: e.at_ms, duration_ms, prompt_tokens, completion_tokens }
+        })
+        .collect()
+}

@@ -1,0 +1,61 @@
+//! The UI's TypeScript types are generated from the Rust boundary types; this test fails when the committed
+//! `ui/src/lib/bindings.ts` is stale. `UPDATE_BINDINGS=1 cargo test bindings` rewrites it.
+
+use keel::llm::{GenerationSettings, Role, StopReason};
+use keel::orchestration::events::{RunEvent, RunOutcome, RunStatus, StoredEvent};
+use keel::orchestration::{TurnEvent, TurnResult};
+use keel::orchestration::journal::{ConversationDetail, Message, RunDetail, RunSummary};
+use keel::store::ConversationSummary;
+use keel::{AppError, AppStatus, ErrorKind, LoadProgress, ModelState, ModelStatus};
+use ts_rs::TS;
+
+fn generated() -> String {
+    let decls = [
+        GenerationSettings::decl(),
+        StopReason::decl(),
+        RunOutcome::decl(),
+        RunEvent::decl(),
+        StoredEvent::decl(),
+        TurnResult::decl(),
+        TurnEvent::decl(),
+        Role::decl(),
+        Message::decl(),
+        ConversationSummary::decl(),
+        ConversationDetail::decl(),
+        RunStatus::decl(),
+        RunSummary::decl(),
+        RunDetail::decl(),
+        ModelState::decl(),
+        ModelStatus::decl(),
+        LoadProgress::decl(),
+        AppStatus::decl(),
+        ErrorKind::decl(),
+        AppError::decl(),
+    ];
+    let mut out = String::from(
+        "// Generated from Keel's Rust types by tests/integration/bindings.rs; do not edit.\n\
+         // Regenerate with `UPDATE_BINDINGS=1 cargo nextest run -E 'test(bindings)'`.\n\n",
+    );
+    for d in decls {
+        out.push_str("export ");
+        out.push_str(&d);
+        out.push('\n');
+    }
+    out
+}
+
+#[test]
+fn bindings_ts_is_up_to_date() {
+    let path = super::common::repo().join("ui/src/lib/bindings.ts");
+    let want = generated();
+    if std::env::var_os("UPDATE_BINDINGS").is_some() {
+        std::fs::write(&path, &want).unwrap();
+        return;
+    }
+    let have = std::fs::read_to_string(&path).unwrap_or_default();
+    assert!(
+        have == want,
+        "{} is stale: regenerate it with `UPDATE_BINDINGS=1 cargo nextest run -E 'test(bindings)'`",
+        path.display()
+    );
+}

@@ -1,0 +1,10 @@
+//! Keel's integration tests, built as one binary (ripgrep's layout): each module drives the real stack through
+//! `keel::App` or the `keel` binary, with a temporary data dir per test.
+
+mod bindings;
+mod cli;
+mod common;
+mod orchestration;
+mod reference;
+mod store;
+mod tidy;

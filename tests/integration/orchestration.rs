@@ -1,0 +1,218 @@
+//! The turn loop with the scripted backend: events are committed in order before they are published, a stop or
+//! a failure is recorded as the run's outcome, and conversations and runs survive a restart.
+
+use std::sync::Arc;
+
+use keel::llm::scripted::{ScriptedBackend, ScriptedReply};
+use keel::llm::GenerationSettings;
+use keel::orchestration::events::{RunEvent, RunOutcome, RunStatus};
+use keel::orchestration::TurnEvent;
+use keel::{App, ErrorKind, OpenOptions};
+
+fn scripted_app(home: &std::path::Path, replies: Vec<ScriptedReply>) -> App {
+    let options = OpenOptions { home: home.to_owned(), models_dir: home.join("no-models") };
+    App::open_with_backend(options, Arc::new(ScriptedBackend::new(replies))).unwrap()
+}
+
+fn kinds(app: &App, run_id: i64) -> Vec<&'static str> {
+    app.run(run_id).unwrap().events.iter().map(|e| e.event.kind()).collect()
+}
+
+#[test]
+fn a_turn_records_its_steps_in_order_and_commits_each_before_publishing_it() {
+    let home = tempfile::tempdir().unwrap();
+    let app = scripted_app(home.path(), vec![ScriptedReply::Text("Paris is the capital.".into())]);
+    let db = home.path().join("keel.sqlite3");
+    let mut published = Vec::new();
+    let mut tokens = String::new();
+    let result = app
+        .send_message(None, "What is the capital of France?", &GenerationSettings::default(), &mut |e| match e {
+            TurnEvent::Step { event } => {
+                // Read the event back through a separate connection: it must already be committed.
+                let conn = rusqlite::Connection::open(&db).unwrap();
+                let kind: String = conn
+                    .query_row("SELECT kind FROM run_events WHERE run_id = ?1 AND seq = ?2", (event.run_id, event.seq), |r| r.get(0))
+                    .expect("a published event is already committed");
+                assert_eq!(kind, event.event.kind());
+                published.push(event.seq);
+            }
+            TurnEvent::Token { text } => tokens.push_str(&text),
+            _ => {}
+        })
+        .unwrap();
+    assert_eq!(result.answer, "Paris is the capital.");
+    assert_eq!(tokens, "Paris is the capital.");
+    assert_eq!(result.outcome, RunOutcome::Answered);
+    assert_eq!(published, vec![1, 2, 3, 4]);
+    assert_eq!(kinds(&app, result.run_id), ["RunStarted", "ModelCalled", "ModelReplied", "RunFinished"]);
+    let detail = app.run(result.run_id).unwrap();
+    assert_eq!(detail.run.status, RunStatus::Answered);
+    assert_eq!(detail.run.completion_tokens, 4);
+    match &detail.events[3].event {
+        RunEvent::RunFinished { answer, completion_tokens, .. } => {
+            assert_eq!(answer.as_deref(), Some("Paris is the capital."));
+            assert_eq!(*completion_tokens, 4);
+        }
+        other => panic!("last event is {other:?}"),
+    }
+}
+
+#[test]
+fn conversations_and_runs_survive_a_restart() {
+    let home = tempfile::tempdir().unwrap();
+    let (conversation_id, runs) = {
+        let app = scripted_app(home.path(), vec![ScriptedReply::Text("One.".into()), ScriptedReply::Text("Two.".into())]);
+        let s = GenerationSettings::default();
+        let first = app.send_message(None, "first question", &s, &mut |_| {}).unwrap();
+        let second = app.send_message(Some(first.conversation_id), "second question", &s, &mut |_| {}).unwrap();
+        assert_eq!(first.conversation_id, second.conversation_id);
+        (first.conversation_id, vec![first.run_id, second.run_id])
+    };
+    let app = scripted_app(home.path(), vec![]);
+    let list = app.list_conversations().unwrap();
+    assert_eq!(list.len(), 1);
+    assert_eq!(list[0].title, "first question");
+    assert_eq!(list[0].message_count, 4);
+    let detail = app.conversation(conversation_id).unwrap();
+    let texts: Vec<_> = detail.messages.iter().map(|m| (m.role.as_str(), m.content.as_str(), m.run_id)).collect();
+    assert_eq!(
+        texts,
+        [
+            ("user", "first question", Some(runs[0])),
+            ("assistant", "One.", Some(runs[0])),
+            ("user", "second question", Some(runs[1])),
+            ("assistant", "Two.", Some(runs[1])),
+        ]
+    );
+    for id in runs {
+        assert_eq!(kinds(&app, id), ["RunStarted", "ModelCalled", "ModelReplied", "RunFinished"]);
+    }
+}
+
+#[test]
+fn the_second_turn_sees_the_first_in_its_context() {
+    let home = tempfile::tempdir().unwrap();
+    let app = scripted_app(home.path(), vec![ScriptedReply::Text("a".into()), ScriptedReply::Text("b".into())]);
+    let s = GenerationSettings::default();
+    let first = app.send_message(None, "one two three", &s, &mut |_| {}).unwrap();
+    let second = app.send_message(Some(first.conversation_id), "four", &s, &mut |_| {}).unwrap();
+    let called = |run| {
+        app.run(run)
+            .unwrap()
+            .events
+            .into_iter()
+            .find_map(|e| match e.event {
+                RunEvent::ModelCalled { messages, .. } => Some(messages),
+                _ => None,
+            })
+            .unwrap()
+    };
+    // The system prompt and the user message; then system, user, assistant and the new user message.
+    assert_eq!(called(first.run_id), 2);
+    assert_eq!(called(second.run_id), 4);
+}
+
+#[test]
+fn stop_ends_the_run_as_stopped_and_keeps_the_partial_answer() {
+    let home = tempfile::tempdir().unwrap();
+    let app = scripted_app(home.path(), vec![ScriptedReply::UntilCancelled("partial words".into())]);
+    let canceller = app.clone();
+    let result = app
+        .send_message(None, "tell me a long story", &GenerationSettings::default(), &mut |e| {
+            if let TurnEvent::Started { run_id, .. } = e {
+                let c = canceller.clone();
+                std::thread::spawn(move || {
+                    std::thread::sleep(std::time::Duration::from_millis(50));
+                    assert!(c.cancel_run(run_id));
+                });
+            }
+        })
+        .unwrap();
+    assert_eq!(result.outcome, RunOutcome::Stopped { reason: "stopped by the user".into() });
+    assert_eq!(result.answer, "partial words");
+    let detail = app.run(result.run_id).unwrap();
+    assert_eq!(detail.run.status, RunStatus::Stopped);
+    assert!(matches!(
+        detail.events[2].event,
+        RunEvent::ModelReplied { stop: keel::llm::StopReason::Cancelled, .. }
+    ));
+    assert!(!app.cancel_run(result.run_id), "a finished run is no longer cancellable");
+}
+
+#[test]
+fn a_failing_backend_is_recorded_as_a_failed_run_and_the_question_is_kept() {
+    let home = tempfile::tempdir().unwrap();
+    let app = scripted_app(home.path(), vec![ScriptedReply::Fail("out of memory".into())]);
+    let result = app.send_message(None, "hello", &GenerationSettings::default(), &mut |_| {}).unwrap();
+    match &result.outcome {
+        RunOutcome::Failed { error } => assert!(error.contains("out of memory"), "{error}"),
+        other => panic!("outcome {other:?}"),
+    }
+    assert_eq!(kinds(&app, result.run_id), ["RunStarted", "ModelCalled", "RunFinished"]);
+    let detail = app.conversation(result.conversation_id).unwrap();
+    assert_eq!(detail.messages.len(), 1, "the user's question is kept, no answer is invented");
+    assert_eq!(detail.messages[0].content, "hello");
+}
+
+#[test]
+fn refused_input_stores_nothing() {
+    let home = tempfile::tempdir().unwrap();
+    let app = scripted_app(home.path(), vec![ScriptedReply::Text("never".into())]);
+    for bad in ["", "   \n", &"x".repeat(keel::interface::MAX_MESSAGE_BYTES + 1)] {
+        let err = app.send_message(None, bad, &GenerationSettings::default(), &mut |_| {}).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidInput);
+        assert!(err.hint.is_some());
+    }
+    assert!(app.list_conversations().unwrap().is_empty());
+    assert!(app.list_runs(10).unwrap().is_empty());
+}
+
+#[test]
+fn a_run_left_in_flight_is_closed_as_interrupted_at_the_next_start() {
+    let home = tempfile::tempdir().unwrap();
+    {
+        // What a process killed mid-run leaves behind: a run with only its first events.
+        let store = keel::store::Store::open(&home.path().join("keel.sqlite3")).unwrap();
+        let conv = store.create_conversation("hi").unwrap();
+        let run = store.create_run(conv, "hi").unwrap();
+        keel::orchestration::journal::append(
+            &store,
+            run,
+            &RunEvent::ModelCalled { step: 1, backend: "local".into(), prompt_tokens: 10, messages: 2, dropped_messages: 0 },
+        )
+        .unwrap();
+    }
+    let app = scripted_app(home.path(), vec![]);
+    let runs = app.list_runs(10).unwrap();
+    assert_eq!(runs[0].status, RunStatus::Stopped);
+    let events = app.run(runs[0].id).unwrap().events;
+    match &events.last().unwrap().event {
+        RunEvent::RunFinished { outcome: RunOutcome::Stopped { reason }, .. } => assert!(reason.contains("interrupted")),
+        other => panic!("{other:?}"),
+    }
+    // Opening again does not close it twice.
+    drop(app);
+    let app = scripted_app(home.path(), vec![]);
+    assert_eq!(app.run(runs[0].id).unwrap().events.len(), events.len());
+}
+
+#[test]
+fn the_window_drops_whole_old_messages_and_never_the_newest() {
+    use keel::llm::{ChatMessage, Role};
+    use keel::orchestration::context::assemble;
+    let backend = ScriptedBackend::new([]).with_context_window(40);
+    let conversation: Vec<ChatMessage> = (0..6)
+        .map(|i| ChatMessage::new(if i % 2 == 0 { Role::User } else { Role::Assistant }, format!("message {i} ").repeat(3)))
+        .collect();
+    let w = assemble(&backend, &conversation, 10).unwrap();
+    assert!(w.dropped_messages > 0);
+    assert!(w.prompt_tokens + 10 <= 40);
+    assert_eq!(w.messages.last().unwrap(), conversation.last().unwrap());
+    assert_eq!(w.messages.len() as u32, 1 + conversation.len() as u32 - w.dropped_messages);
+    // Each kept message is whole.
+    for m in &w.messages[1..] {
+        assert!(conversation.contains(m));
+    }
+    let huge = vec![ChatMessage::new(Role::User, "word ".repeat(100))];
+    assert!(assemble(&backend, &huge, 10).is_err());
+}
