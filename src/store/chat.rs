@@ -27,6 +27,8 @@ pub struct MessageRow {
     pub content: String,
     /// The run that produced an assistant message, or that a user message started.
     pub run_id: Option<i64>,
+    /// The status of that run (`answered`, `stopped`, …), so a reopened conversation still shows how it ended.
+    pub run_status: Option<String>,
     pub created_ms: i64,
 }
 
@@ -63,7 +65,8 @@ fn message(row: &Row) -> rusqlite::Result<MessageRow> {
         role: row.get(2)?,
         content: row.get(3)?,
         run_id: row.get(4)?,
-        created_ms: row.get(5)?,
+        run_status: row.get(5)?,
+        created_ms: row.get(6)?,
     })
 }
 
@@ -121,8 +124,9 @@ impl Store {
             .ok_or(StoreError::NotFound { what: "conversation", id })?;
         let mut stmt = conn
             .prepare(
-                "SELECT id, conversation_id, role, content, run_id, created_ms FROM messages
-                 WHERE conversation_id = ?1 ORDER BY id",
+                "SELECT m.id, m.conversation_id, m.role, m.content, m.run_id, r.status, m.created_ms
+                 FROM messages m LEFT JOIN runs r ON r.id = m.run_id
+                 WHERE m.conversation_id = ?1 ORDER BY m.id",
             )
             .map_err(|e| self.err(e))?;
         let messages = stmt.query_map([id], message).map_err(|e| self.err(e))?.collect::<Result<_, _>>().map_err(|e| self.err(e))?;

@@ -33,7 +33,11 @@ export type Message = { id: number, conversation_id: number, role: Role, content
 /**
  * The run that produced an assistant message, or that a user message started.
  */
-run_id: number | null, created_ms: number, };
+run_id: number | null, 
+/**
+ * How that run ended (or `running`), so a reopened conversation shows a stopped or partial answer as such.
+ */
+run_status: RunStatus | null, created_ms: number, };
 export type ConversationSummary = { id: number, title: string, created_ms: number, updated_ms: number, message_count: number, };
 export type ConversationDetail = { conversation: ConversationSummary, messages: Array<Message>, };
 export type RunStatus = "running" | "answered" | "partial" | "stopped" | "failed";

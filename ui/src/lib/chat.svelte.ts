@@ -6,7 +6,7 @@
 // `finished` and the reply comes first, and later events for it are ignored; the reply's answer is the truth.
 
 import * as api from "./api";
-import type { AppError, ConversationSummary, Message, RunOutcome, TurnEvent, TurnResult } from "./bindings";
+import type { AppError, ConversationSummary, Message, RunOutcome, RunStatus, TurnEvent, TurnResult } from "./bindings";
 import { toAppError } from "./errors";
 
 export type ChatMessage = {
@@ -96,7 +96,10 @@ export class ChatStore {
         text: m.content,
         runId: m.run_id,
         streaming: false,
-        outcome: m.run_id === null ? null : (this.#outcomes.get(m.run_id) ?? null),
+        outcome:
+          m.run_id === null || m.role !== "assistant"
+            ? null
+            : (this.#outcomes.get(m.run_id) ?? storedOutcome(m.run_status)),
       },
     ];
   }
@@ -201,5 +204,19 @@ export class ChatStore {
       this.error = toAppError(e);
       this.stopping = false;
     }
+  }
+}
+
+/** How a reopened answer's run ended, from the status the core stores with it (the reason stays in the run). */
+function storedOutcome(status: RunStatus | null): RunOutcome | null {
+  switch (status) {
+    case "answered":
+      return { status: "answered" };
+    case "stopped":
+      return { status: "stopped", reason: "stopped before the answer was complete" };
+    case "partial":
+      return { status: "partial", reason: "the answer is partial" };
+    default:
+      return null;
   }
 }
