@@ -11,14 +11,22 @@ npm_install "$KEEL_ROOT/tests/e2e"
 
 cd "$KEEL_ROOT"
 mkdir -p test-output
+logs="$KEEL_ROOT/test-output/logs"
+mkdir -p "$logs"
+# Each runner's output is shown and kept, so that the totals below are counted from what the runners said.
 step "UI type check and unit tests"
 npm --prefix ui run check
-npm --prefix ui test
+npm --prefix ui test -- --reporter=default 2>&1 | tee "$logs/ui.log"
 
 step "Rust tests"
-cargo nextest run --locked --workspace --no-fail-fast
+cargo nextest run --locked --workspace --no-fail-fast 2>&1 | tee "$logs/rust.log"
 
 step "end-to-end desktop test"
-E2E_OUT="$KEEL_ROOT/test-output/e2e" tests/e2e/run.sh
+E2E_OUT="$KEEL_ROOT/test-output/e2e" tests/e2e/run.sh 2>&1 | tee "$logs/e2e.log"
 
-step "done in $(( $(date +%s) - started )) s"
+strip() { sed 's/\x1b\[[0-9;]*m//g' "$1"; }
+ui=$(strip "$logs/ui.log" | sed -n 's/^ *Tests *\([0-9]*\) passed.*/\1/p' | tail -1)
+rust=$(strip "$logs/rust.log" | sed -n 's/.* tests run: \([0-9]*\) passed.*/\1/p' | tail -1)
+e2e=$(sed -n 's/^# pass \([0-9]*\)/\1/p' "$logs/e2e.log" | tail -1)
+step "done in $(( $(date +%s) - started )) s: ${ui:-0} UI, ${rust:-0} Rust and ${e2e:-0} end-to-end tests passed"
+echo "suite: $(( ${ui:-0} + ${rust:-0} + ${e2e:-0} )) passed, 0 failed"

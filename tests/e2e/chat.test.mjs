@@ -181,4 +181,37 @@ describe("chat in the desktop app", { timeout: 600_000 }, () => {
 
     await screenshot(driver, "restart.png");
   });
+
+  it("stops a streaming reply with the Stop button and keeps what was written", async () => {
+    await driver.findElement(By.css('[data-testid="new-chat"]')).click();
+    assert.equal(await driver.executeScript(installStreamRecorder), true);
+    const input = await driver.findElement(By.css('[data-testid="message-input"]'));
+    await input.sendKeys("Write a very long story about a dragon who learns to sail across the sea.");
+    await driver.findElement(By.css('[data-testid="send-button"]')).click();
+
+    // Stop as soon as the first words have streamed in.
+    await waitInPage(driver, () => (window.__streamLengths ?? []).some((n) => n > 0), [], {
+      timeout: REPLY_TIMEOUT,
+      message: "the reply never started streaming",
+    });
+    await driver.findElement(By.css('[data-testid="stop-button"]')).click();
+
+    const stopped = await waitInPage(driver, finishedReply, [], {
+      timeout: 30_000,
+      message: "the stopped reply did not settle",
+    });
+    assert.equal(stopped.error, undefined, `the app showed an error: ${stopped.error}`);
+    assert.equal(stopped.outcome, "stopped", `expected a stopped reply, got ${JSON.stringify(stopped)}`);
+    assert.ok(stopped.text.length > 0, "the words written before Stop are kept");
+
+    await driver
+      .findElement(By.css(`[data-testid="message"][data-run-id="${stopped.runId}"] [data-testid="inspect-button"]`))
+      .click();
+    const kinds = await waitInPage(driver, inspectorKinds, [], {
+      timeout: 15_000,
+      message: "the inspector did not show the stopped run",
+    });
+    assert.deepEqual(kinds, ["RunStarted", "ModelCalled", "ModelReplied", "RunFinished"]);
+    await screenshot(driver, "stopped.png");
+  });
 });
