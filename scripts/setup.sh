@@ -13,7 +13,8 @@ set -euo pipefail
 KEEL_ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 export KEEL_CACHE="${KEEL_CACHE:-$HOME/.cache/keel}"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$KEEL_CACHE/target}"
-export KEEL_MODELS_DIR="${KEEL_MODELS_DIR:-$KEEL_CACHE/models}"
+# Model files go where Keel looks for them: KEEL_MODELS_DIR if set (scripts/test.sh sets it to a cache folder),
+# else the data dir's models/ folder (KEEL_HOME, or ~/.local/share/keel).
 export PATH="$HOME/.cargo/bin:$PATH"
 
 step() { printf '\n==> %s\n' "$*" >&2; }
@@ -38,10 +39,11 @@ install_apt_packages() {
   done
   if [ ${#missing[@]} -gt 0 ]; then
     step "installing apt packages: ${missing[*]}"
-    local sudo=""
-    [ "$(id -u)" -eq 0 ] || sudo="sudo"
-    $sudo apt-get update -q
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -q --no-install-recommends "${missing[@]}"
+    local sudo=()
+    # sudo -n: with no terminal (CI), fail at once instead of waiting for a password.
+    [ "$(id -u)" -eq 0 ] || sudo=(sudo -n)
+    "${sudo[@]}" apt-get update -q
+    "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
   fi
 }
 
@@ -62,8 +64,19 @@ install_node() {
   fi
 }
 
+rust_is_recent() {
+  command -v cargo >/dev/null &&
+    rustc --version | awk '{ split($2, v, "."); exit !(v[1] > 1 || (v[1] == 1 && v[2] >= 89)) }'
+}
+
 install_rust_tools() {
-  command -v cargo >/dev/null || die "cargo is missing: install Rust with rustup (https://rustup.rs), then run this again"
+  if ! rust_is_recent; then
+    # Debian's own cargo is too old for Keel (it needs Rust 1.89); rustup installs the current stable one.
+    step "installing Rust (stable) with rustup"
+    curl --proto '=https' --tlsv1.2 -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+    export PATH="$HOME/.cargo/bin:$PATH"
+    rust_is_recent || die "Rust 1.89 or newer is still not available; install it with rustup and run this again"
+  fi
   if ! cargo nextest --version >/dev/null 2>&1; then
     step "installing cargo-nextest"
     cargo install cargo-nextest --locked
@@ -105,7 +118,7 @@ build_binaries() {
 }
 
 fetch_models() {
-  step "fetching model files into $KEEL_MODELS_DIR"
+  step "fetching model files${KEEL_MODELS_DIR:+ into $KEEL_MODELS_DIR}"
   "$KEEL_BIN" models fetch
 }
 

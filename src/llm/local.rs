@@ -95,15 +95,16 @@ pub fn read_header(path: &Path) -> Result<(Content, u64), LoadError> {
     let file_size = file.metadata().map_err(io)?.len();
     let content =
         Content::read(&mut file).map_err(|e| LoadError::NotGguf { path: path.to_owned(), reason: e.to_string() })?;
-    let needed = content
-        .tensor_infos
-        .values()
-        .map(|t| {
-            let bytes = t.shape.elem_count() / t.ggml_dtype.block_size() * t.ggml_dtype.type_size();
-            content.tensor_data_offset + t.offset + bytes as u64
-        })
-        .max()
-        .unwrap_or(content.tensor_data_offset);
+    // Offsets come from the file: add them with checks, so a damaged header is an error and never an overflow.
+    let mut needed = content.tensor_data_offset;
+    for t in content.tensor_infos.values() {
+        let bytes = (t.shape.elem_count() / t.ggml_dtype.block_size()).checked_mul(t.ggml_dtype.type_size());
+        let end = bytes.and_then(|b| content.tensor_data_offset.checked_add(t.offset)?.checked_add(b as u64));
+        needed = needed.max(end.ok_or_else(|| LoadError::NotGguf {
+            path: path.to_owned(),
+            reason: "a tensor's offset or size is out of range".into(),
+        })?);
+    }
     if needed > file_size {
         return Err(LoadError::Truncated { path: path.to_owned(), needed, actual: file_size });
     }
@@ -174,9 +175,10 @@ impl LocalModel {
     /// For each position `i`, the argmax of the next-token logits after reading `ids[..=i]`.
     /// Used to check Keel's forward pass against a reference implementation.
     pub fn teacher_forced_argmax(&self, ids: &[u32]) -> Result<Vec<u32>, BackendError> {
-        let mut weights = self.weights.lock().expect("model lock poisoned");
+        let mut weights = self.lock_weights();
         let mut out = Vec::with_capacity(ids.len());
         for (pos, &id) in ids.iter().enumerate() {
+            // Position 0 resets candle's KV cache.
             let logits = self.forward(&mut weights, &[id], pos)?;
             out.push(logits.argmax(0).and_then(|t| t.to_scalar::<u32>()).map_err(infer_err)?);
         }
@@ -186,7 +188,10 @@ impl LocalModel {
     /// One timed greedy generation for benchmarks: the prompt, then exactly `decode_tokens` tokens (EOS is not
     /// a stop here, so every implementation decodes the same count).
     pub fn bench_generate(&self, prompt: &[u32], decode_tokens: u32) -> Result<BenchTiming, BackendError> {
-        let mut weights = self.weights.lock().expect("model lock poisoned");
+        if prompt.is_empty() {
+            return Err(BackendError::Inference("the benchmark prompt is empty".into()));
+        }
+        let mut weights = self.lock_weights();
         let started = Instant::now();
         let logits = self.forward(&mut weights, prompt, 0)?;
         let prompt_ms = started.elapsed().as_secs_f64() * 1e3;
@@ -199,6 +204,12 @@ impl LocalModel {
         }
         let decode_ms = decode_started.elapsed().as_secs_f64() * 1e3;
         Ok(BenchTiming { prompt_ms, ttft_ms, decode_ms })
+    }
+
+    /// The weights, also after a panic in an earlier generation: every generation starts its KV cache afresh at
+    /// position 0, so nothing a panicking call left behind is read again.
+    fn lock_weights(&self) -> std::sync::MutexGuard<'_, ModelWeights> {
+        self.weights.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     fn forward(&self, weights: &mut ModelWeights, ids: &[u32], pos: usize) -> Result<Tensor, BackendError> {
@@ -244,7 +255,7 @@ impl Backend for LocalModel {
         if prompt.len() >= window {
             return Err(BackendError::ContextOverflow { prompt_tokens: prompt.len() as u32, window: window as u32 });
         }
-        let mut weights = self.weights.lock().expect("model lock poisoned");
+        let mut weights = self.lock_weights();
         let mut sampler = Self::sampler(settings);
         let mut stream = TextStream::new(&self.tokenizer);
         let mut context = prompt.clone();
@@ -277,7 +288,7 @@ impl Backend for LocalModel {
             logits = self.forward(&mut weights, &[next], context.len() - 1)?;
         };
         Ok(Completion {
-            text: stream.text()?,
+            text: stream.text().to_owned(),
             prompt_tokens: prompt.len() as u32,
             completion_tokens: stream.ids().len() as u32,
             stop,

@@ -72,6 +72,31 @@ pub struct GenerationSettings {
     pub seed: u64,
 }
 
+impl GenerationSettings {
+    /// Checks that the settings can work with a model whose window holds `window` tokens; the error says which
+    /// setting is wrong and what it may be.
+    pub fn validate(&self, window: u32) -> Result<(), String> {
+        if self.max_tokens == 0 || self.max_tokens >= window {
+            return Err(format!("max_tokens is {}; it must be between 1 and {}", self.max_tokens, window - 1));
+        }
+        if !self.temperature.is_finite() || self.temperature < 0.0 {
+            return Err(format!("temperature is {}; it must be 0 (greedy) or more", self.temperature));
+        }
+        if let Some(p) = self.top_p {
+            if !(p > 0.0 && p <= 1.0) {
+                return Err(format!("top_p is {p}; it must be above 0 and at most 1"));
+            }
+        }
+        if self.top_k == Some(0) {
+            return Err("top_k is 0; it must be at least 1".into());
+        }
+        if !self.repeat_penalty.is_finite() || self.repeat_penalty <= 0.0 {
+            return Err(format!("repeat_penalty is {}; it must be above 0 (1 disables it)", self.repeat_penalty));
+        }
+        Ok(())
+    }
+}
+
 impl Default for GenerationSettings {
     fn default() -> Self {
         GenerationSettings {

@@ -17,6 +17,8 @@ pub enum ScriptedReply {
     Fail(String),
     /// Streams this text, then waits until cancelled (to test Stop).
     UntilCancelled(String),
+    /// Panics with this message, as a buggy backend might.
+    Panic(String),
 }
 
 pub struct ScriptedBackend {
@@ -65,6 +67,7 @@ impl Backend for ScriptedBackend {
             .ok_or_else(|| BackendError::Inference("the script has no more replies".into()))?;
         let (text, wait) = match reply {
             ScriptedReply::Fail(msg) => return Err(BackendError::Inference(msg)),
+            ScriptedReply::Panic(msg) => panic!("{msg}"),
             ScriptedReply::Text(t) => (t, false),
             ScriptedReply::UntilCancelled(t) => (t, true),
         };

@@ -9,6 +9,8 @@ use super::BackendError;
 pub struct TextStream<'t> {
     tokenizer: &'t GgufTokenizer,
     ids: Vec<u32>,
+    /// Everything emitted so far: the text the user saw.
+    emitted: String,
     /// Start of the window that is decoded together, and how much of it was already emitted.
     prev_index: usize,
     current_index: usize,
@@ -16,7 +18,7 @@ pub struct TextStream<'t> {
 
 impl<'t> TextStream<'t> {
     pub fn new(tokenizer: &'t GgufTokenizer) -> Self {
-        TextStream { tokenizer, ids: Vec::new(), prev_index: 0, current_index: 0 }
+        TextStream { tokenizer, ids: Vec::new(), emitted: String::new(), prev_index: 0, current_index: 0 }
     }
 
     /// Adds a token; returns the new text it completes, if any.
@@ -26,6 +28,7 @@ impl<'t> TextStream<'t> {
         let now = self.tokenizer.decode(&self.ids[self.prev_index..])?;
         if now.len() > before.len() && !now.ends_with('\u{FFFD}') {
             let piece = now[before.len()..].to_owned();
+            self.emitted.push_str(&piece);
             self.prev_index = self.current_index;
             self.current_index = self.ids.len();
             Ok(Some(piece))
@@ -38,8 +41,9 @@ impl<'t> TextStream<'t> {
         &self.ids
     }
 
-    /// The whole text generated so far.
-    pub fn text(&self) -> Result<String, BackendError> {
-        self.tokenizer.decode(&self.ids)
+    /// The text emitted so far, exactly as streamed: a character whose last bytes never came (generation
+    /// stopped inside it) is left out rather than shown as U+FFFD.
+    pub fn text(&self) -> &str {
+        &self.emitted
     }
 }

