@@ -66,10 +66,10 @@ async function portOpen(port) {
 }
 
 /**
- * Starts tauri-driver (and through it WebKitWebDriver) with KEEL_HOME set. Needs DISPLAY (run.sh starts Xvfb).
+ * Starts tauri-driver (and through it WebKitWebDriver) with KEEL_HOME (and any `env` overrides) set. Needs DISPLAY (run.sh starts Xvfb).
  * Returns its server URL and a stop function.
  */
-export async function startDriver({ keelHome, name }) {
+export async function startDriver({ keelHome, name, env = {} }) {
   if (!process.env.DISPLAY) throw new Error("DISPLAY is not set; run the tests through tests/e2e/run.sh");
   const port = await freePort();
   let nativePort = await freePort();
@@ -80,7 +80,7 @@ export async function startDriver({ keelHome, name }) {
   const log = createWriteStream(logPath);
   const command = process.env.TAURI_DRIVER ?? "tauri-driver";
   const child = spawn(command, ["--port", String(port), "--native-port", String(nativePort)], {
-    env: { ...process.env, KEEL_HOME: keelHome },
+    env: { ...process.env, ...env, KEEL_HOME: keelHome },
     stdio: ["ignore", "pipe", "pipe"],
   });
   child.stdout.pipe(log);
