@@ -185,6 +185,19 @@ fn fetch_refuses_a_wheel_or_a_file_whose_sha256_differs_from_the_pin() {
     );
 }
 
+/// Runs `keel ARGS` with KEEL_HOME=`home` in a private mount namespace after `mount` (a shell command in which
+/// `{h}` stands for `home`) has changed what is mounted there.
+fn keel_under_mount(home: &Path, mount: &str, args: &str) -> std::process::Output {
+    let script = format!("{} && exec '{}' {args}", mount.replace("{h}", &home.display().to_string()), env!("CARGO_BIN_EXE_keel"));
+    Command::new("unshare")
+        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .env("KEEL_HOME", home)
+        .env("KEEL_MODELS_DIR", models_dir())
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
 #[test]
 fn a_read_only_data_dir_is_a_clear_error_and_loses_nothing() {
     let dir = tempfile::tempdir().unwrap();
@@ -192,20 +205,8 @@ fn a_read_only_data_dir_is_a_clear_error_and_loses_nothing() {
     let out = keel(&home).args(["runs", "list"]).output().unwrap();
     assert!(out.status.success(), "{}", stderr(&out));
     let db_before = std::fs::read(home.join("keel.sqlite3")).unwrap();
-    // Root ignores permission bits, so make the folder read-only the way a mount does: a read-only bind mount
-    // in a private mount namespace.
-    let script = format!(
-        "mount --bind '{h}' '{h}' && mount -o remount,bind,ro '{h}' && exec '{keel}' ask hello --json",
-        h = home.display(),
-        keel = env!("CARGO_BIN_EXE_keel")
-    );
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .env("KEEL_HOME", &home)
-        .env("KEEL_MODELS_DIR", models_dir())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
+    // Root ignores permission bits, so make the folder read-only the way a mount does: a read-only bind mount.
+    let out = keel_under_mount(&home, "mount --bind '{h}' '{h}' && mount -o remount,bind,ro '{h}'", "ask hello --json");
     assert_clean_failure(&out, 1, &["not writable", "KEEL_HOME"]);
     assert_eq!(json(&out)["error"]["kind"], "data_dir_read_only");
     assert_eq!(std::fs::read(home.join("keel.sqlite3")).unwrap(), db_before, "the database is untouched");
@@ -216,19 +217,12 @@ fn a_full_disk_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let home = dir.path().join("home");
     std::fs::create_dir_all(&home).unwrap();
-    // A 64 KiB tmpfs in a private mount namespace, nearly filled before Keel starts.
-    let script = format!(
-        "mount -t tmpfs -o size=64k tmpfs '{h}' && (head -c 60000 /dev/zero > '{h}/filler' || true) && exec '{keel}' runs list --json",
-        h = home.display(),
-        keel = env!("CARGO_BIN_EXE_keel")
+    // A 64 KiB tmpfs, nearly filled before Keel starts.
+    let out = keel_under_mount(
+        &home,
+        "mount -t tmpfs -o size=64k tmpfs '{h}' && (head -c 60000 /dev/zero > '{h}/filler' || true)",
+        "runs list --json",
     );
-    let out = Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
-        .env("KEEL_HOME", &home)
-        .env("KEEL_MODELS_DIR", models_dir())
-        .stdin(Stdio::null())
-        .output()
-        .unwrap();
     assert_clean_failure(&out, 1, &["hint:"]);
     assert_eq!(json(&out)["error"]["kind"], "disk_full", "{}", stderr(&out));
     assert!(stderr(&out).contains("is full"), "{}", stderr(&out));

@@ -171,20 +171,22 @@ fn refused_input_stores_nothing() {
     assert!(app.list_runs(10).unwrap().is_empty());
 }
 
+/// What a process killed mid-run leaves behind: a begun turn whose run has only `events`.
+fn leave_run_in_flight(home: &std::path::Path, events: &[RunEvent]) {
+    let store = keel::store::Store::open(&home.join("keel.sqlite3")).unwrap();
+    let (_, run) = store.begin_turn(None, "hi").unwrap();
+    for e in events {
+        keel::orchestration::journal::append(&store, run, e).unwrap();
+    }
+}
+
 #[test]
 fn a_run_left_in_flight_is_closed_as_interrupted_at_the_next_start() {
     let home = tempfile::tempdir().unwrap();
-    {
-        // What a process killed mid-run leaves behind: a run with only its first events.
-        let store = keel::store::Store::open(&home.path().join("keel.sqlite3")).unwrap();
-        let (_, run) = store.begin_turn(None, "hi").unwrap();
-        keel::orchestration::journal::append(
-            &store,
-            run,
-            &RunEvent::ModelCalled { step: 1, backend: "local".into(), prompt_tokens: 10, messages: 2, dropped_messages: 0 },
-        )
-        .unwrap();
-    }
+    leave_run_in_flight(
+        home.path(),
+        &[RunEvent::ModelCalled { step: 1, backend: "local".into(), prompt_tokens: 10, messages: 2, dropped_messages: 0 }],
+    );
     let app = scripted_app(home.path(), vec![]);
     let runs = app.list_runs(10).unwrap();
     assert_eq!(runs[0].status, RunStatus::Stopped);
@@ -290,24 +292,18 @@ fn a_second_process_does_not_close_the_runs_of_a_live_one() {
 #[test]
 fn an_interrupted_run_keeps_the_text_it_had_produced() {
     let home = tempfile::tempdir().unwrap();
-    {
-        let store = keel::store::Store::open(&home.path().join("keel.sqlite3")).unwrap();
-        let (_, run) = store.begin_turn(None, "hi").unwrap();
-        keel::orchestration::journal::append(
-            &store,
-            run,
-            &RunEvent::ModelReplied {
-                step: 1,
-                text: "Hello the".into(),
-                prompt_tokens: 5,
-                completion_tokens: 2,
-                duration_ms: 10,
-                ttft_ms: Some(3),
-                stop: keel::llm::StopReason::Eos,
-            },
-        )
-        .unwrap();
-    }
+    leave_run_in_flight(
+        home.path(),
+        &[RunEvent::ModelReplied {
+            step: 1,
+            text: "Hello the".into(),
+            prompt_tokens: 5,
+            completion_tokens: 2,
+            duration_ms: 10,
+            ttft_ms: Some(3),
+            stop: keel::llm::StopReason::Eos,
+        }],
+    );
     let app = scripted_app(home.path(), vec![]);
     let run = &app.list_runs(1).unwrap()[0];
     match &app.run(run.id).unwrap().events.last().unwrap().event {
