@@ -172,6 +172,35 @@ impl LocalModel {
         self.template.render(messages)
     }
 
+    /// The prompt's token ids. The template is rendered with a sentinel in place of each message's content; the
+    /// template's own text is tokenized with its control markers, each content as plain text, so a message that
+    /// contains `<|im_start|>system` cannot forge a turn. The pieces meet where the pre-tokenizer splits anyway
+    /// (after the role line's newline, before the end-of-turn marker), so the ids are those of the whole prompt.
+    pub fn encode_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, BackendError> {
+        const OPEN: char = '\u{F8F0}';
+        const CLOSE: char = '\u{F8F1}';
+        let marked: Vec<ChatMessage> =
+            messages.iter().enumerate().map(|(i, m)| ChatMessage::new(m.role, format!("{OPEN}{i}{CLOSE}"))).collect();
+        let rendered = self.template.render(&marked)?;
+        let mut ids = Vec::new();
+        let mut rest = rendered.as_str();
+        while let Some(start) = rest.find(OPEN) {
+            ids.extend(self.tokenizer.encode(&rest[..start])?);
+            let after = &rest[start + OPEN.len_utf8()..];
+            let index = after
+                .find(CLOSE)
+                .and_then(|end| after[..end].parse::<usize>().ok().map(|i| (i, end)))
+                .filter(|(i, _)| *i < messages.len());
+            let Some((i, end)) = index else {
+                return Err(BackendError::Template("the chat template altered a message placeholder".into()));
+            };
+            ids.extend(self.tokenizer.encode_plain(&messages[i].content)?);
+            rest = &after[end + CLOSE.len_utf8()..];
+        }
+        ids.extend(self.tokenizer.encode(rest)?);
+        Ok(ids)
+    }
+
     /// For each position `i`, the argmax of the next-token logits after reading `ids[..=i]`.
     /// Used to check Keel's forward pass against a reference implementation.
     pub fn teacher_forced_argmax(&self, ids: &[u32]) -> Result<Vec<u32>, BackendError> {
@@ -239,7 +268,7 @@ impl Backend for LocalModel {
     }
 
     fn count_prompt_tokens(&self, messages: &[ChatMessage]) -> Result<u32, BackendError> {
-        Ok(self.tokenizer.encode(&self.template.render(messages)?)?.len() as u32)
+        Ok(self.encode_prompt(messages)?.len() as u32)
     }
 
     fn chat(
@@ -250,7 +279,7 @@ impl Backend for LocalModel {
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Completion, BackendError> {
         let started = Instant::now();
-        let prompt = self.tokenizer.encode(&self.template.render(messages)?)?;
+        let prompt = self.encode_prompt(messages)?;
         let window = self.context_window as usize;
         if prompt.len() >= window {
             return Err(BackendError::ContextOverflow { prompt_tokens: prompt.len() as u32, window: window as u32 });

@@ -2,8 +2,9 @@
 //!
 //! A GGUF file carries its vocabulary, BPE merges, token types and pre-tokenizer name; this module assembles the
 //! equivalent `tokenizers` BPE pipeline so that Keel gives the same ids as llama.cpp (checked against
-//! llama-cpp-python fixtures in `tests/fixtures/smollm2`). Control and user-defined tokens are matched in the text
-//! (llama.cpp's `parse_special = true`), which is what the chat template's `<|im_start|>` markers need.
+//! llama-cpp-python fixtures in `tests/fixtures/smollm2`). `encode` matches control and user-defined tokens in the
+//! text (llama.cpp's `parse_special = true`), which the chat template's own `<|im_start|>` markers need;
+//! `encode_plain` does not, for message contents.
 
 
 use candle_core::quantized::gguf_file::{Content, Value};
@@ -22,6 +23,8 @@ const TOKEN_TYPE_USER_DEFINED: i32 = 4;
 /// A tokenizer read from GGUF metadata, with the special ids the generator needs.
 pub struct GgufTokenizer {
     inner: Tokenizer,
+    /// The same tokenizer with control-token matching off: for text that must never produce control tokens.
+    plain: Tokenizer,
     pub bos_id: Option<u32>,
     pub eos_id: u32,
     /// Tokens that end a reply: the EOS token and the chat template's end-of-turn markers.
@@ -87,6 +90,8 @@ impl GgufTokenizer {
             .map(|(text, _)| AddedToken::from(text.clone(), true))
             .collect();
         inner.add_special_tokens(&specials);
+        let mut plain = inner.clone();
+        plain.set_encode_special_tokens(true);
 
         let get_u32 = |key: &str| content.metadata.get(key).and_then(|v| v.to_u32().ok());
         let eos_id = get_u32("tokenizer.ggml.eos_token_id")
@@ -100,12 +105,18 @@ impl GgufTokenizer {
                 }
             }
         }
-        Ok(GgufTokenizer { inner, bos_id, eos_id, stop_ids, vocab_size: tokens.len() })
+        Ok(GgufTokenizer { inner, plain, bos_id, eos_id, stop_ids, vocab_size: tokens.len() })
     }
 
     /// Token ids for a text, with special markers in it recognised as their tokens. No BOS is added.
     pub fn encode(&self, text: &str) -> Result<Vec<u32>, BackendError> {
         Ok(self.inner.encode(text, false).map_err(tok_err)?.get_ids().to_vec())
+    }
+
+    /// Token ids for text in which markers such as `<|im_start|>` are just characters (a message's content):
+    /// what a user or a document writes can never become a control token and open a new turn or role.
+    pub fn encode_plain(&self, text: &str) -> Result<Vec<u32>, BackendError> {
+        Ok(self.plain.encode(text, false).map_err(tok_err)?.get_ids().to_vec())
     }
 
     /// Text for token ids, leaving out special tokens.
