@@ -40,8 +40,10 @@ install_apt_packages() {
   if [ ${#missing[@]} -gt 0 ]; then
     step "installing apt packages: ${missing[*]}"
     local sudo=()
-    # sudo -n: with no terminal (CI), fail at once instead of waiting for a password.
-    [ "$(id -u)" -eq 0 ] || sudo=(sudo -n)
+    # At a terminal sudo may ask for a password; without one (CI) sudo -n fails at once instead of hanging.
+    if [ "$(id -u)" -ne 0 ]; then
+      if [ -t 0 ]; then sudo=(sudo); else sudo=(sudo -n); fi
+    fi
     "${sudo[@]}" apt-get update -q
     "${sudo[@]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends "${missing[@]}"
   fi

@@ -6,10 +6,10 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 started=$(date +%s)
 export KEEL_MODELS_DIR="${KEEL_MODELS_DIR:-$KEEL_CACHE/models}"
-# Some tests run `keel` in a fresh network namespace (no network at all) or behind a read-only or full mount:
-# that takes root (or CAP_SYS_ADMIN).
-if ! unshare --net --mount true 2>/dev/null; then
-  die "the tests create network and mount namespaces, which needs root: run \`sudo bash scripts/test.sh\`"
+# Some tests run `keel` in a fresh network namespace (no network at all) or behind a read-only or full mount,
+# inside a user namespace so that no root is needed where the kernel allows unprivileged user namespaces.
+if ! unshare --user --map-root-user --net --mount true 2>/dev/null; then
+  die "the tests need user namespaces (\`unshare --user\`), which this system refuses to this user; run the suite as root, or allow them (on Ubuntu 24.04: sysctl kernel.apparmor_restrict_unprivileged_userns=0)"
 fi
 keel_setup
 install_tauri_driver

@@ -192,8 +192,9 @@ impl App {
         &self.inner.home
     }
 
-    /// Runs left `running` by a process that stopped mid-run are closed as `Stopped`, keeping the text they had
-    /// produced. (Resuming them is the orchestration issue's work; until then nothing is left looking alive.)
+    /// Runs left `running` by a process that stopped mid-run are closed as `Stopped`, keeping the text of any
+    /// model reply already recorded in their log (streamed tokens are not journaled). Resuming them is the
+    /// orchestration issue's work; until then nothing is left looking alive.
     /// A run whose log cannot be decoded is closed too, rather than keeping Keel from starting.
     fn close_interrupted_runs(&self) -> Result<(), AppError> {
         let store = &self.inner.store;
@@ -207,7 +208,7 @@ impl App {
                 run_id,
                 &RunEvent::RunFinished {
                     outcome: RunOutcome::Stopped { reason: "interrupted: Keel stopped before this run finished".into() },
-                    answer: state.last_reply.filter(|r| !r.trim().is_empty()),
+                    answer: state.last_reply.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty()),
                     duration_ms: (store::now_ms() - started_ms).max(0) as u64,
                     prompt_tokens: state.prompt_tokens,
                     completion_tokens: state.completion_tokens,
@@ -339,9 +340,30 @@ impl App {
             settings,
             limits: Limits::default(),
         };
-        let result = runner::run_turn(store, backend.as_ref(), turn, &cancel, on_event);
+        // Any panic in the turn (context assembly included) is caught here: the run is recorded as failed and
+        // its cancel flag released, so nothing is left looking alive.
+        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+            runner::run_turn(store, backend.as_ref(), turn, &cancel, on_event)
+        }));
         self.inner.running.lock().expect("lock").remove(&run_id);
-        Ok(result?)
+        match result {
+            Ok(result) => Ok(result?),
+            Err(_) => {
+                let error = "Keel crashed during this run; see the message it printed on stderr".to_owned();
+                journal::append(
+                    store,
+                    run_id,
+                    &RunEvent::RunFinished {
+                        outcome: RunOutcome::Failed { error: error.clone() },
+                        answer: None,
+                        duration_ms: 0,
+                        prompt_tokens: 0,
+                        completion_tokens: 0,
+                    },
+                )?;
+                Err(AppError::new(ErrorKind::Internal, error, Some(format!("see `keel runs show {run_id}`"))))
+            }
+        }
     }
 
     /// Asks a running turn to stop; true if the run was in flight.

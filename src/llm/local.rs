@@ -174,30 +174,50 @@ impl LocalModel {
 
     /// The prompt's token ids. The template is rendered with a sentinel in place of each message's content; the
     /// template's own text is tokenized with its control markers, each content as plain text, so a message that
-    /// contains `<|im_start|>system` cannot forge a turn. The pieces meet where the pre-tokenizer splits anyway
-    /// (after the role line's newline, before the end-of-turn marker), so the ids are those of the whole prompt.
+    /// contains `<|im_start|>system` cannot forge a turn. White space that ends a template piece is tokenized
+    /// together with the content after it (it holds no marker), so the pieces meet where the pre-tokenizer splits
+    /// the whole prompt anyway, and the ids are those of the rendered prompt.
+    ///
+    /// A template that transforms contents (`| trim`, `.strip()`) would render the sentinels, not the text the
+    /// model must see; for such a template the whole rendered prompt is tokenized the ordinary way instead.
     pub fn encode_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, BackendError> {
         const OPEN: char = '\u{F8F0}';
         const CLOSE: char = '\u{F8F1}';
         let marked: Vec<ChatMessage> =
             messages.iter().enumerate().map(|(i, m)| ChatMessage::new(m.role, format!("{OPEN}{i}{CLOSE}"))).collect();
         let rendered = self.template.render(&marked)?;
-        let mut ids = Vec::new();
+        // (template piece, index of the content that follows it)
+        let mut pieces: Vec<(&str, Option<usize>)> = Vec::new();
         let mut rest = rendered.as_str();
         while let Some(start) = rest.find(OPEN) {
-            ids.extend(self.tokenizer.encode(&rest[..start])?);
             let after = &rest[start + OPEN.len_utf8()..];
             let index = after
                 .find(CLOSE)
                 .and_then(|end| after[..end].parse::<usize>().ok().map(|i| (i, end)))
                 .filter(|(i, _)| *i < messages.len());
-            let Some((i, end)) = index else {
-                return Err(BackendError::Template("the chat template altered a message placeholder".into()));
-            };
-            ids.extend(self.tokenizer.encode_plain(&messages[i].content)?);
+            let Some((i, end)) = index else { break };
+            pieces.push((&rest[..start], Some(i)));
             rest = &after[end + CLOSE.len_utf8()..];
         }
-        ids.extend(self.tokenizer.encode(rest)?);
+        pieces.push((rest, None));
+        let substituted: String =
+            pieces.iter().map(|(t, i)| format!("{t}{}", i.map(|i| messages[i].content.as_str()).unwrap_or(""))).collect();
+        let real = self.template.render(messages)?;
+        if substituted != real {
+            return self.tokenizer.encode(&real);
+        }
+        let mut ids = Vec::new();
+        for (template, content) in pieces {
+            match content {
+                Some(i) => {
+                    let head = template.trim_end();
+                    ids.extend(self.tokenizer.encode(head)?);
+                    let plain = format!("{}{}", &template[head.len()..], messages[i].content);
+                    ids.extend(self.tokenizer.encode_plain(&plain)?);
+                }
+                None => ids.extend(self.tokenizer.encode(template)?),
+            }
+        }
         Ok(ids)
     }
 

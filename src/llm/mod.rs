@@ -77,7 +77,7 @@ impl GenerationSettings {
     /// setting is wrong and what it may be.
     pub fn validate(&self, window: u32) -> Result<(), String> {
         if self.max_tokens == 0 || self.max_tokens >= window {
-            return Err(format!("max_tokens is {}; it must be between 1 and {}", self.max_tokens, window - 1));
+            return Err(format!("max_tokens is {}; it must be between 1 and {}", self.max_tokens, window.saturating_sub(1)));
         }
         if !self.temperature.is_finite() || self.temperature < 0.0 {
             return Err(format!("temperature is {}; it must be 0 (greedy) or more", self.temperature));

@@ -1,6 +1,6 @@
 //! Conversations and their messages.
 
-use rusqlite::{params, OptionalExtension, Row};
+use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
@@ -107,7 +107,7 @@ impl Store {
     pub fn begin_turn(&self, conversation_id: Option<i64>, user_text: &str) -> Result<(i64, i64), StoreError> {
         let now = now_ms();
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
         let conversation_id = match conversation_id {
             Some(id) => {
                 let exists = tx
@@ -141,7 +141,7 @@ impl Store {
     pub fn add_message(&self, conversation_id: i64, role: &str, content: &str, run_id: Option<i64>) -> Result<i64, StoreError> {
         let now = now_ms();
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
         let id = insert_message(&tx, conversation_id, role, content, run_id, now).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok(id)

@@ -1,7 +1,9 @@
 //! The SQLite store: the one source of truth for conversations, messages, runs and their event logs.
 //!
 //! One file (`keel.sqlite3` in the data dir) in WAL mode with `synchronous = FULL`, so a committed event survives
-//! a crash or power cut before anyone hears of it. Migrations are numbered by `PRAGMA user_version`. All writes go
+//! a crash or power cut before anyone hears of it. Write transactions are `IMMEDIATE`: they take the write lock
+//! before reading, so two Keel processes on one data dir wait for each other (busy timeout) instead of failing
+//! with a stale snapshot. Migrations are numbered by `PRAGMA user_version`. All writes go
 //! through the one connection held here; reads share it (a later issue may add read connections).
 
 mod chat;
@@ -11,7 +13,7 @@ use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use rusqlite::{Connection, ErrorCode};
+use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
 pub use chat::{ConversationSummary, MessageRow};
 pub use runs::{EventRow, Projection, RunRow};
@@ -121,7 +123,7 @@ impl Store {
             return Err(StoreError::TooNew { path: self.path.clone(), found: version, known });
         }
         for (i, sql) in MIGRATIONS.iter().enumerate().skip(version as usize) {
-            let tx = conn.transaction().map_err(|e| classify(&self.path, e))?;
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| classify(&self.path, e))?;
             tx.execute_batch(sql).map_err(|e| classify(&self.path, e))?;
             tx.pragma_update(None, "user_version", i as u32 + 1).map_err(|e| classify(&self.path, e))?;
             tx.commit().map_err(|e| classify(&self.path, e))?;

@@ -3,7 +3,7 @@
 //! `append_event` is the only way a run changes: it commits the event and the run's listed projection (status,
 //! token totals) in one transaction, and only then returns the [`StoredEvent`] that the caller may publish.
 
-use rusqlite::{params, OptionalExtension, Row};
+use rusqlite::{params, OptionalExtension, Row, TransactionBehavior};
 
 use super::{now_ms, Store, StoreError};
 
@@ -79,7 +79,7 @@ impl Store {
     ) -> Result<(u32, i64), StoreError> {
         let at_ms = now_ms();
         let mut conn = self.conn();
-        let tx = conn.transaction().map_err(|e| self.err(e))?;
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
         let seq: u32 = tx
             .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM run_events WHERE run_id = ?1", [run_id], |r| r.get(0))
             .map_err(|e| self.err(e))?;

@@ -83,7 +83,7 @@ export E2E_TMPDIR="$work/homes"
 # A non-interactive shell runs background jobs in its own process group, so setsid does not fork here and
 # $! is node's pid, which becomes the new group's id.
 set +e
-setsid node --test --test-concurrency=1 "$e2e"/*.test.mjs &
+setsid node --test --test-reporter=tap --test-concurrency=1 "$e2e"/*.test.mjs &
 node_pid=$!
 node_pgid=$node_pid
 wait "$node_pid"

