@@ -48,8 +48,4 @@ impl RunState {
     pub fn fold<'a>(events: impl IntoIterator<Item = &'a StoredEvent>) -> RunState {
         events.into_iter().fold(RunState::default(), |s, e| s.apply(&e.event))
     }
-
-    pub fn is_finished(&self) -> bool {
-        self.outcome.is_some()
-    }
 }

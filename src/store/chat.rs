@@ -89,18 +89,6 @@ pub(super) fn insert_message(
 }
 
 impl Store {
-    /// Creates a conversation titled after its first message.
-    pub fn create_conversation(&self, first_message: &str) -> Result<i64, StoreError> {
-        let now = now_ms();
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO conversations (title, created_ms, updated_ms) VALUES (?1, ?2, ?2)",
-            params![title_from(first_message), now],
-        )
-        .map_err(|e| self.err(e))?;
-        Ok(conn.last_insert_rowid())
-    }
-
     /// Starts a turn in one transaction: the conversation (created, titled after the message, when
     /// `conversation_id` is `None`), a run in `running` state, and the user's message linked to it. Returns
     /// `(conversation_id, run_id)`. A crash can leave all of it or none of it.
@@ -135,16 +123,6 @@ impl Store {
         insert_message(&tx, conversation_id, "user", user_text, Some(run_id), now).map_err(|e| self.err(e))?;
         tx.commit().map_err(|e| self.err(e))?;
         Ok((conversation_id, run_id))
-    }
-
-    /// Appends a message and touches its conversation, in one transaction.
-    pub fn add_message(&self, conversation_id: i64, role: &str, content: &str, run_id: Option<i64>) -> Result<i64, StoreError> {
-        let now = now_ms();
-        let mut conn = self.conn();
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
-        let id = insert_message(&tx, conversation_id, role, content, run_id, now).map_err(|e| self.err(e))?;
-        tx.commit().map_err(|e| self.err(e))?;
-        Ok(id)
     }
 
     /// Conversations, most recently active first.

@@ -57,17 +57,6 @@ fn run_row(row: &Row) -> rusqlite::Result<RunRow> {
 }
 
 impl Store {
-    /// Creates a run in `running` state (see also [`Store::begin_turn`]); its first event is appended by the caller.
-    pub fn create_run(&self, conversation_id: i64, input: &str) -> Result<i64, StoreError> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO runs (conversation_id, status, input, started_ms) VALUES (?1, 'running', ?2, ?3)",
-            params![conversation_id, input, now_ms()],
-        )
-        .map_err(|e| self.err(e))?;
-        Ok(conn.last_insert_rowid())
-    }
-
     /// Commits one event to a run's log, with its effect on the run's projection, and returns `(seq, at_ms)`.
     pub fn append_event(
         &self,
