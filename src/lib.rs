@@ -340,30 +340,10 @@ impl App {
             settings,
             limits: Limits::default(),
         };
-        // Any panic in the turn (context assembly included) is caught here: the run is recorded as failed and
-        // its cancel flag released, so nothing is left looking alive.
-        let result = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            runner::run_turn(store, backend.as_ref(), turn, &cancel, on_event)
-        }));
+        // Backend panics (context assembly included) are caught inside the runner and recorded as a failed run.
+        let result = runner::run_turn(store, backend.as_ref(), turn, &cancel, on_event);
         self.inner.running.lock().expect("lock").remove(&run_id);
-        match result {
-            Ok(result) => Ok(result?),
-            Err(_) => {
-                let error = "Keel crashed during this run; see the message it printed on stderr".to_owned();
-                journal::append(
-                    store,
-                    run_id,
-                    &RunEvent::RunFinished {
-                        outcome: RunOutcome::Failed { error: error.clone() },
-                        answer: None,
-                        duration_ms: 0,
-                        prompt_tokens: 0,
-                        completion_tokens: 0,
-                    },
-                )?;
-                Err(AppError::new(ErrorKind::Internal, error, Some(format!("see `keel runs show {run_id}`"))))
-            }
-        }
+        Ok(result?)
     }
 
     /// Asks a running turn to stop; true if the run was in flight.

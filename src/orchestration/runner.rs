@@ -9,7 +9,7 @@ use std::time::Instant;
 use super::{context, journal};
 use super::events::{RunEvent, RunOutcome};
 use super::{Limits, TurnEvent, TurnResult};
-use crate::llm::{Backend, CancelFlag, ChatMessage, GenerationSettings, StopReason};
+use crate::llm::{Backend, BackendError, CancelFlag, ChatMessage, GenerationSettings, StopReason};
 use crate::store::{Store, StoreError};
 
 /// One turn to run: the conversation so far (ending with the new user message) and its settings.
@@ -53,10 +53,10 @@ pub fn run_turn(
     let mut answer = String::new();
     let mut outcome = RunOutcome::Stopped { reason: format!("the step limit ({}) was reached", turn.limits.max_steps) };
     for step in 1..=turn.limits.max_steps {
-        let window = match context::assemble(backend, turn.conversation, turn.settings.max_tokens) {
+        let window = match guarded(&info.name, || context::assemble(backend, turn.conversation, turn.settings.max_tokens)) {
             Ok(w) => w,
-            Err(e) => {
-                outcome = RunOutcome::Failed { error: e.to_string() };
+            Err(error) => {
+                outcome = RunOutcome::Failed { error };
                 break;
             }
         };
@@ -71,26 +71,15 @@ pub fn run_turn(
             on_event,
         )?;
         let call_started = Instant::now();
-        // A panic inside a backend (a bug in it or in candle) ends this run as failed instead of leaving it
-        // looking alive; the process and other runs go on.
-        let reply = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        let reply = guarded(&info.name, || {
             backend.chat(&window.messages, turn.settings, cancel, &mut |piece| {
                 on_event(TurnEvent::Token { text: piece.to_owned() })
             })
-        }));
+        });
         let completion = match reply {
-            Ok(Ok(c)) => c,
-            Ok(Err(e)) => {
-                outcome = RunOutcome::Failed { error: format!("the {} backend failed: {e}", info.name) };
-                break;
-            }
-            Err(panic) => {
-                let what = panic
-                    .downcast_ref::<&str>()
-                    .map(|s| s.to_string())
-                    .or_else(|| panic.downcast_ref::<String>().cloned())
-                    .unwrap_or_else(|| "unknown panic".into());
-                outcome = RunOutcome::Failed { error: format!("the {} backend crashed: {what}", info.name) };
+            Ok(c) => c,
+            Err(error) => {
+                outcome = RunOutcome::Failed { error };
                 break;
             }
         };
@@ -144,4 +133,22 @@ pub fn run_turn(
     };
     on_event(TurnEvent::Finished { result: result.clone() });
     Ok(result)
+}
+
+/// Runs a call into the backend (directly, or through context assembly's token counting). An error, or a panic
+/// (a bug in the backend or in candle), becomes the reason the run failed: the run is recorded as such instead of
+/// being left looking alive, and the process and other runs go on.
+fn guarded<T>(backend: &str, call: impl FnOnce() -> Result<T, BackendError>) -> Result<T, String> {
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(e)) => Err(format!("the {backend} backend failed: {e}")),
+        Err(panic) => {
+            let what = panic
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| panic.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".into());
+            Err(format!("the {backend} backend crashed: {what}"))
+        }
+    }
 }
