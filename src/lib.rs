@@ -5,10 +5,12 @@
 //! `orchestration` runs the turn, `llm` generates, `store` records. The embedded model is loaded on first use
 //! (or on request, with progress) and kept for the life of the `App`.
 
+mod app_memory;
 pub mod error;
 pub mod eval;
 pub mod interface;
 pub mod llm;
+pub mod memory;
 pub mod models;
 pub mod orchestration;
 pub mod store;
@@ -27,11 +29,16 @@ pub use error::{AppError, ErrorKind};
 pub use llm::GenerationSettings;
 pub use orchestration::journal::{ConversationDetail, Message, RunDetail, RunSummary};
 pub use orchestration::{TurnEvent, TurnResult};
-pub use store::ConversationSummary;
+pub use app_memory::{ExportedItem, RestoreReport, INDEX_DIR};
+pub use memory::retrieve::{CandidateDecision, Retrieval, RetrievalCandidate};
+pub use memory::{ImportError, ImportProgress, ImportReport, IndexReport};
+pub use orchestration::events::RecordedCandidate;
+pub use store::{ConversationSummary, MemoryItem, MemoryKind, MemoryPage, MemoryQuery};
 use llm::local::{LoadError, LocalModel};
 use llm::{Backend, BackendError, CancelFlag, ChatMessage};
 use models::{FileState, Manifest, ModelError, ModelStore};
 use orchestration::events::{RunEvent, RunOutcome};
+use orchestration::recall::MemoryAccess;
 use orchestration::runner::{self, Turn};
 use orchestration::state::RunState;
 use orchestration::Limits;
@@ -128,6 +135,10 @@ struct Inner {
     /// Held while the embedded model loads, so it loads once.
     load_lock: Mutex<()>,
     loading: AtomicBool,
+    /// The memory layer, opened on first use; `memory_load` makes that happen once.
+    memory: Mutex<Option<Arc<memory::Memory>>>,
+    memory_load: Mutex<()>,
+    import_cancel: Arc<AtomicBool>,
     /// Cancel flags of the runs in flight.
     running: Mutex<HashMap<i64, CancelFlag>>,
     /// `keel.lock` in the data dir, held shared for the life of the `App`: while any Keel process is alive,
@@ -174,6 +185,9 @@ impl App {
                 load_lock: Mutex::new(()),
                 loading: AtomicBool::new(false),
                 running: Mutex::new(HashMap::new()),
+                memory: Mutex::new(None),
+                memory_load: Mutex::new(()),
+                import_cancel: Arc::new(AtomicBool::new(false)),
                 _liveness: liveness,
             }),
         };
@@ -329,6 +343,7 @@ impl App {
         conversation.push(ChatMessage::new(llm::Role::User, accepted.text.clone()));
         check_fits(backend.as_ref(), &accepted.text, settings)?;
         let (conversation_id, run_id) = store.begin_turn(conversation_id, &accepted.text)?;
+        let memory = self.memory(&mut |_| {});
 
         let cancel = CancelFlag::default();
         self.inner.running.lock().expect("lock").insert(run_id, cancel.clone());
@@ -339,6 +354,10 @@ impl App {
             conversation: &conversation,
             settings,
             limits: Limits::default(),
+            memory: match &memory {
+                Ok(m) => MemoryAccess::Available(m.as_ref()),
+                Err(e) => MemoryAccess::Unavailable(format!("{} ({})", e.message, e.hint.as_deref().unwrap_or(""))),
+            },
         };
         // Backend panics (context assembly included) are caught inside the runner and recorded as a failed run.
         let result = runner::run_turn(store, backend.as_ref(), turn, &cancel, on_event);

@@ -4,8 +4,9 @@
 //! blocking pool; events reach the UI through the `Channel` the UI passed in, after the core has committed them.
 
 use keel::{
-    App, AppError, AppStatus, ConversationDetail, ConversationSummary, ErrorKind, GenerationSettings, LoadProgress,
-    ModelStatus, RunDetail, RunSummary, TurnEvent, TurnResult,
+    App, AppError, AppStatus, ConversationDetail, ConversationSummary, ErrorKind, GenerationSettings, ImportProgress,
+    ImportReport, LoadProgress, MemoryItem, MemoryKind, MemoryPage, MemoryQuery, ModelStatus, Retrieval, RunDetail,
+    RunSummary, TurnEvent, TurnResult,
 };
 use tauri::ipc::Channel;
 use tauri::State;
@@ -63,4 +64,72 @@ pub fn get_run(app: State<'_, App>, run_id: i64) -> Result<RunDetail, AppError> 
 #[tauri::command]
 pub fn list_runs(app: State<'_, App>, limit: u32) -> Result<Vec<RunSummary>, AppError> {
     app.list_runs(limit)
+}
+
+#[tauri::command]
+pub async fn list_memory(app: State<'_, App>, query: MemoryQuery) -> Result<MemoryPage, AppError> {
+    let app = app.inner().clone();
+    blocking(move || app.memory_list(&query)).await
+}
+
+#[tauri::command]
+pub fn memory_sources(app: State<'_, App>) -> Result<Vec<String>, AppError> {
+    app.memory_sources()
+}
+
+#[tauri::command]
+pub async fn search_memory(app: State<'_, App>, query: String, limit: u32) -> Result<Retrieval, AppError> {
+    let app = app.inner().clone();
+    blocking(move || app.memory_search(&query, limit)).await
+}
+
+#[tauri::command]
+pub async fn add_memory(app: State<'_, App>, kind: MemoryKind, text: String) -> Result<MemoryItem, AppError> {
+    let app = app.inner().clone();
+    blocking(move || app.memory_add(kind, &text, "desktop")).await
+}
+
+#[tauri::command]
+pub async fn edit_memory(app: State<'_, App>, id: i64, text: String) -> Result<MemoryItem, AppError> {
+    let app = app.inner().clone();
+    blocking(move || app.memory_edit(id, &text)).await
+}
+
+#[tauri::command]
+pub async fn pin_memory(app: State<'_, App>, id: i64, pinned: bool) -> Result<MemoryItem, AppError> {
+    let app = app.inner().clone();
+    blocking(move || app.memory_pin(id, pinned)).await
+}
+
+#[tauri::command]
+pub async fn delete_memory(app: State<'_, App>, id: i64) -> Result<MemoryItem, AppError> {
+    let app = app.inner().clone();
+    blocking(move || app.memory_delete(id)).await
+}
+
+#[tauri::command]
+pub async fn restore_memory(app: State<'_, App>, id: i64) -> Result<MemoryItem, AppError> {
+    let app = app.inner().clone();
+    blocking(move || app.memory_restore(id)).await
+}
+
+#[tauri::command]
+pub async fn import_documents(
+    app: State<'_, App>,
+    paths: Vec<String>,
+    on_progress: Channel<ImportProgress>,
+) -> Result<ImportReport, AppError> {
+    let app = app.inner().clone();
+    let paths: Vec<std::path::PathBuf> = paths.into_iter().map(Into::into).collect();
+    blocking(move || app.memory_import(&paths, &mut |p| drop(on_progress.send(p.clone())))).await
+}
+
+#[tauri::command]
+pub fn cancel_import(app: State<'_, App>) -> bool {
+    app.cancel_import()
+}
+
+#[tauri::command]
+pub fn memory_item_runs(app: State<'_, App>, id: i64) -> Result<Vec<RunSummary>, AppError> {
+    app.memory_item_runs(id)
 }

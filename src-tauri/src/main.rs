@@ -18,6 +18,14 @@ fn main() {
             std::process::exit(1);
         }
     };
+    // Open memory in the background (the embedding model loads, the indexes are checked against the database), so
+    // the first search or turn does not wait for it. A failure is reported again by the command that needs it.
+    let warm = app.clone();
+    std::thread::spawn(move || {
+        if let Err(e) = warm.memory(&mut |_| {}) {
+            eprintln!("memory is not available yet: {}", e.message);
+        }
+    });
     tauri::Builder::default()
         .manage(app)
         .invoke_handler(tauri::generate_handler![
@@ -29,6 +37,17 @@ fn main() {
             commands::cancel_run,
             commands::get_run,
             commands::list_runs,
+            commands::list_memory,
+            commands::memory_sources,
+            commands::search_memory,
+            commands::add_memory,
+            commands::edit_memory,
+            commands::pin_memory,
+            commands::delete_memory,
+            commands::restore_memory,
+            commands::import_documents,
+            commands::cancel_import,
+            commands::memory_item_runs,
         ])
         .run(tauri::generate_context!("../tauri.conf.json"))
         .expect("the Tauri runtime failed to start");

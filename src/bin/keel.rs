@@ -8,6 +8,11 @@ use std::io::{BufRead, IsTerminal, Read, Write};
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
+
+#[path = "keel_cli/bench_memory.rs"]
+mod bench_memory;
+#[path = "keel_cli/memory.rs"]
+mod memory_cli;
 use keel::llm::GenerationSettings;
 use keel::orchestration::TurnEvent;
 use keel::{App, AppError, ErrorKind, LoadProgress};
@@ -55,6 +60,8 @@ enum Command {
         #[command(subcommand)]
         command: ModelsCommand,
     },
+    /// What Keel remembers: add, list, search, show, edit, rm, pin, import, export, reindex.
+    Memory(memory_cli::MemoryArgs),
     /// Benchmarks, with their peers side by side in the same run.
     Bench {
         #[command(subcommand)]
@@ -152,6 +159,10 @@ enum ModelsCommand {
 enum BenchCommand {
     /// Prompt processing and decode speed of the embedded model, with llama-cpp-python on the same GGUF.
     Decode(DecodeArgs),
+    /// Retrieval quality (nDCG@10, recall@10) of BM25, vectors and hybrid on a judged retrieval set.
+    Retrieval(bench_memory::RetrievalArgs),
+    /// Embedding throughput, hybrid search latency, reindex time and memory, with peers side by side.
+    Memory(bench_memory::MemoryBenchArgs),
 }
 
 #[derive(Args)]
@@ -205,6 +216,9 @@ fn main() -> ExitCode {
         Command::Conversations { command: ConversationsCommand::List { json } | ConversationsCommand::Show { json, .. } } => *json,
         Command::Models { command: ModelsCommand::Fetch { json } | ModelsCommand::Verify { json } | ModelsCommand::List { json } } => *json,
         Command::Bench { command: BenchCommand::Decode(a) } => a.json,
+        Command::Bench { command: BenchCommand::Retrieval(a) } => a.json,
+        Command::Bench { command: BenchCommand::Memory(a) } => a.json,
+        Command::Memory(m) => m.command.json(),
         Command::Chat { .. } => false,
     };
     match run(cli.command) {
@@ -233,7 +247,10 @@ fn run(command: Command) -> Result<(), AppError> {
         Command::Runs { command } => runs(command),
         Command::Conversations { command } => conversations(command),
         Command::Models { command } => models(command),
+        Command::Memory(args) => memory_cli::run(args),
         Command::Bench { command: BenchCommand::Decode(args) } => bench_decode(&args),
+        Command::Bench { command: BenchCommand::Retrieval(args) } => bench_memory::retrieval(args),
+        Command::Bench { command: BenchCommand::Memory(args) } => bench_memory::memory(args),
     }
 }
 

@@ -1,3 +1,5 @@
 //! Evaluation and benchmarks: measured figures with their peers side by side, never asserted in timed tests.
 
 pub mod bench;
+pub mod memory_bench;
+pub mod retrieval;

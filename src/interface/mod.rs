@@ -92,6 +92,32 @@ pub fn accept(text: &str) -> Result<Accepted, InputError> {
     Ok(Accepted { text: trimmed.to_owned(), changes })
 }
 
+/// Cleans text that arrives in bulk (an imported document): CR LF to LF, control characters other than newline
+/// and tab removed, NFC. No size limit: documents are chunked, not sent whole.
+pub fn clean_document(text: &str) -> String {
+    let text = text.replace("\r\n", "\n").replace('\r', "\n");
+    let cleaned: String = text.chars().filter(|&c| !c.is_control() || c == '\n' || c == '\t').collect();
+    if is_nfc(&cleaned) {
+        cleaned
+    } else {
+        cleaned.nfc().collect()
+    }
+}
+
+/// The fact in a "remember that …" message, if the message is one: the user's words after the request,
+/// with a trailing full stop removed. `None` for anything else (including a question about remembering).
+pub fn remember_request(text: &str) -> Option<String> {
+    const PREFIXES: &[&str] = &["please remember that ", "remember that ", "please remember: ", "remember: "];
+    let lower = text.to_lowercase();
+    let start = lower.trim_start();
+    let offset = lower.len() - start.len();
+    let prefix = PREFIXES.iter().find(|p| start.starts_with(*p))?;
+    // Lower-casing can change byte lengths outside ASCII; the prefixes are ASCII, so the offsets agree as long
+    // as everything before them is ASCII, which `offset` (whitespace) and the prefix are.
+    let rest = text.get(offset + prefix.len()..)?.trim().trim_end_matches(['.', '!']).trim();
+    (!rest.is_empty() && !rest.ends_with('?')).then(|| rest.to_owned())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

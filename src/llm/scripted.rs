@@ -24,11 +24,18 @@ pub enum ScriptedReply {
 pub struct ScriptedBackend {
     replies: Mutex<VecDeque<ScriptedReply>>,
     context_window: u32,
+    /// The messages of every `chat` call, in order, so tests can check what the model was shown.
+    seen: Mutex<Vec<Vec<ChatMessage>>>,
 }
 
 impl ScriptedBackend {
     pub fn new(replies: impl IntoIterator<Item = ScriptedReply>) -> Self {
-        ScriptedBackend { replies: Mutex::new(replies.into_iter().collect()), context_window: 4096 }
+        ScriptedBackend { replies: Mutex::new(replies.into_iter().collect()), context_window: 4096, seen: Mutex::default() }
+    }
+
+    /// The messages each `chat` call was given, oldest call first.
+    pub fn seen(&self) -> Vec<Vec<ChatMessage>> {
+        self.seen.lock().expect("seen lock poisoned").clone()
     }
 
     /// A smaller window, to exercise context assembly.
@@ -59,6 +66,7 @@ impl Backend for ScriptedBackend {
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Completion, BackendError> {
         let started = Instant::now();
+        self.seen.lock().expect("seen lock poisoned").push(messages.to_vec());
         let reply = self
             .replies
             .lock()

@@ -19,11 +19,21 @@ pub struct Window {
 
 /// Fits `conversation` (oldest first, ending with the new user message) into the backend's window, leaving room
 /// for `reply_tokens`.
-pub fn assemble(backend: &dyn Backend, conversation: &[ChatMessage], reply_tokens: u32) -> Result<Window, BackendError> {
+/// `memory`, when given, is appended to the system prompt (the memory section, already within its budget).
+pub fn assemble(
+    backend: &dyn Backend,
+    conversation: &[ChatMessage],
+    reply_tokens: u32,
+    memory: Option<&str>,
+) -> Result<Window, BackendError> {
     let window = backend.info().context_window;
+    let system = match memory {
+        Some(section) => format!("{SYSTEM_PROMPT}\n\n{section}"),
+        None => SYSTEM_PROMPT.to_owned(),
+    };
     let with_system = |dropped: usize| {
         let mut messages = Vec::with_capacity(conversation.len() + 1 - dropped);
-        messages.push(ChatMessage::new(Role::System, SYSTEM_PROMPT));
+        messages.push(ChatMessage::new(Role::System, system.clone()));
         messages.extend_from_slice(&conversation[dropped..]);
         messages
     };

@@ -8,6 +8,8 @@ use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
 use crate::llm::{GenerationSettings, StopReason};
+use crate::memory::retrieve::{CandidateDecision, RetrievalCandidate};
+use crate::store::MemoryKind;
 
 /// The version of the stored event payloads. Bump it, and teach `store` to read the old one, when an existing
 /// variant changes shape.
@@ -27,6 +29,27 @@ pub enum RunEvent {
         max_steps: u32,
         settings: GenerationSettings,
     },
+    /// The user asked Keel to remember something ("remember that …"); the item was committed before this event.
+    MemorySaved {
+        #[ts(type = "number")]
+        item_id: i64,
+        memory_kind: MemoryKind,
+        text: String,
+        provenance: String,
+    },
+    /// Memory was searched for this turn: every candidate with its scores and why it was kept or dropped. Only
+    /// kept ones went into the context, within `token_budget`.
+    MemoryRetrieved {
+        query: String,
+        threshold: f32,
+        token_budget: u32,
+        tokens_used: u32,
+        #[ts(type = "number")]
+        duration_ms: u64,
+        candidates: Vec<RecordedCandidate>,
+    },
+    /// Memory could not be used for this turn (no embedding model, say); the turn went on without it.
+    MemoryUnavailable { reason: String },
     /// The orchestrator assembled a context window and called the model.
     ModelCalled {
         step: u32,
@@ -36,6 +59,9 @@ pub enum RunEvent {
         messages: u32,
         /// How many of the oldest messages were left out to fit the window (whole messages, never cut).
         dropped_messages: u32,
+        /// Memory items in the window's memory section (0: the window has no memory section).
+        #[serde(default)]
+        memory_items: u32,
     },
     /// The model finished replying (or was stopped).
     ModelReplied {
@@ -65,9 +91,51 @@ impl RunEvent {
     pub fn kind(&self) -> &'static str {
         match self {
             RunEvent::RunStarted { .. } => "RunStarted",
+            RunEvent::MemorySaved { .. } => "MemorySaved",
+            RunEvent::MemoryRetrieved { .. } => "MemoryRetrieved",
+            RunEvent::MemoryUnavailable { .. } => "MemoryUnavailable",
             RunEvent::ModelCalled { .. } => "ModelCalled",
             RunEvent::ModelReplied { .. } => "ModelReplied",
             RunEvent::RunFinished { .. } => "RunFinished",
+        }
+    }
+}
+
+/// A retrieval candidate as the run records it: the scores and the decision, with the start of the text.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+pub struct RecordedCandidate {
+    #[ts(type = "number")]
+    pub item_id: i64,
+    pub kind: MemoryKind,
+    pub source: String,
+    /// Up to 200 characters of the item's text.
+    pub text: String,
+    pub bm25: Option<f32>,
+    pub bm25_rank: Option<u32>,
+    pub cosine: f32,
+    pub vector_rank: Option<u32>,
+    pub fused: f32,
+    pub tokens: u32,
+    pub decision: CandidateDecision,
+    pub reason: String,
+}
+
+impl From<&RetrievalCandidate> for RecordedCandidate {
+    fn from(c: &RetrievalCandidate) -> Self {
+        let text: String = c.item.text.chars().take(200).collect();
+        RecordedCandidate {
+            item_id: c.item.id,
+            kind: c.item.kind,
+            source: c.item.source.clone(),
+            text,
+            bm25: c.bm25,
+            bm25_rank: c.bm25_rank,
+            cosine: c.cosine,
+            vector_rank: c.vector_rank,
+            fused: c.fused,
+            tokens: c.tokens,
+            decision: c.decision,
+            reason: c.reason.clone(),
         }
     }
 }

@@ -67,7 +67,11 @@ pub fn append(store: &Store, run_id: i64, event: &RunEvent) -> Result<StoredEven
         RunEvent::RunFinished { outcome, answer, .. } => {
             Projection::Finish { status: outcome.status().as_str(), answer: answer.as_deref() }
         }
-        RunEvent::RunStarted { .. } | RunEvent::ModelCalled { .. } => Projection::Unchanged,
+        RunEvent::RunStarted { .. }
+        | RunEvent::ModelCalled { .. }
+        | RunEvent::MemorySaved { .. }
+        | RunEvent::MemoryRetrieved { .. }
+        | RunEvent::MemoryUnavailable { .. } => Projection::Unchanged,
     };
     let (seq, at_ms) = store.append_event(run_id, event.kind(), EVENT_SCHEMA_VERSION, &payload, projection)?;
     Ok(StoredEvent { run_id, seq, at_ms, event: event.clone() })

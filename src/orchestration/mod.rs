@@ -7,6 +7,7 @@
 pub mod context;
 pub mod events;
 pub mod journal;
+pub mod recall;
 pub mod runner;
 pub mod state;
 

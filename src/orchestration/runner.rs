@@ -6,6 +6,7 @@
 
 use std::time::Instant;
 
+use super::recall::{self, MemoryAccess};
 use super::{context, journal};
 use super::events::{RunEvent, RunOutcome};
 use super::{Limits, TurnEvent, TurnResult};
@@ -20,6 +21,7 @@ pub struct Turn<'a> {
     pub conversation: &'a [ChatMessage],
     pub settings: &'a GenerationSettings,
     pub limits: Limits,
+    pub memory: MemoryAccess<'a>,
 }
 
 pub fn run_turn(
@@ -49,11 +51,28 @@ pub fn run_turn(
         on_event,
     )?;
 
+    // Memory: a failure here is recorded and the turn goes on without it; a panic inside is a failed run.
+    let recalled = match guarded("memory", || Ok(recall::recall(&turn.memory, store, backend, turn.input))) {
+        Ok(r) => r,
+        Err(error) => recall::Recall {
+            events: vec![RunEvent::MemoryUnavailable { reason: error }],
+            section: None,
+            used: Vec::new(),
+        },
+    };
+    for event in recalled.events {
+        commit(event, on_event)?;
+    }
+    if !recalled.used.is_empty() {
+        store.memory_record_uses(turn.run_id, &recalled.used)?;
+    }
+    let memory_items = recalled.used.len() as u32;
+
     let (mut prompt_total, mut completion_total, mut ttft_ms) = (0u32, 0u32, None);
     let mut answer = String::new();
     let mut outcome = RunOutcome::Stopped { reason: format!("the step limit ({}) was reached", turn.limits.max_steps) };
     for step in 1..=turn.limits.max_steps {
-        let window = match guarded(&info.name, || context::assemble(backend, turn.conversation, turn.settings.max_tokens)) {
+        let window = match guarded(&info.name, || context::assemble(backend, turn.conversation, turn.settings.max_tokens, recalled.section.as_deref())) {
             Ok(w) => w,
             Err(error) => {
                 outcome = RunOutcome::Failed { error };
@@ -67,6 +86,7 @@ pub fn run_turn(
                 prompt_tokens: window.prompt_tokens,
                 messages: window.messages.len() as u32,
                 dropped_messages: window.dropped_messages,
+                memory_items,
             },
             on_event,
         )?;

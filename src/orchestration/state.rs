@@ -20,13 +20,24 @@ pub struct RunState {
     pub outcome: Option<RunOutcome>,
     /// True between a `ModelCalled` and its `ModelReplied`: the run was inside a model call.
     pub awaiting_model: bool,
+    /// Memory items this run saved, and the ones its context used.
+    pub memories_saved: Vec<i64>,
+    pub memories_used: Vec<i64>,
 }
 
 impl RunState {
     /// Folds one event into the state.
     pub fn apply(mut self, event: &RunEvent) -> RunState {
         match event {
-            RunEvent::RunStarted { .. } => {}
+            RunEvent::RunStarted { .. } | RunEvent::MemoryUnavailable { .. } => {}
+            RunEvent::MemorySaved { item_id, .. } => self.memories_saved.push(*item_id),
+            RunEvent::MemoryRetrieved { candidates, .. } => {
+                self.memories_used = candidates
+                    .iter()
+                    .filter(|c| c.decision == crate::memory::retrieve::CandidateDecision::Kept)
+                    .map(|c| c.item_id)
+                    .collect();
+            }
             RunEvent::ModelCalled { step, .. } => {
                 self.step = *step;
                 self.awaiting_model = true;

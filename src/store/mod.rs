@@ -5,8 +5,10 @@
 //! before reading, so two Keel processes on one data dir wait for each other (busy timeout) instead of failing
 //! with a stale snapshot. Migrations are numbered by `PRAGMA user_version`. All writes go
 //! through the one connection held here; reads share it (a later issue may add read connections).
+//! Memory items live here too (`memory.rs`); their derived indexes live in the `memory` layer.
 
 mod chat;
+mod memory;
 mod runs;
 
 use std::path::{Path, PathBuf};
@@ -16,6 +18,10 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
 pub use chat::{ConversationSummary, MessageRow};
+pub use memory::{
+    content_hash, decode_vector, encode_vector, DocumentInsert, ImportedDocument, MemoryItem, MemoryKind, MemoryPage,
+    MemoryQuery, NewItem, StoredVector,
+};
 pub use runs::{EventRow, Projection, RunRow};
 
 /// The schema, one migration per entry; entry `i` takes `user_version` from `i` to `i + 1`.
@@ -58,6 +64,47 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX messages_by_conversation ON messages(conversation_id, id);
     CREATE INDEX runs_by_conversation ON runs(conversation_id, id);
     CREATE INDEX runs_by_status ON runs(status);",
+    // 2: memory. Items are the truth; the tantivy index and the vector matrix are derived from them.
+    // `generation` (in memory_meta) counts every change to memory_items; each item keeps the generation of its
+    // last change, so a derived index knows what it has missed.
+    "CREATE TABLE documents (
+        id INTEGER PRIMARY KEY,
+        path TEXT NOT NULL,
+        content_hash TEXT NOT NULL UNIQUE,
+        title TEXT NOT NULL,
+        chunks INTEGER NOT NULL,
+        imported_ms INTEGER NOT NULL
+    );
+    CREATE TABLE memory_items (
+        id INTEGER PRIMARY KEY,
+        kind TEXT NOT NULL CHECK (kind IN ('fact', 'preference', 'note', 'episode', 'document_chunk')),
+        text TEXT NOT NULL,
+        source TEXT NOT NULL,
+        provenance TEXT NOT NULL,
+        pinned INTEGER NOT NULL DEFAULT 0,
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL,
+        deleted_ms INTEGER,
+        document_id INTEGER REFERENCES documents(id),
+        chunk_index INTEGER,
+        content_hash TEXT NOT NULL,
+        -- Little-endian f32, L2-normalised; NULL until computed.
+        embedding BLOB,
+        embedding_model TEXT,
+        generation INTEGER NOT NULL
+    );
+    CREATE TABLE memory_meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL) WITHOUT ROWID;
+    INSERT INTO memory_meta (key, value) VALUES ('generation', 0);
+    CREATE TABLE memory_uses (
+        run_id INTEGER NOT NULL REFERENCES runs(id),
+        item_id INTEGER NOT NULL REFERENCES memory_items(id),
+        PRIMARY KEY (run_id, item_id)
+    ) WITHOUT ROWID;
+    CREATE INDEX memory_by_generation ON memory_items(generation);
+    CREATE INDEX memory_by_kind ON memory_items(kind, id);
+    CREATE INDEX memory_by_source ON memory_items(source, id);
+    CREATE INDEX memory_by_hash ON memory_items(content_hash);
+    CREATE INDEX memory_uses_by_item ON memory_uses(item_id, run_id);",
 ];
 
 /// Why the store failed. The variants are what a caller can do something about.

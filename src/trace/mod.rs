@@ -25,7 +25,10 @@ pub fn timeline(events: &[StoredEvent]) -> Vec<StepRow> {
         .map(|(i, e)| {
             let gap = events.get(i + 1).map(|next| (next.at_ms - e.at_ms).max(0) as u64);
             let (duration_ms, prompt_tokens, completion_tokens) = match &e.event {
-                RunEvent::RunStarted { .. } => (gap, None, None),
+                RunEvent::RunStarted { .. } | RunEvent::MemorySaved { .. } | RunEvent::MemoryUnavailable { .. } => {
+                    (gap, None, None)
+                }
+                RunEvent::MemoryRetrieved { duration_ms, tokens_used, .. } => (Some(*duration_ms), Some(*tokens_used), None),
                 RunEvent::ModelCalled { prompt_tokens, .. } => (gap, Some(*prompt_tokens), None),
                 RunEvent::ModelReplied { duration_ms, prompt_tokens, completion_tokens, .. } => {
                     (Some(*duration_ms), Some(*prompt_tokens), Some(*completion_tokens))

@@ -6,7 +6,11 @@ use keel::orchestration::events::{RunEvent, RunOutcome, RunStatus, StoredEvent};
 use keel::orchestration::{TurnEvent, TurnResult};
 use keel::orchestration::journal::{ConversationDetail, Message, RunDetail, RunSummary};
 use keel::store::ConversationSummary;
-use keel::{AppError, AppStatus, ErrorKind, LoadProgress, ModelState, ModelStatus};
+use keel::{
+    AppError, AppStatus, CandidateDecision, ErrorKind, ImportError, ImportProgress, ImportReport, LoadProgress,
+    MemoryItem, MemoryKind, MemoryPage, MemoryQuery, ModelState, ModelStatus, RecordedCandidate, Retrieval,
+    RetrievalCandidate,
+};
 use ts_rs::TS;
 
 fn generated() -> String {
@@ -31,6 +35,17 @@ fn generated() -> String {
         AppStatus::decl(),
         ErrorKind::decl(),
         AppError::decl(),
+        MemoryKind::decl(),
+        MemoryItem::decl(),
+        MemoryQuery::decl(),
+        MemoryPage::decl(),
+        CandidateDecision::decl(),
+        RetrievalCandidate::decl(),
+        Retrieval::decl(),
+        RecordedCandidate::decl(),
+        ImportProgress::decl(),
+        ImportError::decl(),
+        ImportReport::decl(),
     ];
     let mut out = String::from(
         "// Generated from Keel's Rust types by tests/integration/bindings.rs; do not edit.\n\

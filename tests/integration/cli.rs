@@ -45,13 +45,13 @@ fn ask_answers_from_smollm2_with_no_network_and_its_run_is_on_record() {
     assert!(out.status.success(), "{}", stderr(&out));
     let run = json(&out);
     let kinds: Vec<_> = run["events"].as_array().unwrap().iter().map(|e| e["event"]["kind"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(kinds, ["RunStarted", "ModelCalled", "ModelReplied", "RunFinished"]);
+    assert_eq!(kinds, ["RunStarted", "MemoryRetrieved", "ModelCalled", "ModelReplied", "RunFinished"]);
     assert_eq!(run["run"]["status"], "answered");
     let events = run["events"].as_array().unwrap();
     assert_eq!(events[0]["event"]["backend"], "local");
     assert_eq!(events[0]["event"]["model"], "SmolLM2-135M-Instruct.Q4_1.gguf");
-    assert_eq!(events[3]["event"]["answer"], answer);
-    assert!(events[2]["event"]["duration_ms"].as_u64().is_some());
+    assert_eq!(events[4]["event"]["answer"], answer);
+    assert!(events[3]["event"]["duration_ms"].as_u64().is_some());
 
     // The human form shows the same steps.
     let out = keel(home.path()).args(["runs", "show", &run_id.to_string()]).output().unwrap();

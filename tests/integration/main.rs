@@ -4,8 +4,12 @@
 mod bindings;
 mod cli;
 mod local;
+mod memory;
+mod memory_crash;
 mod common;
+mod embeddings;
 mod orchestration;
 mod reference;
+mod retrieval_eval;
 mod store;
 mod tidy;

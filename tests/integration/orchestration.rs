@@ -47,12 +47,12 @@ fn a_turn_records_its_steps_in_order_and_commits_each_before_publishing_it() {
     assert_eq!(result.answer, "Paris is the capital.");
     assert_eq!(tokens, "Paris is the capital.");
     assert_eq!(result.outcome, RunOutcome::Answered);
-    assert_eq!(published, vec![1, 2, 3, 4]);
-    assert_eq!(kinds(&app, result.run_id), ["RunStarted", "ModelCalled", "ModelReplied", "RunFinished"]);
+    assert_eq!(published, vec![1, 2, 3, 4, 5]);
+    assert_eq!(kinds(&app, result.run_id), ["RunStarted", "MemoryUnavailable", "ModelCalled", "ModelReplied", "RunFinished"]);
     let detail = app.run(result.run_id).unwrap();
     assert_eq!(detail.run.status, RunStatus::Answered);
     assert_eq!(detail.run.completion_tokens, 4);
-    match &detail.events[3].event {
+    match &detail.events[4].event {
         RunEvent::RunFinished { answer, completion_tokens, .. } => {
             assert_eq!(answer.as_deref(), Some("Paris is the capital."));
             assert_eq!(*completion_tokens, 4);
@@ -89,7 +89,7 @@ fn conversations_and_runs_survive_a_restart() {
         ]
     );
     for id in runs {
-        assert_eq!(kinds(&app, id), ["RunStarted", "ModelCalled", "ModelReplied", "RunFinished"]);
+        assert_eq!(kinds(&app, id), ["RunStarted", "MemoryUnavailable", "ModelCalled", "ModelReplied", "RunFinished"]);
     }
 }
 
@@ -137,7 +137,7 @@ fn stop_ends_the_run_as_stopped_and_keeps_the_partial_answer() {
     let detail = app.run(result.run_id).unwrap();
     assert_eq!(detail.run.status, RunStatus::Stopped);
     assert!(matches!(
-        detail.events[2].event,
+        detail.events[3].event,
         RunEvent::ModelReplied { stop: keel::llm::StopReason::Cancelled, .. }
     ));
     assert!(!app.cancel_run(result.run_id), "a finished run is no longer cancellable");
@@ -152,7 +152,7 @@ fn a_failing_backend_is_recorded_as_a_failed_run_and_the_question_is_kept() {
         RunOutcome::Failed { error } => assert!(error.contains("out of memory"), "{error}"),
         other => panic!("outcome {other:?}"),
     }
-    assert_eq!(kinds(&app, result.run_id), ["RunStarted", "ModelCalled", "RunFinished"]);
+    assert_eq!(kinds(&app, result.run_id), ["RunStarted", "MemoryUnavailable", "ModelCalled", "RunFinished"]);
     let detail = app.conversation(result.conversation_id).unwrap();
     assert_eq!(detail.messages.len(), 1, "the user's question is kept, no answer is invented");
     assert_eq!(detail.messages[0].content, "hello");
@@ -185,7 +185,7 @@ fn a_run_left_in_flight_is_closed_as_interrupted_at_the_next_start() {
     let home = tempfile::tempdir().unwrap();
     leave_run_in_flight(
         home.path(),
-        &[RunEvent::ModelCalled { step: 1, backend: "local".into(), prompt_tokens: 10, messages: 2, dropped_messages: 0 }],
+        &[RunEvent::ModelCalled { step: 1, backend: "local".into(), prompt_tokens: 10, messages: 2, dropped_messages: 0, memory_items: 0 }],
     );
     let app = scripted_app(home.path(), vec![]);
     let runs = app.list_runs(10).unwrap();
@@ -209,7 +209,7 @@ fn the_window_drops_whole_old_messages_and_never_the_newest() {
     let conversation: Vec<ChatMessage> = (0..6)
         .map(|i| ChatMessage::new(if i % 2 == 0 { Role::User } else { Role::Assistant }, format!("message {i} ").repeat(3)))
         .collect();
-    let w = assemble(&backend, &conversation, 10).unwrap();
+    let w = assemble(&backend, &conversation, 10, None).unwrap();
     assert!(w.dropped_messages > 0);
     assert!(w.prompt_tokens + 10 <= 40);
     assert_eq!(w.messages.last().unwrap(), conversation.last().unwrap());
@@ -219,7 +219,7 @@ fn the_window_drops_whole_old_messages_and_never_the_newest() {
         assert!(conversation.contains(m));
     }
     let huge = vec![ChatMessage::new(Role::User, "word ".repeat(100))];
-    assert!(assemble(&backend, &huge, 10).is_err());
+    assert!(assemble(&backend, &huge, 10, None).is_err());
 }
 
 #[test]

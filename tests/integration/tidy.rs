@@ -21,12 +21,13 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
 
 /// For each layer, the modules of `crate::` it must not use.
 const FORBIDDEN: &[(&str, &[&str])] = &[
-    ("interface", &["orchestration", "store", "llm", "models", "trace", "eval"]),
-    ("llm", &["orchestration", "store", "interface", "models", "trace", "eval"]),
-    ("store", &["orchestration", "llm", "interface", "models", "trace", "eval"]),
-    ("models", &["orchestration", "store", "interface", "llm", "trace", "eval"]),
+    ("interface", &["orchestration", "store", "llm", "models", "trace", "eval", "memory"]),
+    ("llm", &["orchestration", "store", "interface", "models", "trace", "eval", "memory"]),
+    ("store", &["orchestration", "llm", "interface", "models", "trace", "eval", "memory"]),
+    ("models", &["orchestration", "store", "interface", "llm", "trace", "eval", "memory"]),
+    ("memory", &["orchestration", "llm", "models", "trace", "eval"]),
     ("orchestration", &["models", "trace", "eval"]),
-    ("trace", &["store", "llm", "models", "eval"]),
+    ("trace", &["store", "llm", "models", "eval", "memory"]),
 ];
 
 #[test]

@@ -7,8 +7,15 @@ import type {
   AppStatus,
   ConversationDetail,
   ConversationSummary,
+  ImportProgress,
+  ImportReport,
   LoadProgress,
+  MemoryItem,
+  MemoryKind,
+  MemoryPage,
+  MemoryQuery,
   ModelStatus,
+  Retrieval,
   RunDetail,
   RunSummary,
   TurnEvent,
@@ -85,4 +92,63 @@ export function getRun(runId: number): Promise<RunDetail> {
 
 export function listRuns(limit: number): Promise<RunSummary[]> {
   return call("list_runs", { limit });
+}
+
+// Memory (issue 3). Items are soft-deleted: `deleteMemory` marks one deleted and `restoreMemory` is its undo.
+
+/** One page of the items matching the query's filters, with the count of all of them. */
+export function listMemory(query: MemoryQuery): Promise<MemoryPage> {
+  return call("list_memory", { query });
+}
+
+/** The distinct sources of the stored items, for the source filter. */
+export function memorySources(): Promise<string[]> {
+  return call("memory_sources");
+}
+
+export function searchMemory(query: string, limit: number): Promise<Retrieval> {
+  return call("search_memory", { query, limit });
+}
+
+export function addMemory(kind: MemoryKind, text: string): Promise<MemoryItem> {
+  return call("add_memory", { kind, text });
+}
+
+/** Replaces an item's text; the core re-embeds and re-indexes that item only. */
+export function editMemory(id: number, text: string): Promise<MemoryItem> {
+  return call("edit_memory", { id, text });
+}
+
+export function pinMemory(id: number, pinned: boolean): Promise<MemoryItem> {
+  return call("pin_memory", { id, pinned });
+}
+
+export function deleteMemory(id: number): Promise<MemoryItem> {
+  return call("delete_memory", { id });
+}
+
+export function restoreMemory(id: number): Promise<MemoryItem> {
+  return call("restore_memory", { id });
+}
+
+/** Imports files and folders as documents; resolves with the report, also when cancelled. */
+export async function importDocuments(
+  paths: string[],
+  onProgress: (progress: ImportProgress) => void,
+): Promise<ImportReport> {
+  try {
+    return await call("import_documents", { paths, onProgress: channel(onProgress) });
+  } catch (e) {
+    throw toAppError(e);
+  }
+}
+
+/** Asks the import under way to stop (its report then says `cancelled`); false when none was running. */
+export function cancelImport(): Promise<boolean> {
+  return call("cancel_import");
+}
+
+/** The runs whose retrieval used the item. */
+export function memoryItemRuns(id: number): Promise<RunSummary[]> {
+  return call("memory_item_runs", { id });
 }

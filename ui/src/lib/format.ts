@@ -32,3 +32,25 @@ export function formatWhen(ms: number, now: number = Date.now()): string {
 export function formatCount(n: number): string {
   return n.toLocaleString("en-US");
 }
+
+/**
+ * A retrieval score to three significant digits (`12.3`, `0.812`, `0.0328`): BM25, cosine and fused scores
+ * differ by orders of magnitude, so a fixed number of decimals would hide one or the other. `–` when absent.
+ */
+export function formatScore(score: number | null): string {
+  if (score === null || !Number.isFinite(score)) return "–";
+  if (score === 0) return "0";
+  if (Math.abs(score) >= 1000) return score.toFixed(0);
+  return String(Number(score.toPrecision(3)));
+}
+
+/** The text on one line, cut to `max` characters with an ellipsis: for naming an item in a label or a bar. */
+export function excerpt(text: string, max: number): string {
+  const line = text.replace(/\s+/g, " ").trim();
+  return line.length <= max ? line : `${line.slice(0, Math.max(0, max - 1)).trimEnd()}…`;
+}
+
+/** The end of a long text with an ellipsis in front: for paths, whose file name is the part that tells them apart. */
+export function tail(text: string, max: number): string {
+  return text.length <= max ? text : `…${text.slice(text.length - Math.max(0, max - 1))}`;
+}

@@ -4,7 +4,11 @@
 // Rows are computed from the event's fields by name rather than by a switch over kinds, so that event kinds
 // the core adds later (ContextAssembled, ToolCalled, ...) show up with their durations and tokens untouched.
 
-import type { RunDetail, RunEvent, RunOutcome, StopReason, StoredEvent } from "./bindings";
+import type { RecordedCandidate, RunDetail, RunEvent, RunOutcome, StopReason, StoredEvent } from "./bindings";
+import { excerpt, formatCount } from "./format";
+
+export type MemoryRetrievedEvent = Extract<RunEvent, { kind: "MemoryRetrieved" }>;
+export type MemorySavedEvent = Extract<RunEvent, { kind: "MemorySaved" }>;
 
 export type StepRow = {
   key: string;
@@ -17,6 +21,8 @@ export type StepRow = {
   promptTokens: number | null;
   completionTokens: number | null;
   summary: string;
+  /** The event itself, for the views that lay a kind out (the memory steps). */
+  event: RunEvent;
   payload: string;
 };
 
@@ -44,13 +50,43 @@ const stopLabels: Record<StopReason, string> = {
   cancelled: "cancelled",
 };
 
+function plural(n: number, one: string, many: string): string {
+  return `${formatCount(n)} ${n === 1 ? one : many}`;
+}
+
+/**
+ * A retrieval's candidates split by decision, each part in the order recorded (the kept ones in the order they
+ * went into the context, the dropped ones by fused score).
+ */
+export function splitCandidates(candidates: readonly RecordedCandidate[]): {
+  kept: RecordedCandidate[];
+  dropped: RecordedCandidate[];
+} {
+  return {
+    kept: candidates.filter((c) => c.decision === "kept"),
+    dropped: candidates.filter((c) => c.decision !== "kept"),
+  };
+}
+
 export function stepSummary(event: RunEvent): string {
   switch (event.kind) {
     case "RunStarted":
       return `${event.model} on ${event.backend}, up to ${event.max_steps} steps`;
+    case "MemorySaved":
+      return `saved ${event.memory_kind.replace("_", " ")}: "${excerpt(event.text, 80)}"`;
+    case "MemoryRetrieved": {
+      if (event.candidates.length === 0) return `no memories found (budget ${formatCount(event.token_budget)} tokens)`;
+      const tokens = `${formatCount(event.tokens_used)}/${formatCount(event.token_budget)} tokens`;
+      const kept = splitCandidates(event.candidates).kept.length;
+      return `${formatCount(kept)} of ${plural(event.candidates.length, "memory", "memories")} kept, ${tokens}`;
+    }
+    case "MemoryUnavailable":
+      return `memory unavailable: ${event.reason}`;
     case "ModelCalled": {
       const dropped = event.dropped_messages > 0 ? `, ${event.dropped_messages} dropped` : "";
-      return `step ${event.step}: ${event.messages} messages${dropped}`;
+      // Events stored before memory existed have no `memory_items`.
+      const memory = (event.memory_items ?? 0) > 0 ? `, ${plural(event.memory_items, "memory item", "memory items")}` : "";
+      return `step ${event.step}: ${event.messages} messages${dropped}${memory}`;
     }
     case "ModelReplied": {
       const ttft = event.ttft_ms === null ? "" : `, first token after ${event.ttft_ms} ms`;
@@ -79,6 +115,7 @@ export function stepRows(events: readonly StoredEvent[]): StepRow[] {
       promptTokens: numberField(stored.event, "prompt_tokens"),
       completionTokens: numberField(stored.event, "completion_tokens"),
       summary: stepSummary(stored.event),
+      event: stored.event,
       payload: JSON.stringify(stored, null, 2),
     };
   });

@@ -1,0 +1,145 @@
+//! On-device sentence embeddings: all-MiniLM-L6-v2 (BERT) in candle, the way sentence-transformers computes them.
+//!
+//! Word pieces from the model's own `tokenizer.json` (truncated at 256, the model's limit, padded to the longest
+//! text of a batch), a BERT forward pass with the attention mask, mean pooling over the real tokens, then L2
+//! normalisation, so a dot product is a cosine. Texts are sorted by length before batching so that short texts
+//! do not pay for a long neighbour's padding. The CPU thread count is candle's (`RAYON_NUM_THREADS`).
+
+use std::path::Path;
+
+use candle_core::{DType, Device, Tensor};
+use candle_nn::VarBuilder;
+use candle_transformers::models::bert::{BertModel, Config};
+use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
+
+/// The model's limit in word pieces (`[CLS]` and `[SEP]` included), as sentence-transformers sets it.
+pub const MAX_PIECES: usize = 256;
+/// Texts per forward pass.
+pub const BATCH: usize = 32;
+
+#[derive(Debug, thiserror::Error)]
+pub enum EmbedError {
+    #[error("embedding model file {path} could not be loaded: {reason}")]
+    Load { path: String, reason: String },
+    #[error("embedding failed: {0}")]
+    Inference(String),
+}
+
+pub struct Embedder {
+    model: BertModel,
+    tokenizer: Tokenizer,
+    /// The same tokenizer without truncation or padding, for counting.
+    counter: Tokenizer,
+    device: Device,
+    model_id: String,
+    dim: usize,
+}
+
+fn load_err(path: &Path, reason: impl std::fmt::Display) -> EmbedError {
+    EmbedError::Load { path: path.display().to_string(), reason: reason.to_string() }
+}
+
+fn infer(e: impl std::fmt::Display) -> EmbedError {
+    EmbedError::Inference(e.to_string())
+}
+
+impl Embedder {
+    /// Loads `config.json`, `tokenizer.json` and `model.safetensors` from `dir` (checksums are the caller's).
+    pub fn load(dir: &Path, model_id: &str) -> Result<Embedder, EmbedError> {
+        let config_path = dir.join("config.json");
+        let config: Config = serde_json::from_slice(&std::fs::read(&config_path).map_err(|e| load_err(&config_path, e))?)
+            .map_err(|e| load_err(&config_path, e))?;
+        let tokenizer_path = dir.join("tokenizer.json");
+        let mut tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| load_err(&tokenizer_path, e))?;
+        let mut counter = tokenizer.clone();
+        counter.with_truncation(None).map_err(|e| load_err(&tokenizer_path, e))?;
+        counter.with_padding(None);
+        tokenizer
+            .with_truncation(Some(TruncationParams { max_length: MAX_PIECES, ..Default::default() }))
+            .map_err(|e| load_err(&tokenizer_path, e))?;
+        let pad_id = tokenizer.token_to_id("[PAD]").unwrap_or(0);
+        tokenizer.with_padding(Some(PaddingParams {
+            strategy: PaddingStrategy::BatchLongest,
+            pad_id,
+            pad_token: "[PAD]".into(),
+            ..Default::default()
+        }));
+        let weights_path = dir.join("model.safetensors");
+        let device = Device::Cpu;
+        // Read into memory rather than mapped: a file changed under a mapping is undefined behaviour.
+        let bytes = std::fs::read(&weights_path).map_err(|e| load_err(&weights_path, e))?;
+        let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &device).map_err(|e| load_err(&weights_path, e))?;
+        let model = BertModel::load(vb, &config).map_err(|e| load_err(&weights_path, e))?;
+        Ok(Embedder { model, tokenizer, counter, device, model_id: model_id.to_owned(), dim: config.hidden_size })
+    }
+
+    /// The tag stored with every embedding; a different tag means the vector must be recomputed.
+    pub fn model_id(&self) -> &str {
+        &self.model_id
+    }
+
+    pub fn dim(&self) -> usize {
+        self.dim
+    }
+
+    /// Word pieces `text` takes, `[CLS]`/`[SEP]` included, before truncation.
+    pub fn count_pieces(&self, text: &str) -> usize {
+        self.counter.encode_fast(text, true).map(|e| e.len()).unwrap_or(text.len())
+    }
+
+    pub fn embed_one(&self, text: &str) -> Result<Vec<f32>, EmbedError> {
+        Ok(self.embed(&[text])?.pop().expect("one text, one vector"))
+    }
+
+    /// One normalised vector per text, in the order given.
+    pub fn embed(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        self.embed_with_progress(texts, &mut |_, _| {})
+    }
+
+    pub fn embed_with_progress(&self, texts: &[&str], on_progress: &mut dyn FnMut(usize, usize)) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let mut order: Vec<usize> = (0..texts.len()).collect();
+        // Longest first, like sentence-transformers; the length is a cheap proxy for word pieces.
+        order.sort_by_key(|&i| std::cmp::Reverse(texts[i].len()));
+        let mut out = vec![Vec::new(); texts.len()];
+        let mut done = 0;
+        for batch in order.chunks(BATCH) {
+            let batch_texts: Vec<&str> = batch.iter().map(|&i| texts[i]).collect();
+            for (slot, v) in batch.iter().zip(self.forward(&batch_texts)?) {
+                out[*slot] = v;
+            }
+            done += batch.len();
+            on_progress(done, texts.len());
+        }
+        Ok(out)
+    }
+
+    fn forward(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
+        let encodings = self.tokenizer.encode_batch_fast(texts.to_vec(), true).map_err(infer)?;
+        let len = encodings.first().map(|e| e.len()).unwrap_or(0);
+        let n = encodings.len();
+        let mut ids = Vec::with_capacity(n * len);
+        let mut mask = Vec::with_capacity(n * len);
+        for e in &encodings {
+            ids.extend_from_slice(e.get_ids());
+            mask.extend_from_slice(e.get_attention_mask());
+        }
+        let ids = Tensor::from_vec(ids, (n, len), &self.device).map_err(infer)?;
+        let mask = Tensor::from_vec(mask, (n, len), &self.device).map_err(infer)?;
+        let type_ids = ids.zeros_like().map_err(infer)?;
+        let hidden = self.model.forward(&ids, &type_ids, Some(&mask)).map_err(infer)?;
+        // Mean over the real tokens only.
+        let mask_f = mask.to_dtype(DType::F32).map_err(infer)?.unsqueeze(2).map_err(infer)?;
+        let summed = hidden.broadcast_mul(&mask_f).map_err(infer)?.sum(1).map_err(infer)?;
+        let counts = mask_f.sum(1).map_err(infer)?.clamp(1e-9, f64::MAX).map_err(infer)?;
+        let mean = summed.broadcast_div(&counts).map_err(infer)?;
+        let rows: Vec<Vec<f32>> = mean.to_vec2().map_err(infer)?;
+        Ok(rows.into_iter().map(normalise).collect())
+    }
+}
+
+/// L2 normalisation (a zero vector stays zero).
+pub fn normalise(mut v: Vec<f32>) -> Vec<f32> {
+    let norm = v.iter().map(|x| x * x).sum::<f32>().sqrt().max(1e-12);
+    v.iter_mut().for_each(|x| *x /= norm);
+    v
+}
