@@ -247,6 +247,16 @@ impl App {
         Ok(RestoreReport { file: file.display().to_string(), added, skipped })
     }
 
+    /// Whether a short summary of each conversation (an episode) is saved to memory after every answer.
+    pub fn memory_episodes(&self) -> Result<bool, AppError> {
+        Ok(self.inner.store.memory_setting(crate::orchestration::recall::EPISODES_SETTING)?.unwrap_or(0) != 0)
+    }
+
+    pub fn set_memory_episodes(&self, on: bool) -> Result<bool, AppError> {
+        self.inner.store.set_memory_setting(crate::orchestration::recall::EPISODES_SETTING, on as i64)?;
+        Ok(on)
+    }
+
     /// The runs whose context used an item, newest first.
     pub fn memory_item_runs(&self, id: i64) -> Result<Vec<RunSummary>, AppError> {
         self.inner.store.memory_get(id)?;

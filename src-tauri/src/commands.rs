@@ -133,3 +133,13 @@ pub fn cancel_import(app: State<'_, App>) -> bool {
 pub fn memory_item_runs(app: State<'_, App>, id: i64) -> Result<Vec<RunSummary>, AppError> {
     app.memory_item_runs(id)
 }
+
+#[tauri::command]
+pub fn memory_episodes(app: State<'_, App>) -> Result<bool, AppError> {
+    app.memory_episodes()
+}
+
+#[tauri::command]
+pub fn set_memory_episodes(app: State<'_, App>, on: bool) -> Result<bool, AppError> {
+    app.set_memory_episodes(on)
+}

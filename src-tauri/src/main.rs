@@ -48,6 +48,8 @@ fn main() {
             commands::import_documents,
             commands::cancel_import,
             commands::memory_item_runs,
+            commands::memory_episodes,
+            commands::set_memory_episodes,
         ])
         .run(tauri::generate_context!("../tauri.conf.json"))
         .expect("the Tauri runtime failed to start");

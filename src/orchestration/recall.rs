@@ -116,3 +116,58 @@ fn count_text(backend: &dyn Backend, text: &str) -> usize {
         _ => text.len(),
     }
 }
+
+/// The memory setting that allows episodes.
+pub const EPISODES_SETTING: &str = "episodes";
+
+/// A short, deterministic summary of a conversation after an answered turn: its first request, the latest
+/// request and the answer, each cut short. No model call: it is cheap, and it never invents.
+pub fn episode_text(conversation: &[ChatMessage], answer: &str) -> Option<String> {
+    let cut = |s: &str, n: usize| {
+        let one = s.split_whitespace().collect::<Vec<_>>().join(" ");
+        if one.chars().count() <= n { one } else { format!("{}…", one.chars().take(n - 1).collect::<String>()) }
+    };
+    let users: Vec<&ChatMessage> = conversation.iter().filter(|m| m.role == Role::User).collect();
+    let first = users.first()?;
+    let last = users.last()?;
+    let mut text = format!("Conversation that began with: \"{}\".", cut(&first.content, 120));
+    if users.len() > 1 {
+        text.push_str(&format!(" Latest request: \"{}\".", cut(&last.content, 120)));
+    }
+    text.push_str(&format!(" Keel answered: \"{}\"", cut(answer, 160)));
+    Some(text)
+}
+
+/// Saves (or updates) the episode of `conversation_id` when the user allows episodes; returns the event to
+/// record, if one was saved. The episode's provenance is `assistant`: it quotes the model's answer.
+pub fn save_episode(
+    memory: &MemoryAccess<'_>,
+    store: &Store,
+    conversation_id: i64,
+    conversation: &[ChatMessage],
+    answer: &str,
+) -> Option<RunEvent> {
+    let MemoryAccess::Available(memory) = memory else { return None };
+    if store.memory_setting(EPISODES_SETTING).ok().flatten().unwrap_or(0) == 0 {
+        return None;
+    }
+    let text = episode_text(conversation, answer)?;
+    let source = format!("conversation:{conversation_id}");
+    let saved = match store.memory_find_by_source(MemoryKind::Episode, &source) {
+        Ok(Some(id)) => memory.edit(store, id, &text),
+        Ok(None) => memory.add(
+            store,
+            &ItemSpec { kind: MemoryKind::Episode, text, source, provenance: "assistant".into(), pinned: false },
+        ),
+        Err(e) => Err(e.into()),
+    };
+    Some(match saved {
+        Ok(item) => RunEvent::MemorySaved {
+            item_id: item.id,
+            memory_kind: item.kind,
+            text: item.text,
+            provenance: item.provenance,
+        },
+        Err(e) => RunEvent::MemoryUnavailable { reason: format!("could not save the episode: {e}") },
+    })
+}

@@ -130,6 +130,11 @@ pub fn run_turn(
         break;
     }
 
+    if outcome == RunOutcome::Answered {
+        if let Some(event) = recall::save_episode(&turn.memory, store, turn.conversation_id, turn.conversation, &answer) {
+            commit(event, on_event)?;
+        }
+    }
     let duration_ms = started.elapsed().as_millis() as u64;
     commit(
         RunEvent::RunFinished {

@@ -514,6 +514,37 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
+    /// A memory setting (`memory_meta`), `None` when never set.
+    pub fn memory_setting(&self, key: &str) -> Result<Option<i64>, StoreError> {
+        self.conn()
+            .query_row("SELECT value FROM memory_meta WHERE key = ?1", [key], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
+    pub fn set_memory_setting(&self, key: &str, value: i64) -> Result<(), StoreError> {
+        assert_ne!(key, "generation", "the generation counter is not a setting");
+        self.conn()
+            .execute(
+                "INSERT INTO memory_meta (key, value) VALUES (?1, ?2) ON CONFLICT (key) DO UPDATE SET value = ?2",
+                params![key, value],
+            )
+            .map(drop)
+            .map_err(|e| self.err(e))
+    }
+
+    /// The live item of this kind from this source, if any (the episode of a conversation).
+    pub fn memory_find_by_source(&self, kind: MemoryKind, source: &str) -> Result<Option<i64>, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT id FROM memory_items WHERE kind = ?1 AND source = ?2 AND deleted_ms IS NULL ORDER BY id DESC LIMIT 1",
+                params![kind.as_str(), source],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
     /// Records that a run's context used these items.
     pub fn memory_record_uses(&self, run_id: i64, item_ids: &[i64]) -> Result<(), StoreError> {
         let mut conn = self.conn();

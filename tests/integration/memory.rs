@@ -306,3 +306,33 @@ fn a_corrupt_index_folder_is_rebuilt_and_loses_nothing() {
     assert_eq!(r.hits.len(), 1);
     assert!(r.hits[0].bm25.is_some());
 }
+
+#[test]
+fn episodes_are_saved_only_when_the_user_allows_them_and_one_per_conversation() {
+    let home = tempfile::tempdir().unwrap();
+    let app = app_with(home.path(), replies(3));
+    let settings = GenerationSettings::default();
+    assert!(!app.memory_episodes().unwrap(), "episodes are off until the user turns them on");
+    let first = app.send_message(None, "How do I descale a kettle?", &settings, &mut |_| {}).unwrap();
+    let episodes = |app: &App| {
+        app.memory_list(&MemoryQuery { kind: Some(MemoryKind::Episode), ..MemoryQuery::default() }).unwrap().items
+    };
+    assert!(episodes(&app).is_empty());
+
+    app.set_memory_episodes(true).unwrap();
+    let second = app.send_message(Some(first.conversation_id), "And with vinegar?", &settings, &mut |_| {}).unwrap();
+    let saved = episodes(&app);
+    assert_eq!(saved.len(), 1);
+    assert_eq!(saved[0].source, format!("conversation:{}", first.conversation_id));
+    assert_eq!(saved[0].provenance, "assistant");
+    assert!(saved[0].text.contains("descale a kettle") && saved[0].text.contains("vinegar") && saved[0].text.contains("Reply 1"));
+    let kinds: Vec<&str> = app.run(second.run_id).unwrap().events.iter().map(|e| e.event.kind()).collect();
+    assert_eq!(kinds[kinds.len() - 2..], ["MemorySaved", "RunFinished"]);
+
+    // The next answer updates the same episode instead of adding another.
+    app.send_message(Some(first.conversation_id), "Thanks!", &settings, &mut |_| {}).unwrap();
+    let again = episodes(&app);
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id, saved[0].id);
+    assert!(again[0].text.contains("Thanks!"));
+}

@@ -104,6 +104,14 @@ pub enum MemoryCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Whether a short summary of each conversation (an episode) is saved after every answer: `on`, `off`, or
+    /// nothing to show the setting. Off until the user turns it on.
+    Episodes {
+        #[arg(value_parser = ["on", "off"])]
+        state: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Rebuild the search indexes from the database.
     Reindex {
         /// Recompute every embedding too.
@@ -127,6 +135,7 @@ impl MemoryCommand {
             | MemoryCommand::Pin { json, .. }
             | MemoryCommand::Import { json, .. }
             | MemoryCommand::Export { json, .. }
+            | MemoryCommand::Episodes { json, .. }
             | MemoryCommand::Reindex { json, .. } => *json,
         }
     }
@@ -397,6 +406,17 @@ pub fn run(args: MemoryArgs) -> Result<(), AppError> {
                 } else {
                     eprintln!("{n} items exported");
                 }
+            }
+        }
+        MemoryCommand::Episodes { state, json } => {
+            let on = match state.as_deref() {
+                Some(s) => app.set_memory_episodes(s == "on")?,
+                None => app.memory_episodes()?,
+            };
+            if json {
+                print_json(&serde_json::json!({ "episodes": on }));
+            } else {
+                println!("episodes: {}", if on { "on" } else { "off" });
             }
         }
         MemoryCommand::Reindex { embeddings, json } => {

@@ -152,3 +152,12 @@ export function cancelImport(): Promise<boolean> {
 export function memoryItemRuns(id: number): Promise<RunSummary[]> {
   return call("memory_item_runs", { id });
 }
+
+/** Whether a short summary of each conversation (an episode) is saved to memory after every answer. */
+export function memoryEpisodes(): Promise<boolean> {
+  return call("memory_episodes");
+}
+
+export function setMemoryEpisodes(on: boolean): Promise<boolean> {
+  return call("set_memory_episodes", { on });
+}
