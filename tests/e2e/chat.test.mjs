@@ -7,17 +7,16 @@ import assert from "node:assert/strict";
 import { after, before, describe, it } from "node:test";
 import { By } from "selenium-webdriver";
 import {
-  launchApp,
-  makeKeelHome,
+  REPLY_TIMEOUT,
+  openDesktop,
   screenshot,
-  startDriver,
+  sendMessage,
   waitForModelReady,
+  waitForReply,
   waitInPage,
 } from "./desktop.mjs";
 
 const QUESTION = "What is the capital of France?";
-const MODEL_TIMEOUT = 120_000;
-const REPLY_TIMEOUT = 120_000;
 
 // Page-side helpers, run with executeScript (serialised, so they must not close over anything).
 
@@ -41,18 +40,6 @@ function installStreamRecorder() {
     attributeFilter: ["data-streaming"],
   });
   return true;
-}
-
-/** The last finished assistant message with text, or the error shown instead of one. */
-function finishedReply() {
-  const error = document.querySelector('[data-testid="error"]');
-  if (error) return { error: error.textContent.trim().replace(/\s+/g, " ") };
-  const replies = [...document.querySelectorAll('[data-testid="message"][data-role="assistant"]')];
-  const last = replies[replies.length - 1];
-  if (!last || last.hasAttribute("data-streaming")) return null;
-  const text = (last.querySelector('[data-testid="message-text"]') ?? last).textContent.trim();
-  if (text === "") return null;
-  return { runId: last.getAttribute("data-run-id"), text, outcome: last.getAttribute("data-outcome") };
 }
 
 function inspectorKinds() {
@@ -88,39 +75,28 @@ function inOrder(actual, expected) {
 }
 
 describe("chat in the desktop app", { timeout: 600_000 }, () => {
-  let home;
-  let server;
+  let desktop;
   let driver;
   let reply;
 
   before(async () => {
-    home = await makeKeelHome("chat");
-    server = await startDriver({ keelHome: home.dir, name: "chat" });
-    driver = await launchApp(server.url);
+    desktop = await openDesktop("chat");
+    driver = desktop.driver;
   });
 
   after(async () => {
-    await driver?.quit().catch(() => {});
-    await server?.stop();
-    await home?.remove();
+    await desktop?.close();
   });
 
   it("loads the model", async () => {
-    await waitForModelReady(driver, MODEL_TIMEOUT);
+    await waitForModelReady(driver);
   });
 
   it("streams a reply token by token", async () => {
     assert.equal(await driver.executeScript(installStreamRecorder), true);
 
-    const input = await driver.findElement(By.css('[data-testid="message-input"]'));
-    await input.sendKeys(QUESTION);
-    await driver.findElement(By.css('[data-testid="send-button"]')).click();
-
-    reply = await waitInPage(driver, finishedReply, [], {
-      timeout: REPLY_TIMEOUT,
-      message: `no finished reply within ${REPLY_TIMEOUT / 1000} s`,
-    });
-    assert.equal(reply.error, undefined, `the app showed an error: ${reply.error}`);
+    await sendMessage(driver, QUESTION);
+    reply = await waitForReply(driver);
     assert.ok(reply.runId, "the finished reply has a data-run-id");
 
     const lengths = await driver.executeScript(() => window.__streamLengths);
@@ -152,10 +128,8 @@ describe("chat in the desktop app", { timeout: 600_000 }, () => {
 
   it("keeps the conversation across a restart", async () => {
     assert.ok(reply?.text, "needs the reply from the earlier step");
-    await driver.quit();
-    driver = undefined;
-    driver = await launchApp(server.url);
-    await waitForModelReady(driver, MODEL_TIMEOUT);
+    driver = await desktop.restart();
+    await waitForModelReady(driver);
 
     const conversations = await waitInPage(driver, conversationTitles, [], {
       timeout: 15_000,
@@ -185,9 +159,7 @@ describe("chat in the desktop app", { timeout: 600_000 }, () => {
   it("stops a streaming reply with the Stop button and keeps what was written", async () => {
     await driver.findElement(By.css('[data-testid="new-chat"]')).click();
     assert.equal(await driver.executeScript(installStreamRecorder), true);
-    const input = await driver.findElement(By.css('[data-testid="message-input"]'));
-    await input.sendKeys("Write a very long story about a dragon who learns to sail across the sea.");
-    await driver.findElement(By.css('[data-testid="send-button"]')).click();
+    await sendMessage(driver, "Write a very long story about a dragon who learns to sail across the sea.");
 
     // Stop as soon as the first words have streamed in.
     await waitInPage(driver, () => (window.__streamLengths ?? []).some((n) => n > 0), [], {
@@ -196,11 +168,7 @@ describe("chat in the desktop app", { timeout: 600_000 }, () => {
     });
     await driver.findElement(By.css('[data-testid="stop-button"]')).click();
 
-    const stopped = await waitInPage(driver, finishedReply, [], {
-      timeout: 30_000,
-      message: "the stopped reply did not settle",
-    });
-    assert.equal(stopped.error, undefined, `the app showed an error: ${stopped.error}`);
+    const stopped = await waitForReply(driver, { timeout: 30_000, message: "the stopped reply did not settle" });
     assert.equal(stopped.outcome, "stopped", `expected a stopped reply, got ${JSON.stringify(stopped)}`);
     assert.ok(stopped.text.length > 0, "the words written before Stop are kept");
 

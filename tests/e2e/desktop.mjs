@@ -5,6 +5,7 @@
 // fresh KEEL_HOME, and "restarting the app" is ending the WebDriver session and opening a new one on the same
 // driver: the new app process sees the same KEEL_HOME. Everything started here is stopped by PID.
 
+import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createWriteStream } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
@@ -13,7 +14,7 @@ import os from "node:os";
 import path from "node:path";
 import { setTimeout as sleep } from "node:timers/promises";
 import { fileURLToPath } from "node:url";
-import { Builder } from "selenium-webdriver";
+import { Builder, By } from "selenium-webdriver";
 
 const repoRoot = path.resolve(path.dirname(fileURLToPath(import.meta.url)), "../..");
 
@@ -132,9 +133,80 @@ export async function launchApp(driverUrl) {
     .build();
 }
 
+/**
+ * What a test file's `before` hook starts: a fresh KEEL_HOME (`makeKeelHome`), a tauri-driver on it with `env` on
+ * top (`startDriver`) and the app (`launchApp`). `driver` is the current session; `restart()` ends it and
+ * launches the app again on the same driver, so on the same KEEL_HOME, and returns the new session; `close()`,
+ * for the `after` hook, stops all of it. When a step of the start fails, what it had started is stopped.
+ */
+export async function openDesktop(name, { env = {} } = {}) {
+  const home = await makeKeelHome(name);
+  let server;
+  try {
+    server = await startDriver({ keelHome: home.dir, name, env });
+    const desktop = {
+      home,
+      server,
+      driver: await launchApp(server.url),
+      async restart() {
+        await desktop.driver.quit();
+        desktop.driver = undefined;
+        desktop.driver = await launchApp(server.url);
+        return desktop.driver;
+      },
+      async close() {
+        await desktop.driver?.quit().catch(() => {});
+        await server.stop();
+        await home.remove();
+      },
+    };
+    return desktop;
+  } catch (error) {
+    await server?.stop();
+    await home.remove();
+    throw error;
+  }
+}
+
 /** Polls a function run in the page until it returns a truthy value; the value is returned. */
 export async function waitInPage(driver, fn, args, { timeout, message }) {
   return driver.wait(async () => (await driver.executeScript(fn, ...args)) || false, timeout, message, 250);
+}
+
+/** How long a test waits for the model to answer one message. */
+export const REPLY_TIMEOUT = 120_000;
+
+// Page-side helpers, run with executeScript (serialised, so they must not close over anything).
+
+/** The last finished assistant message with text, or the error shown instead of one. */
+export function finishedReply() {
+  const error = document.querySelector('[data-testid="error"]');
+  if (error) return { error: error.textContent.trim().replace(/\s+/g, " ") };
+  const replies = [...document.querySelectorAll('[data-testid="message"][data-role="assistant"]')];
+  const last = replies[replies.length - 1];
+  if (!last || last.hasAttribute("data-streaming")) return null;
+  const text = (last.querySelector('[data-testid="message-text"]') ?? last).textContent.trim();
+  if (text === "") return null;
+  return { runId: last.getAttribute("data-run-id"), text, outcome: last.getAttribute("data-outcome") };
+}
+
+/** Types `text` into the chat input and presses Send. */
+export async function sendMessage(driver, text) {
+  await driver.findElement(By.css('[data-testid="message-input"]')).sendKeys(text);
+  await driver.findElement(By.css('[data-testid="send-button"]')).click();
+}
+
+/**
+ * Waits for the last assistant reply to finish (`finishedReply`) and returns it: `{ runId, text, outcome }`.
+ * Fails when the app shows an error instead.
+ */
+export async function waitForReply(driver, { timeout = REPLY_TIMEOUT, message } = {}) {
+  const reply = await waitInPage(driver, finishedReply, [], {
+    timeout,
+    message: message ?? `no finished reply within ${timeout / 1000} s`,
+  });
+  assert.equal(reply.error, undefined, `the app showed an error: ${reply.error}`);
+  return reply;
 }
 
 /** The model banner's state and text, or null before it renders. */

@@ -11,17 +11,8 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { By, Key } from "selenium-webdriver";
-import {
-  launchApp,
-  makeKeelHome,
-  screenshot,
-  startDriver,
-  waitForModelReady,
-  waitInPage,
-} from "./desktop.mjs";
+import { openDesktop, screenshot, sendMessage, waitForModelReady, waitForReply, waitInPage } from "./desktop.mjs";
 
-const MODEL_TIMEOUT = 120_000;
-const REPLY_TIMEOUT = 120_000;
 const IMPORT_TIMEOUT = 180_000;
 const REMEMBER = "remember that my dog is called Pixel";
 const EDITED = "My dog is called Pixel and she is a beagle";
@@ -41,17 +32,6 @@ const DOCUMENTS = {
 const SEARCH = "sourdough starter";
 
 // Page-side helpers, run with executeScript (serialised, so they must not close over anything).
-
-/** The last finished assistant message with text, or the error shown instead of one. */
-function finishedReply() {
-  const error = document.querySelector('[data-testid="error"]');
-  if (error) return { error: error.textContent.trim().replace(/\s+/g, " ") };
-  const replies = [...document.querySelectorAll('[data-testid="message"][data-role="assistant"]')];
-  const last = replies[replies.length - 1];
-  if (!last || last.hasAttribute("data-streaming")) return null;
-  const text = (last.querySelector('[data-testid="message-text"]') ?? last).textContent.trim();
-  return text === "" ? null : { runId: last.getAttribute("data-run-id"), text };
-}
 
 /**
  * The first loaded row whose text contains `needle`; clicks Refresh when there is none, in case the memory was
@@ -194,39 +174,30 @@ function searchResults() {
 }
 
 describe("memory in the desktop app", { timeout: 900_000 }, () => {
-  let home;
   let docs;
-  let server;
+  let desktop;
   let driver;
   let memoryId;
 
   before(async () => {
-    home = await makeKeelHome("memory");
     docs = await mkdtemp(path.join(process.env.E2E_TMPDIR ?? os.tmpdir(), "keel-e2e-docs-"));
     for (const [name, text] of Object.entries(DOCUMENTS)) await writeFile(path.join(docs, name), text);
-    server = await startDriver({ keelHome: home.dir, name: "memory" });
-    driver = await launchApp(server.url);
+    desktop = await openDesktop("memory");
+    driver = desktop.driver;
   });
 
   after(async () => {
-    await driver?.quit().catch(() => {});
-    await server?.stop();
-    await home?.remove();
+    await desktop?.close();
     if (docs && !process.env.E2E_KEEP_HOME) await rm(docs, { recursive: true, force: true });
   });
 
   it("loads the model", async () => {
-    await waitForModelReady(driver, MODEL_TIMEOUT);
+    await waitForModelReady(driver);
   });
 
   it("remembers what the user asks it to in chat", async () => {
-    await driver.findElement(By.css('[data-testid="message-input"]')).sendKeys(REMEMBER);
-    await driver.findElement(By.css('[data-testid="send-button"]')).click();
-    const reply = await waitInPage(driver, finishedReply, [], {
-      timeout: REPLY_TIMEOUT,
-      message: `no finished reply within ${REPLY_TIMEOUT / 1000} s`,
-    });
-    assert.equal(reply.error, undefined, `the app showed an error: ${reply.error}`);
+    await sendMessage(driver, REMEMBER);
+    await waitForReply(driver);
   });
 
   it("shows the memory in the Memory view", async () => {

@@ -7,7 +7,7 @@ import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { By } from "selenium-webdriver";
-import { launchApp, makeKeelHome, screenshot, startDriver, waitInPage } from "./desktop.mjs";
+import { openDesktop, screenshot, waitInPage } from "./desktop.mjs";
 
 function banner() {
   const el = document.querySelector('[data-testid="model-status"]');
@@ -16,21 +16,17 @@ function banner() {
 }
 
 describe("desktop app with no model file", { timeout: 120_000 }, () => {
-  let home;
-  let server;
+  let desktop;
   let driver;
 
   before(async () => {
-    home = await makeKeelHome("missing-model");
     const emptyModels = await mkdtemp(path.join(process.env.E2E_TMPDIR ?? os.tmpdir(), "keel-no-models-"));
-    server = await startDriver({ keelHome: home.dir, name: "missing-model", env: { KEEL_MODELS_DIR: emptyModels } });
-    driver = await launchApp(server.url);
+    desktop = await openDesktop("missing-model", { env: { KEEL_MODELS_DIR: emptyModels } });
+    driver = desktop.driver;
   });
 
   after(async () => {
-    await driver?.quit().catch(() => {});
-    await server?.stop();
-    await home?.remove();
+    await desktop?.close();
   });
 
   it("says the model is missing and how to fetch it", async () => {
