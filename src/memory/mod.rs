@@ -205,6 +205,7 @@ impl Memory {
             }
             on_progress(Progress { stage: "loading vectors", done, total: live });
         })?;
+        vectors.shrink_to_fit();
         *self.vectors.write().unwrap_or_else(|p| p.into_inner()) = vectors;
         *self.vectors_generation.lock().unwrap_or_else(|p| p.into_inner()) = generation;
         // 4. Anything committed meanwhile.

@@ -101,6 +101,8 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (run_id, item_id)
     ) WITHOUT ROWID;
     CREATE INDEX memory_by_generation ON memory_items(generation);
+    -- The Memory view's order (pinned first, newest first), so a page deep in 100,000 items needs no sort.
+    CREATE INDEX memory_by_pin_order ON memory_items(pinned, id);
     CREATE INDEX memory_by_kind ON memory_items(kind, id);
     CREATE INDEX memory_by_source ON memory_items(source, id);
     CREATE INDEX memory_by_hash ON memory_items(content_hash);
