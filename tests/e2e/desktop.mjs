@@ -7,7 +7,7 @@
 
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
-import { createWriteStream } from "node:fs";
+import { createWriteStream, readdirSync, readFileSync } from "node:fs";
 import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
@@ -149,14 +149,18 @@ export async function openDesktop(name, { env = {} } = {}) {
       server,
       driver: await launchApp(server.url),
       async restart() {
-        await desktop.driver.quit();
+        await settleWithin(desktop.driver.quit(), 20_000, "quitting the app before a restart");
         desktop.driver = undefined;
         desktop.driver = await launchApp(server.url);
         return desktop.driver;
       },
       async close() {
-        await desktop.driver?.quit().catch(() => {});
+        // A WebDriver that died under the session can leave quit() waiting forever; the hook must not.
+        await settleWithin(desktop.driver?.quit(), 20_000, "quitting the app").catch(() => {});
         await server.stop();
+        // An app whose WebKitWebDriver died is not closed by anyone and keeps this file's process alive (it holds
+        // the inherited pipes); every app started on this test's KEEL_HOME is stopped here.
+        killAppsOf(home.dir);
         await home.remove();
       },
     };
@@ -166,6 +170,27 @@ export async function openDesktop(name, { env = {} } = {}) {
     await home.remove();
     throw error;
   }
+}
+
+/** SIGKILLs every process whose environment has KEEL_HOME=`homeDir` (the apps a test started). */
+export function killAppsOf(homeDir) {
+  for (const pid of readdirSync("/proc").filter((d) => /^\d+$/.test(d))) {
+    try {
+      const env = readFileSync(`/proc/${pid}/environ`, "latin1").split("\0");
+      if (env.includes(`KEEL_HOME=${homeDir}`)) process.kill(Number(pid), "SIGKILL");
+    } catch {
+      // Gone already, or not ours to read.
+    }
+  }
+}
+
+/** Resolves as `promise` does, or rejects once `ms` have passed (naming `what`). */
+export function settleWithin(promise, ms, what) {
+  let timer;
+  const timeout = new Promise((_, reject) => {
+    timer = setTimeout(() => reject(new Error(`${what} took longer than ${ms} ms`)), ms);
+  });
+  return Promise.race([Promise.resolve(promise), timeout]).finally(() => clearTimeout(timer));
 }
 
 /** Polls a function run in the page until it returns a truthy value; the value is returned. */
