@@ -79,6 +79,21 @@ impl App {
         if let Some(m) = self.inner.memory.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
             return Ok((m.clone(), None));
         }
+        let (dir, model_id) = self.embedding_model_dir(on_progress)?;
+        let (memory, report) = Memory::open(
+            &self.inner.store,
+            &dir,
+            &model_id,
+            &self.inner.home.join(INDEX_DIR),
+            &mut |p| on_progress(progress(p)),
+        )?;
+        let memory = Arc::new(memory);
+        *self.inner.memory.lock().unwrap_or_else(|p| p.into_inner()) = Some(memory.clone());
+        Ok((memory, Some(report)))
+    }
+
+    /// The embedding model's folder, its files verified against the manifest (with progress); with the model id.
+    pub fn embedding_model_dir(&self, on_progress: &mut dyn FnMut(LoadProgress)) -> Result<(PathBuf, String), AppError> {
         let entry = self.inner.manifest.by_role("embedding").ok_or_else(|| {
             AppError::new(ErrorKind::ModelMissing, "the model manifest names no embedding model", None)
         })?;
@@ -89,28 +104,6 @@ impl App {
                 on_progress(LoadProgress { stage: stage.clone(), done: d, total: t })
             })?;
             dir = path.parent().map(Path::to_owned);
-        }
-        let dir = dir.ok_or_else(|| AppError::new(ErrorKind::ModelMissing, format!("model {} lists no files", entry.id), None))?;
-        let (memory, report) = Memory::open(
-            &self.inner.store,
-            &dir,
-            &entry.id,
-            &self.inner.home.join(INDEX_DIR),
-            &mut |p| on_progress(progress(p)),
-        )?;
-        let memory = Arc::new(memory);
-        *self.inner.memory.lock().unwrap_or_else(|p| p.into_inner()) = Some(memory.clone());
-        Ok((memory, Some(report)))
-    }
-
-    /// The embedding model's folder, its files verified against the manifest; with the model id.
-    pub fn embedding_model_dir(&self) -> Result<(PathBuf, String), AppError> {
-        let entry = self.inner.manifest.by_role("embedding").ok_or_else(|| {
-            AppError::new(ErrorKind::ModelMissing, "the model manifest names no embedding model", None)
-        })?;
-        let mut dir = None;
-        for file in &entry.files {
-            dir = self.inner.models.verify(entry, file, false, &mut |_, _| {})?.parent().map(Path::to_owned);
         }
         let dir = dir.ok_or_else(|| AppError::new(ErrorKind::ModelMissing, format!("model {} lists no files", entry.id), None))?;
         Ok((dir, entry.id.clone()))

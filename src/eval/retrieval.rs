@@ -188,13 +188,8 @@ pub fn evaluate(
         let t = Instant::now();
         let (bm25, by_vector) = memory.rankings(&store, &q.text, options.candidates)?;
         let qv = memory.embedder().embed_one(&q.text).map_err(crate::memory::MemoryError::from)?;
-        let emb = |id: i64| store.memory_embeddings_of(model_id, &[id]).ok().and_then(|mut v| v.pop()).map(|x| x.1);
-        let mut cache: HashMap<i64, Vec<f32>> = HashMap::new();
-        for id in bm25.iter().chain(&by_vector).map(|c| c.0) {
-            if let Some(v) = emb(id) {
-                cache.insert(id, v);
-            }
-        }
+        let cache: HashMap<i64, Vec<f32>> =
+            bm25.iter().chain(&by_vector).filter_map(|c| Some((c.0, memory.vector(c.0)?))).collect();
         let cosine = |id: i64| cache.get(&id).map(|v| vectors::dot(v, &qv)).unwrap_or(0.0);
         let similarity = |a: i64, b: i64| match (cache.get(&a), cache.get(&b)) {
             (Some(x), Some(y)) => vectors::dot(x, y),

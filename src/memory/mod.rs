@@ -443,6 +443,11 @@ impl Memory {
         Ok((bm25, by_vector))
     }
 
+    /// An item's vector as the matrix holds it (live items with a current embedding only).
+    pub fn vector(&self, id: i64) -> Option<Vec<f32>> {
+        self.vectors.read().unwrap_or_else(|p| p.into_inner()).get(id).map(<[f32]>::to_vec)
+    }
+
     /// Bytes held by the vector matrix.
     pub fn vector_bytes(&self) -> usize {
         self.vectors.read().unwrap_or_else(|p| p.into_inner()).heap_bytes()

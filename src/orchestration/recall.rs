@@ -75,12 +75,14 @@ pub fn recall(memory: &MemoryAccess<'_>, store: &Store, backend: &dyn Backend, i
         }
     }
     let window = backend.info().context_window;
-    let header_tokens = count_text(backend, SECTION_HEADER) + 2;
+    let empty = backend.count_prompt_tokens(&[ChatMessage::new(Role::System, "")]).ok();
+    let tokens_of = |text: &str| count_text(backend, empty, text);
+    let header_tokens = tokens_of(SECTION_HEADER) + 2;
     let options = RetrieveOptions {
         token_budget: ((window / BUDGET_SHARE).min(MAX_BUDGET) as usize).saturating_sub(header_tokens),
         ..RetrieveOptions::default()
     };
-    let count = |item: &MemoryItem| count_text(backend, &item_line(item)) + 1;
+    let count = |item: &MemoryItem| tokens_of(&item_line(item)) + 1;
     match memory.search(store, input, &options, &count) {
         Ok(r) => {
             let used: Vec<i64> = r.hits.iter().map(|h| h.item.id).collect();
@@ -105,12 +107,11 @@ pub fn recall(memory: &MemoryAccess<'_>, store: &Store, backend: &dyn Backend, i
     }
 }
 
-/// Tokens `text` adds to a prompt, by the backend's own count (a system message with and without it).
-fn count_text(backend: &dyn Backend, text: &str) -> usize {
-    let with = backend.count_prompt_tokens(&[ChatMessage::new(Role::System, text)]);
-    let without = backend.count_prompt_tokens(&[ChatMessage::new(Role::System, "")]);
-    match (with, without) {
-        (Ok(a), Ok(b)) => a.saturating_sub(b) as usize,
+/// Tokens `text` adds to a prompt, by the backend's own count: a system message holding it, less `empty` (the
+/// count of an empty one, taken once per turn).
+fn count_text(backend: &dyn Backend, empty: Option<u32>, text: &str) -> usize {
+    match (backend.count_prompt_tokens(&[ChatMessage::new(Role::System, text)]), empty) {
+        (Ok(a), Some(b)) => a.saturating_sub(b) as usize,
         // A backend that cannot count: a conservative estimate (no tokenizer makes fewer than 1 per 2 bytes
         // on natural text is not guaranteed, so count bytes).
         _ => text.len(),

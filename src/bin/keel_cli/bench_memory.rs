@@ -5,6 +5,8 @@ use std::path::PathBuf;
 use clap::Args;
 use keel::{App, AppError};
 
+use crate::print_json;
+
 #[derive(Args)]
 pub struct RetrievalArgs {
     /// The folder with corpus.jsonl, queries.jsonl and qrels.jsonl (made by tests/evals/retrieval/fetch.py).
@@ -45,10 +47,6 @@ pub struct MemoryBenchArgs {
     pub json: bool,
 }
 
-fn print_json(value: &impl serde::Serialize) {
-    println!("{}", serde_json::to_string_pretty(value).expect("serialisable"));
-}
-
 fn opt(v: Option<f64>) -> String {
     v.map(|x| format!("{x:.2}")).unwrap_or_else(|| "–".into())
 }
@@ -58,7 +56,7 @@ pub fn retrieval(args: RetrievalArgs) -> Result<(), AppError> {
         std::env::set_var("RAYON_NUM_THREADS", n.max(1).to_string());
     }
     let app = App::open_default()?;
-    let (model_dir, model_id) = app.embedding_model_dir()?;
+    let (model_dir, model_id) = app.embedding_model_dir(&mut |_| {})?;
     let temp;
     let work = match args.work {
         Some(w) => w,
@@ -90,7 +88,7 @@ pub fn retrieval(args: RetrievalArgs) -> Result<(), AppError> {
 pub fn memory(args: MemoryBenchArgs) -> Result<(), AppError> {
     std::env::set_var("RAYON_NUM_THREADS", args.threads.max(1).to_string());
     let app = App::open_default()?;
-    let (model_dir, model_id) = app.embedding_model_dir()?;
+    let (model_dir, model_id) = app.embedding_model_dir(&mut |_| {})?;
     let work = args.work.unwrap_or_else(|| std::env::temp_dir().join(format!("keel-bench-memory-{}", std::process::id())));
     let options = keel::eval::memory_bench::MemoryBenchOptions {
         model_dir,

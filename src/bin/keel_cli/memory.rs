@@ -6,6 +6,8 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use keel::{App, AppError, ErrorKind, LoadProgress, MemoryItem, MemoryKind, MemoryQuery, Retrieval};
 
+use crate::print_json;
+
 #[derive(Args)]
 pub struct MemoryArgs {
     #[command(subcommand)]
@@ -201,10 +203,6 @@ fn print_item(item: &MemoryItem) {
     let flags = format!("{}{}", if item.pinned { " pinned" } else { "" }, if item.deleted { " deleted" } else { "" });
     println!("#{} [{}]{} {}", item.id, item.kind.as_str(), flags, item.source);
     println!("    {}", item.text.replace('\n', "\n    "));
-}
-
-fn print_json(value: &impl serde::Serialize) {
-    println!("{}", serde_json::to_string_pretty(value).expect("serialisable"));
 }
 
 /// The search result for scripts: per hit its id, text, kind, source and scores, flat.
