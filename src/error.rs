@@ -29,6 +29,8 @@ pub enum ErrorKind {
     Backend,
     /// The named conversation or run does not exist.
     NotFound,
+    /// A tool call failed (`keel tools call`); the message carries the tool's error class.
+    Tool,
     /// Anything else worth reporting as is.
     Internal,
 }

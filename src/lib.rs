@@ -6,6 +6,7 @@
 //! (or on request, with progress) and kept for the life of the `App`.
 
 mod app_memory;
+mod app_runs;
 pub mod error;
 pub mod eval;
 pub mod interface;
@@ -14,6 +15,7 @@ pub mod memory;
 pub mod models;
 pub mod orchestration;
 pub mod store;
+pub mod tools;
 pub mod trace;
 
 use std::collections::HashMap;
@@ -30,6 +32,10 @@ pub use llm::GenerationSettings;
 pub use orchestration::journal::{ConversationDetail, Message, RunDetail, RunSummary};
 pub use orchestration::{TurnEvent, TurnResult};
 pub use app_memory::{ExportedItem, RestoreReport, INDEX_DIR};
+pub use app_runs::{Replay, RunOptions, FILES_DIR};
+pub use orchestration::events::{Action, RunOutcome as Outcome, UserAnswer};
+pub use orchestration::{Limits, RunMode, UserRequest};
+pub use tools::{Effect, ToolError, ToolSpec};
 pub use memory::retrieve::{CandidateDecision, Retrieval, RetrievalCandidate};
 pub use memory::{ImportError, ImportProgress, ImportReport, IndexReport};
 pub use orchestration::events::RecordedCandidate;
@@ -39,9 +45,8 @@ use llm::{Backend, BackendError, CancelFlag, ChatMessage};
 use models::{FileState, Manifest, ModelError, ModelStore};
 use orchestration::events::{RunEvent, RunOutcome};
 use orchestration::recall::MemoryAccess;
-use orchestration::runner::{self, Turn};
-use orchestration::state::RunState;
-use orchestration::Limits;
+use orchestration::runner::{self, Services, Turn};
+use orchestration::state::{Pending, RunState};
 use orchestration::journal;
 use store::{Store, StoreError};
 
@@ -139,6 +144,9 @@ struct Inner {
     memory: Mutex<Option<Arc<memory::Memory>>>,
     memory_load: Mutex<()>,
     import_cancel: Arc<AtomicBool>,
+    /// The tools runs are offered, built on first use; `add_tool` adds to `extra_tools` and clears it.
+    toolbox: Mutex<Option<Arc<tools::Toolbox>>>,
+    extra_tools: Mutex<Vec<Arc<dyn tools::Tool>>>,
     /// Cancel flags of the runs in flight.
     running: Mutex<HashMap<i64, CancelFlag>>,
     /// `keel.lock` in the data dir, held shared for the life of the `App`: while any Keel process is alive,
@@ -147,9 +155,18 @@ struct Inner {
 }
 
 impl App {
-    /// Opens the data dir named by the environment.
+    /// Opens the data dir named by the environment. For tests and evaluations only, `KEEL_SCRIPTED_BACKEND`
+    /// names a script file (see `llm::scripted::ScriptFile`) that replaces the embedded model.
     pub fn open_default() -> Result<App, AppError> {
-        App::open(OpenOptions::from_env()?)
+        let options = OpenOptions::from_env()?;
+        match std::env::var_os("KEEL_SCRIPTED_BACKEND") {
+            Some(path) if !path.is_empty() => {
+                let backend = llm::scripted::ScriptedBackend::from_file(Path::new(&path))
+                    .map_err(|e| AppError::new(ErrorKind::InvalidInput, e, Some("fix the script or unset KEEL_SCRIPTED_BACKEND".into())))?;
+                App::open_with_backend(options, Arc::new(backend))
+            }
+            _ => App::open(options),
+        }
     }
 
     pub fn open(options: OpenOptions) -> Result<App, AppError> {
@@ -185,6 +202,8 @@ impl App {
                 load_lock: Mutex::new(()),
                 loading: AtomicBool::new(false),
                 running: Mutex::new(HashMap::new()),
+                toolbox: Mutex::new(None),
+                extra_tools: Mutex::new(Vec::new()),
                 memory: Mutex::new(None),
                 memory_load: Mutex::new(()),
                 import_cancel: Arc::new(AtomicBool::new(false)),
@@ -206,28 +225,49 @@ impl App {
         &self.inner.home
     }
 
-    /// Runs left `running` by a process that stopped mid-run are closed as `Stopped`, keeping the text of any
-    /// model reply already recorded in their log (streamed tokens are not journaled). Resuming them is the
-    /// orchestration issue's work; until then nothing is left looking alive.
-    /// A run whose log cannot be decoded is closed too, rather than keeping Keel from starting.
+    /// Runs left `running` by a process that stopped mid-run are marked `interrupted` (`RunInterrupted`), to be
+    /// resumed from their log (`keel runs resume`, or the desktop at start). A run that stopped inside a
+    /// side-effecting call that is not safe to repeat is not left to a resume: whether the call happened is
+    /// unknown, so it is recorded as such and the run waits for the user's decision. A run whose log cannot be
+    /// decoded is closed as `Stopped`, rather than keeping Keel from starting.
     fn close_interrupted_runs(&self) -> Result<(), AppError> {
         let store = &self.inner.store;
-        for run_id in store.unfinished_runs()? {
-            let (state, started_ms) = match journal::load(store, run_id) {
-                Ok(detail) => (RunState::fold(&detail.events), detail.run.started_ms),
-                Err(_) => (RunState::default(), store::now_ms()),
+        for run_id in store.runs_with_status("running")? {
+            let detail = match journal::load(store, run_id) {
+                Ok(detail) => detail,
+                Err(_) => {
+                    journal::append(
+                        store,
+                        run_id,
+                        &RunEvent::RunFinished {
+                            outcome: RunOutcome::Stopped { reason: "interrupted: Keel stopped before this run finished, and its log cannot be read".into() },
+                            answer: None,
+                            duration_ms: 0,
+                            prompt_tokens: 0,
+                            completion_tokens: 0,
+                        },
+                    )?;
+                    continue;
+                }
             };
-            journal::append(
-                store,
-                run_id,
-                &RunEvent::RunFinished {
-                    outcome: RunOutcome::Stopped { reason: "interrupted: Keel stopped before this run finished".into() },
-                    answer: state.last_reply.map(|r| r.trim().to_owned()).filter(|r| !r.is_empty()),
-                    duration_ms: (store::now_ms() - started_ms).max(0) as u64,
-                    prompt_tokens: state.prompt_tokens,
-                    completion_tokens: state.completion_tokens,
-                },
-            )?;
+            let state = RunState::fold(&detail.events);
+            journal::append(store, run_id, &RunEvent::RunInterrupted { reason: "Keel stopped while this run was in flight".into() })?;
+            if let Pending::InTool { call } = &state.pending {
+                if call.effect.has_side_effects() && !call.idempotent {
+                    journal::append(store, run_id, &RunEvent::OutcomeUnknown { call_id: call.call_id.clone(), tool: call.tool.clone() })?;
+                    journal::append(
+                        store,
+                        run_id,
+                        &RunEvent::ApprovalRequested {
+                            call_id: call.call_id.clone(),
+                            tool: call.tool.clone(),
+                            arguments: call.arguments.clone(),
+                            effect: call.effect,
+                            reason: "Keel stopped during this call, so whether it took effect is unknown. Run it again?".into(),
+                        },
+                    )?;
+                }
+            }
         }
         Ok(())
     }
@@ -329,6 +369,18 @@ impl App {
         settings: &GenerationSettings,
         on_event: &mut dyn FnMut(TurnEvent),
     ) -> Result<TurnResult, AppError> {
+        self.send_message_with(conversation_id, text, settings, &RunOptions::default(), on_event)
+    }
+
+    /// [`App::send_message`] with the run's mode, limits and approval policy.
+    pub fn send_message_with(
+        &self,
+        conversation_id: Option<i64>,
+        text: &str,
+        settings: &GenerationSettings,
+        options: &RunOptions,
+        on_event: &mut dyn FnMut(TurnEvent),
+    ) -> Result<TurnResult, AppError> {
         let accepted = interface::accept(text)?;
         let backend = self.backend()?;
         let store = &self.inner.store;
@@ -342,8 +394,16 @@ impl App {
         };
         conversation.push(ChatMessage::new(llm::Role::User, accepted.text.clone()));
         check_fits(backend.as_ref(), &accepted.text, settings)?;
+        let mode = options.mode.unwrap_or_else(|| if interface::needs_tools(&accepted.text) { RunMode::React } else { RunMode::Chat });
         let (conversation_id, run_id) = store.begin_turn(conversation_id, &accepted.text)?;
         let memory = self.memory(&mut |_| {});
+        let access = match &memory {
+            Ok(m) => MemoryAccess::Available(m.as_ref()),
+            Err(e) => MemoryAccess::Unavailable(format!("{} ({})", e.message, e.hint.as_deref().unwrap_or(""))),
+        };
+        let toolbox = self.toolbox();
+        let port = self.memory_port();
+        let services = Services { store, backend: backend.as_ref(), toolbox: &toolbox, memory: &access, memory_port: Some(&port) };
 
         let cancel = CancelFlag::default();
         self.inner.running.lock().expect("lock").insert(run_id, cancel.clone());
@@ -353,14 +413,12 @@ impl App {
             input: &accepted.text,
             conversation: &conversation,
             settings,
-            limits: Limits::default(),
-            memory: match &memory {
-                Ok(m) => MemoryAccess::Available(m.as_ref()),
-                Err(e) => MemoryAccess::Unavailable(format!("{} ({})", e.message, e.hint.as_deref().unwrap_or(""))),
-            },
+            limits: options.limits,
+            mode,
+            auto_approve: options.auto_approve.clone(),
         };
         // Backend panics (context assembly included) are caught inside the runner and recorded as a failed run.
-        let result = runner::run_turn(store, backend.as_ref(), turn, &cancel, on_event);
+        let result = runner::run_turn(services, turn, &cancel, on_event);
         self.inner.running.lock().expect("lock").remove(&run_id);
         Ok(result?)
     }

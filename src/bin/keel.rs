@@ -9,6 +9,8 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+#[path = "keel_cli/agent.rs"]
+mod agent;
 #[path = "keel_cli/bench_memory.rs"]
 mod bench_memory;
 #[path = "keel_cli/memory.rs"]
@@ -35,6 +37,8 @@ enum Command {
         conversation: Option<i64>,
         #[command(flatten)]
         gen: GenArgs,
+        #[command(flatten)]
+        run: agent::RunArgs,
         #[arg(long)]
         json: bool,
     },
@@ -44,6 +48,13 @@ enum Command {
         conversation: Option<i64>,
         #[command(flatten)]
         gen: GenArgs,
+        #[command(flatten)]
+        run: agent::RunArgs,
+    },
+    /// Tools: list them with their schemas, or call one outside any run.
+    Tools {
+        #[command(subcommand)]
+        command: agent::ToolsCommand,
     },
     /// Runs and their recorded steps.
     Runs {
@@ -121,6 +132,8 @@ enum RunsCommand {
         #[arg(long)]
         json: bool,
     },
+    #[command(flatten)]
+    Control(agent::RunControl),
 }
 
 #[derive(Subcommand)]
@@ -213,6 +226,8 @@ fn main() -> ExitCode {
     let json = match &cli.command {
         Command::Ask { json, .. } => *json,
         Command::Runs { command: RunsCommand::List { json, .. } | RunsCommand::Show { json, .. } } => *json,
+        Command::Runs { command: RunsCommand::Control(c) } => c.json(),
+        Command::Tools { command: agent::ToolsCommand::List { json } | agent::ToolsCommand::Call { json, .. } } => *json,
         Command::Conversations { command: ConversationsCommand::List { json } | ConversationsCommand::Show { json, .. } } => *json,
         Command::Models { command: ModelsCommand::Fetch { json } | ModelsCommand::Verify { json } | ModelsCommand::List { json } } => *json,
         Command::Bench { command: BenchCommand::Decode(a) } => a.json,
@@ -242,8 +257,10 @@ fn print_json(value: &impl serde::Serialize) {
 
 fn run(command: Command) -> Result<(), AppError> {
     match command {
-        Command::Ask { message, conversation, gen, json } => ask(message, conversation, &gen, json),
-        Command::Chat { conversation, gen } => chat(conversation, &gen),
+        Command::Ask { message, conversation, gen, run, json } => ask(message, conversation, &gen, &run, json),
+        Command::Chat { conversation, gen, run } => chat(conversation, &gen, &run),
+        Command::Tools { command } => agent::tools(command),
+        Command::Runs { command: RunsCommand::Control(c) } => agent::run_control(c),
         Command::Runs { command } => runs(command),
         Command::Conversations { command } => conversations(command),
         Command::Models { command } => models(command),
@@ -270,7 +287,7 @@ fn message_bytes(message: Option<OsString>) -> Result<Vec<u8>, AppError> {
     }
 }
 
-fn ask(message: Option<OsString>, conversation: Option<i64>, gen: &GenArgs, json: bool) -> Result<(), AppError> {
+fn ask(message: Option<OsString>, conversation: Option<i64>, gen: &GenArgs, run: &agent::RunArgs, json: bool) -> Result<(), AppError> {
     let bytes = message_bytes(message)?;
     let text = keel::interface::accept_bytes(&bytes)?.text;
     let settings = gen.settings();
@@ -280,12 +297,13 @@ fn ask(message: Option<OsString>, conversation: Option<i64>, gen: &GenArgs, json
     }
     stop_runs_on_ctrl_c(&app);
     let mut out = std::io::stdout();
-    let result = app.send_message(conversation, &text, &settings, &mut |event| {
+    let result = app.send_message_with(conversation, &text, &settings, &run.options(), &mut |event| {
         if let (TurnEvent::Token { text }, false) = (&event, json) {
             let _ = write!(out, "{text}");
             let _ = out.flush();
         }
     })?;
+    let result = agent::settle(&app, result, &settings, json)?;
     if json {
         print_json(&result);
         // The result, failed or not, is the one JSON document on stdout; a failure is said on stderr too.
@@ -293,17 +311,24 @@ fn ask(message: Option<OsString>, conversation: Option<i64>, gen: &GenArgs, json
             eprintln!("error: {}", e.message);
             std::process::exit(1);
         }
+        if result.waiting.is_some() {
+            std::process::exit(agent::EXIT_WAITING);
+        }
         return Ok(());
     }
     println!();
     report_outcome(&result);
+    if result.waiting.is_some() {
+        agent::report_waiting(&result);
+        std::process::exit(agent::EXIT_WAITING);
+    }
     outcome_to_result(&result)
 }
 
 /// A run that failed is an error exit, with the failure it recorded.
 fn outcome_to_result(result: &keel::orchestration::TurnResult) -> Result<(), AppError> {
     match &result.outcome {
-        keel::orchestration::events::RunOutcome::Failed { error } => Err(AppError::new(
+        Some(keel::orchestration::events::RunOutcome::Failed { error }) => Err(AppError::new(
             ErrorKind::Backend,
             format!("run {} failed: {error}", result.run_id),
             Some(format!("see its steps with `keel runs show {}`", result.run_id)),
@@ -315,10 +340,9 @@ fn outcome_to_result(result: &keel::orchestration::TurnResult) -> Result<(), App
 fn report_outcome(result: &keel::orchestration::TurnResult) {
     use keel::orchestration::events::RunOutcome;
     match &result.outcome {
-        RunOutcome::Answered => {}
-        RunOutcome::Partial { reason } => eprintln!("[partial: {reason}]"),
-        RunOutcome::Stopped { reason } => eprintln!("[stopped: {reason}]"),
-        RunOutcome::Failed { .. } => {}
+        Some(RunOutcome::Partial { reason }) => eprintln!("[partial: {reason}]"),
+        Some(RunOutcome::Stopped { reason }) => eprintln!("[stopped: {reason}]"),
+        Some(RunOutcome::Answered | RunOutcome::Failed { .. }) | None => {}
     }
     eprintln!(
         "[run {} · {} prompt + {} completion tokens · {} ms]",
@@ -347,7 +371,7 @@ fn load_with_progress(app: &App) -> Result<(), AppError> {
     Ok(())
 }
 
-fn chat(conversation: Option<i64>, gen: &GenArgs) -> Result<(), AppError> {
+fn chat(conversation: Option<i64>, gen: &GenArgs, run: &agent::RunArgs) -> Result<(), AppError> {
     let settings = gen.settings();
     let app = App::open_default()?;
     load_with_progress(&app)?;
@@ -383,16 +407,18 @@ fn chat(conversation: Option<i64>, gen: &GenArgs) -> Result<(), AppError> {
             }
         };
         let mut out = std::io::stdout();
-        match app.send_message(conversation, &text, &settings, &mut |event| {
+        let sent = app.send_message_with(conversation, &text, &settings, &run.options(), &mut |event| {
             if let TurnEvent::Token { text } = &event {
                 let _ = write!(out, "{text}");
                 let _ = out.flush();
             }
-        }) {
+        });
+        match sent.and_then(|r| agent::settle(&app, r, &settings, false)) {
             Ok(result) => {
                 println!();
                 conversation = Some(result.conversation_id);
                 report_outcome(&result);
+                agent::report_waiting(&result);
             }
             Err(e) => eprintln!("error: {}\nhint: {}", e.message, e.hint.unwrap_or_default()),
         }
@@ -403,6 +429,7 @@ fn chat(conversation: Option<i64>, gen: &GenArgs) -> Result<(), AppError> {
 fn runs(command: RunsCommand) -> Result<(), AppError> {
     let app = App::open_default()?;
     match command {
+        RunsCommand::Control(c) => return agent::run_control(c),
         RunsCommand::List { limit, json } => {
             let runs = app.list_runs(limit)?;
             if json {

@@ -104,6 +104,23 @@ pub fn clean_document(text: &str) -> String {
     }
 }
 
+/// True when a message reads as a task that needs tools (arithmetic, the time or date, files, a web page), so
+/// that the run is offered tools (ReAct); anything else is answered as chat. Rules for the unambiguous cases
+/// only; a classifier over the embeddings is the interface issue's work.
+pub fn needs_tools(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    let arithmetic = {
+        let compact: String = lower.chars().filter(|c| !c.is_whitespace()).collect();
+        let b = compact.as_bytes();
+        (1..b.len().saturating_sub(1)).any(|i| b"+-*/^%x".contains(&b[i]) && b[i - 1].is_ascii_digit() && (b[i + 1].is_ascii_digit() || b[i + 1] == b'('))
+    };
+    const CUES: &[&str] = &[
+        "calculate", "compute", "how much is", "what time", "the time in", "today's date", "what date", "what day",
+        "which day", "file", "folder", "http://", "https://", "fetch", "download", "search my memory", "look up",
+    ];
+    arithmetic || CUES.iter().any(|c| lower.contains(c))
+}
+
 /// The fact in a "remember that …" message, if the message is one: the user's words after the request,
 /// with a trailing full stop removed. `None` for anything else (including a question about remembering).
 pub fn remember_request(text: &str) -> Option<String> {

@@ -189,4 +189,19 @@ pub trait Backend: Send + Sync {
         cancel: &CancelFlag,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Completion, BackendError>;
+
+    /// Generates a reply that must be one JSON value satisfying `schema` (a tool call, a plan, an answer). A
+    /// backend that can constrain decoding to the schema does; the default generates freely and leaves the
+    /// caller to validate the reply and re-prompt.
+    fn chat_json(
+        &self,
+        messages: &[ChatMessage],
+        settings: &GenerationSettings,
+        schema: &serde_json::Value,
+        cancel: &CancelFlag,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Completion, BackendError> {
+        let _ = schema;
+        self.chat(messages, settings, cancel, on_text)
+    }
 }

@@ -21,8 +21,27 @@ pub enum ScriptedReply {
     Panic(String),
 }
 
+/// A reply chosen by what the model is shown rather than by call order: the first rule whose `when` occurs in
+/// the prompt's last message answers. A run resumed in a new process gets the same replies at the same points,
+/// which a script played in order cannot promise.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ScriptRule {
+    pub when: String,
+    pub reply: String,
+    /// A pause before the reply, so that a test can interrupt the process mid-call.
+    #[serde(default)]
+    pub delay_ms: u64,
+}
+
+/// A script file (`KEEL_SCRIPTED_BACKEND`): `{"rules": [{"when": …, "reply": …, "delay_ms": …}]}`.
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ScriptFile {
+    pub rules: Vec<ScriptRule>,
+}
+
 pub struct ScriptedBackend {
     replies: Mutex<VecDeque<ScriptedReply>>,
+    rules: Vec<ScriptRule>,
     context_window: u32,
     /// The messages of every `chat` call, in order, so tests can check what the model was shown.
     seen: Mutex<Vec<Vec<ChatMessage>>>,
@@ -30,7 +49,19 @@ pub struct ScriptedBackend {
 
 impl ScriptedBackend {
     pub fn new(replies: impl IntoIterator<Item = ScriptedReply>) -> Self {
-        ScriptedBackend { replies: Mutex::new(replies.into_iter().collect()), context_window: 4096, seen: Mutex::default() }
+        ScriptedBackend { replies: Mutex::new(replies.into_iter().collect()), rules: Vec::new(), context_window: 4096, seen: Mutex::default() }
+    }
+
+    /// A backend that answers by rules (see [`ScriptRule`]).
+    pub fn with_rules(rules: Vec<ScriptRule>) -> Self {
+        ScriptedBackend { rules, ..ScriptedBackend::new([]) }
+    }
+
+    /// Reads a script file.
+    pub fn from_file(path: &std::path::Path) -> Result<Self, String> {
+        let text = std::fs::read_to_string(path).map_err(|e| format!("cannot read the script {}: {e}", path.display()))?;
+        let file: ScriptFile = serde_json::from_str(&text).map_err(|e| format!("the script {} is not valid: {e}", path.display()))?;
+        Ok(ScriptedBackend::with_rules(file.rules))
     }
 
     /// The messages each `chat` call was given, oldest call first.
@@ -67,12 +98,25 @@ impl Backend for ScriptedBackend {
     ) -> Result<Completion, BackendError> {
         let started = Instant::now();
         self.seen.lock().expect("seen lock poisoned").push(messages.to_vec());
-        let reply = self
-            .replies
-            .lock()
-            .expect("script lock poisoned")
-            .pop_front()
-            .ok_or_else(|| BackendError::Inference("the script has no more replies".into()))?;
+        let reply = if self.rules.is_empty() {
+            self.replies
+                .lock()
+                .expect("script lock poisoned")
+                .pop_front()
+                .ok_or_else(|| BackendError::Inference("the script has no more replies".into()))?
+        } else {
+            let last = messages.last().map(|m| m.content.as_str()).unwrap_or_default();
+            let rule = self
+                .rules
+                .iter()
+                .find(|r| last.contains(&r.when))
+                .ok_or_else(|| BackendError::Inference(format!("no script rule matches the last message: {last:.80}")))?;
+            let until = Instant::now() + std::time::Duration::from_millis(rule.delay_ms);
+            while Instant::now() < until && !cancel.is_cancelled() {
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            ScriptedReply::Text(rule.reply.clone())
+        };
         let (text, wait) = match reply {
             ScriptedReply::Fail(msg) => return Err(BackendError::Inference(msg)),
             ScriptedReply::Panic(msg) => panic!("{msg}"),

@@ -10,6 +10,9 @@ use ts_rs::TS;
 use crate::llm::{GenerationSettings, StopReason};
 use crate::memory::retrieve::{CandidateDecision, RetrievalCandidate};
 use crate::store::MemoryKind;
+use crate::tools::{Effect, ToolError};
+
+use super::{Limits, RunMode};
 
 /// The version of the stored event payloads. Bump it, and teach `store` to read the old one, when an existing
 /// variant changes shape.
@@ -28,6 +31,18 @@ pub enum RunEvent {
         model: String,
         max_steps: u32,
         settings: GenerationSettings,
+        /// How the run works (chat, ReAct, plan-then-execute); absent in logs from before tools: chat.
+        #[serde(default)]
+        mode: RunMode,
+        /// Every bound of the run; absent in older logs, where only `max_steps` applied.
+        #[serde(default)]
+        limits: Option<Limits>,
+        /// The tools offered to the model.
+        #[serde(default)]
+        tools: Vec<String>,
+        /// Tools the user's policy lets run without asking (side-effecting ones otherwise ask).
+        #[serde(default)]
+        auto_approve: Vec<String>,
     },
     /// The user asked Keel to remember something ("remember that …"); the item was committed before this event.
     MemorySaved {
@@ -75,6 +90,79 @@ pub enum RunEvent {
         ttft_ms: Option<u64>,
         stop: StopReason,
     },
+    /// The model's reply, read as an action under its contract (a tool call validated against the tool's input
+    /// schema, a plan, a question for the user, or the answer).
+    ActionParsed { step: u32, action: Action },
+    /// The reply broke the contract; `reprompt` says whether the model gets one constrained second chance.
+    ActionRejected { step: u32, error: String, reprompt: bool },
+    /// Whether a tool call may go ahead: within budget, allowed by policy, or in need of the user's approval.
+    PolicyChecked { call_id: String, tool: String, effect: Effect, decision: PolicyDecision, reason: String },
+    /// The run waits for the user to approve or deny this exact call.
+    ApprovalRequested {
+        call_id: String,
+        tool: String,
+        #[ts(type = "unknown")]
+        arguments: serde_json::Value,
+        effect: Effect,
+        reason: String,
+    },
+    /// The run waits for the user to answer a question (the model asked, or a fallback needs a decision).
+    UserAsked { question: String },
+    /// The user's answer to an approval request or a question.
+    UserAnswered { answer: UserAnswer },
+    /// One attempt at a tool call begins; committed before the tool runs.
+    ToolCalled {
+        call_id: String,
+        tool: String,
+        #[ts(type = "unknown")]
+        arguments: serde_json::Value,
+        attempt: u32,
+        effect: Effect,
+        idempotent: bool,
+    },
+    /// The attempt's result, validated against the tool's output schema, or its error class.
+    ToolReturned {
+        call_id: String,
+        tool: String,
+        attempt: u32,
+        #[ts(type = "number")]
+        duration_ms: u64,
+        result: ToolOutcome,
+    },
+    /// A transient failure will be retried after `delay_ms` (exponential backoff, full jitter, or Retry-After).
+    RetryScheduled { call_id: String, tool: String, next_attempt: u32, #[ts(type = "number")] delay_ms: u64, reason: String },
+    /// No retry or alternative is left: the error goes to the model as the call's result (in plan mode the plan
+    /// is replaced).
+    ErrorReported { call_id: String, tool: String, error: ToolError },
+    /// The call moves to another tool with the same capability.
+    AlternativeChosen { call_id: String, from: String, to: String, reason: String },
+    /// The model asked for a call it already made with the same arguments: the call is not repeated.
+    LoopDetected {
+        call_id: String,
+        tool: String,
+        #[ts(type = "unknown")]
+        arguments: serde_json::Value,
+        times: u32,
+    },
+    /// A deterministic check of the answer before it is shown (recomputed arithmetic, cited memories exist).
+    Verified { check: String, passed: bool, detail: String },
+    /// A bound was reached; the run ends with what it found.
+    LimitReached {
+        limit: String,
+        #[ts(type = "number")]
+        used: u64,
+        #[ts(type = "number")]
+        max: u64,
+    },
+    /// The user (Stop, Ctrl-C) cancelled the run.
+    RunCancelled { reason: String },
+    /// Keel stopped while this run was in flight; it can be resumed from its log.
+    RunInterrupted { reason: String },
+    /// The run continues from its log (after an interruption or the user's answer).
+    RunResumed { reason: String },
+    /// Keel stopped inside a side-effecting call: whether it happened is unknown, so nothing is retried without
+    /// the user's say.
+    OutcomeUnknown { call_id: String, tool: String },
     /// The run ended. `answer` is what the user was shown; it is `None` when nothing was produced.
     RunFinished {
         outcome: RunOutcome,
@@ -96,9 +184,87 @@ impl RunEvent {
             RunEvent::MemoryUnavailable { .. } => "MemoryUnavailable",
             RunEvent::ModelCalled { .. } => "ModelCalled",
             RunEvent::ModelReplied { .. } => "ModelReplied",
+            RunEvent::ActionParsed { .. } => "ActionParsed",
+            RunEvent::ActionRejected { .. } => "ActionRejected",
+            RunEvent::PolicyChecked { .. } => "PolicyChecked",
+            RunEvent::ApprovalRequested { .. } => "ApprovalRequested",
+            RunEvent::UserAsked { .. } => "UserAsked",
+            RunEvent::UserAnswered { .. } => "UserAnswered",
+            RunEvent::ToolCalled { .. } => "ToolCalled",
+            RunEvent::ToolReturned { .. } => "ToolReturned",
+            RunEvent::RetryScheduled { .. } => "RetryScheduled",
+            RunEvent::ErrorReported { .. } => "ErrorReported",
+            RunEvent::AlternativeChosen { .. } => "AlternativeChosen",
+            RunEvent::LoopDetected { .. } => "LoopDetected",
+            RunEvent::Verified { .. } => "Verified",
+            RunEvent::LimitReached { .. } => "LimitReached",
+            RunEvent::RunCancelled { .. } => "RunCancelled",
+            RunEvent::RunInterrupted { .. } => "RunInterrupted",
+            RunEvent::RunResumed { .. } => "RunResumed",
+            RunEvent::OutcomeUnknown { .. } => "OutcomeUnknown",
             RunEvent::RunFinished { .. } => "RunFinished",
         }
     }
+}
+
+/// What the model asked for, once its reply was read under the contract.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Action {
+    /// The final answer.
+    Answer { text: String },
+    /// Call one tool; `call_id` names the call in the events that follow.
+    ToolCall {
+        call_id: String,
+        tool: String,
+        #[ts(type = "unknown")]
+        arguments: serde_json::Value,
+    },
+    /// Ask the user something before going on.
+    Ask { question: String },
+    /// Plan-then-execute: the steps, each validated before it runs.
+    Plan { steps: Vec<PlanStep> },
+}
+
+/// One step of a plan.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum PlanStep {
+    Tool {
+        tool: String,
+        #[ts(type = "unknown")]
+        arguments: serde_json::Value,
+    },
+    /// Write the answer from what the steps found.
+    Answer,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum PolicyDecision {
+    Allow,
+    NeedsApproval,
+    Refuse,
+}
+
+/// The user's reply to whatever the run was waiting for.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum UserAnswer {
+    Approve { call_id: String },
+    Deny { call_id: String, note: Option<String> },
+    Reply { text: String },
+}
+
+/// How one tool attempt ended.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
+#[serde(tag = "status", rename_all = "snake_case")]
+pub enum ToolOutcome {
+    Ok {
+        #[ts(type = "unknown")]
+        value: serde_json::Value,
+    },
+    Err { error: ToolError },
 }
 
 /// A retrieval candidate as the run records it: the scores and the decision, with the start of the text.
@@ -169,6 +335,10 @@ impl RunOutcome {
 #[serde(rename_all = "snake_case")]
 pub enum RunStatus {
     Running,
+    /// Paused until the user approves a call or answers a question; survives a restart.
+    AwaitingUser,
+    /// Keel stopped while it was in flight; `keel runs resume` (or the desktop) continues it.
+    Interrupted,
     Answered,
     Partial,
     Stopped,
@@ -179,6 +349,8 @@ impl RunStatus {
     pub fn as_str(self) -> &'static str {
         match self {
             RunStatus::Running => "running",
+            RunStatus::AwaitingUser => "awaiting_user",
+            RunStatus::Interrupted => "interrupted",
             RunStatus::Answered => "answered",
             RunStatus::Partial => "partial",
             RunStatus::Stopped => "stopped",
@@ -189,6 +361,8 @@ impl RunStatus {
     pub fn parse(s: &str) -> Option<RunStatus> {
         Some(match s {
             "running" => RunStatus::Running,
+            "awaiting_user" => RunStatus::AwaitingUser,
+            "interrupted" => RunStatus::Interrupted,
             "answered" => RunStatus::Answered,
             "partial" => RunStatus::Partial,
             "stopped" => RunStatus::Stopped,

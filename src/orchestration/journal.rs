@@ -67,11 +67,27 @@ pub fn append(store: &Store, run_id: i64, event: &RunEvent) -> Result<StoredEven
         RunEvent::RunFinished { outcome, answer, .. } => {
             Projection::Finish { status: outcome.status().as_str(), answer: answer.as_deref() }
         }
+        RunEvent::ApprovalRequested { .. } | RunEvent::UserAsked { .. } => Projection::Status(RunStatus::AwaitingUser.as_str()),
+        RunEvent::RunInterrupted { .. } => Projection::Status(RunStatus::Interrupted.as_str()),
+        RunEvent::UserAnswered { .. } | RunEvent::RunResumed { .. } => Projection::Status(RunStatus::Running.as_str()),
         RunEvent::RunStarted { .. }
         | RunEvent::ModelCalled { .. }
         | RunEvent::MemorySaved { .. }
         | RunEvent::MemoryRetrieved { .. }
-        | RunEvent::MemoryUnavailable { .. } => Projection::Unchanged,
+        | RunEvent::MemoryUnavailable { .. }
+        | RunEvent::ActionParsed { .. }
+        | RunEvent::ActionRejected { .. }
+        | RunEvent::PolicyChecked { .. }
+        | RunEvent::ToolCalled { .. }
+        | RunEvent::ToolReturned { .. }
+        | RunEvent::RetryScheduled { .. }
+        | RunEvent::ErrorReported { .. }
+        | RunEvent::AlternativeChosen { .. }
+        | RunEvent::LoopDetected { .. }
+        | RunEvent::Verified { .. }
+        | RunEvent::LimitReached { .. }
+        | RunEvent::RunCancelled { .. }
+        | RunEvent::OutcomeUnknown { .. } => Projection::Unchanged,
     };
     let (seq, at_ms) = store.append_event(run_id, event.kind(), EVENT_SCHEMA_VERSION, &payload, projection)?;
     Ok(StoredEvent { run_id, seq, at_ms, event: event.clone() })

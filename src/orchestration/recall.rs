@@ -107,6 +107,17 @@ pub fn recall(memory: &MemoryAccess<'_>, store: &Store, backend: &dyn Backend, i
     }
 }
 
+/// The memory section of a run being resumed, rebuilt from the items its retrieval kept (deleted ones left out).
+pub fn section_for(store: &Store, ids: &[i64]) -> Option<String> {
+    let lines: Vec<String> = ids
+        .iter()
+        .filter_map(|id| store.memory_get(*id).ok())
+        .filter(|item| !item.deleted)
+        .map(|item| item_line(&item))
+        .collect();
+    (!lines.is_empty()).then(|| format!("{SECTION_HEADER}\n{}", lines.join("\n")))
+}
+
 /// Tokens `text` adds to a prompt, by the backend's own count: a system message holding it, less `empty` (the
 /// count of an empty one, taken once per turn).
 fn count_text(backend: &dyn Backend, empty: Option<u32>, text: &str) -> usize {

@@ -1,17 +1,41 @@
-//! The turn loop: append `RunStarted`, then for each step assemble the window, call the model and record what
-//! came back, until the model has answered, a limit is reached, the user stops it, or it fails.
+//! The turn loop, a function over explicit state: fold the run's events into a [`RunState`], look at what is
+//! pending, do that one thing, commit the event that records it, and go round again — until the run finishes or
+//! pauses for the user.
 //!
-//! Each event is committed through the store before the observer hears of it. A store failure ends the turn with
-//! an error (nothing more can be recorded); a model failure ends the run as `Failed`, with the reason recorded.
+//! Because the next action is decided from the folded state alone, a run started here, a run resumed after a
+//! crash and a run continued after the user's answer all go through the same loop. Each event is committed
+//! through the store before the observer hears of it and before anything acts on it. A store failure ends the
+//! turn with an error (nothing more can be recorded); a model or tool failure goes through the fallbacks (retry
+//! with backoff, an alternative tool, the error reported to the model, asking the user) and, when none is left,
+//! ends the run as `Partial` with what was found, or `Failed` — never with an invented answer.
 
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
+use super::action;
+use super::context;
+use super::events::{Action, PolicyDecision, RunEvent, RunOutcome, ToolOutcome, UserAnswer};
+use super::journal;
+use super::policy;
 use super::recall::{self, MemoryAccess};
-use super::{context, journal};
-use super::events::{RunEvent, RunOutcome};
-use super::{Limits, TurnEvent, TurnResult};
-use crate::llm::{Backend, BackendError, CancelFlag, ChatMessage, GenerationSettings, StopReason};
+use super::state::{Pending, RunState, ToolCallState};
+use super::verify;
+use super::{Limits, RunMode, TurnEvent, TurnResult, UserRequest};
+use crate::llm::{Backend, BackendError, CancelFlag, ChatMessage, Completion, GenerationSettings, StopReason};
 use crate::store::{Store, StoreError};
+use crate::tools::memory::MemoryPort;
+use crate::tools::{ToolError, Toolbox};
+
+/// What a run works with: where it is recorded, the model, the tools and (for verification) memory.
+#[derive(Clone, Copy)]
+pub struct Services<'a> {
+    pub store: &'a Store,
+    pub backend: &'a dyn Backend,
+    pub toolbox: &'a Toolbox,
+    pub memory: &'a MemoryAccess<'a>,
+    pub memory_port: Option<&'a dyn MemoryPort>,
+}
 
 /// One turn to run: the conversation so far (ending with the new user message) and its settings.
 pub struct Turn<'a> {
@@ -21,25 +45,24 @@ pub struct Turn<'a> {
     pub conversation: &'a [ChatMessage],
     pub settings: &'a GenerationSettings,
     pub limits: Limits,
-    pub memory: MemoryAccess<'a>,
+    pub mode: RunMode,
+    /// Tools the user's policy lets run without asking.
+    pub auto_approve: Vec<String>,
 }
 
+/// Starts a run: `RunStarted`, the memory step, then the loop.
 pub fn run_turn(
-    store: &Store,
-    backend: &dyn Backend,
+    services: Services<'_>,
     turn: Turn<'_>,
     cancel: &CancelFlag,
     on_event: &mut dyn FnMut(TurnEvent),
 ) -> Result<TurnResult, StoreError> {
-    let started = Instant::now();
-    let info = backend.info();
-    let commit = |event: RunEvent, on_event: &mut dyn FnMut(TurnEvent)| -> Result<(), StoreError> {
-        let stored = journal::append(store, turn.run_id, &event)?;
-        on_event(TurnEvent::Step { event: stored });
-        Ok(())
-    };
+    let store = services.store;
+    let info = services.backend.info();
     on_event(TurnEvent::Started { conversation_id: turn.conversation_id, run_id: turn.run_id });
-    commit(
+    let tools = if turn.mode.uses_tools() { services.toolbox.specs().into_iter().map(|s| s.name).collect() } else { Vec::new() };
+    let mut run = Run::new(services, turn.run_id, turn.conversation_id, turn.conversation, turn.settings, cancel);
+    run.commit(
         RunEvent::RunStarted {
             conversation_id: turn.conversation_id,
             input: turn.input.to_owned(),
@@ -47,12 +70,16 @@ pub fn run_turn(
             model: info.model.clone(),
             max_steps: turn.limits.max_steps,
             settings: turn.settings.clone(),
+            mode: turn.mode,
+            limits: Some(turn.limits),
+            tools,
+            auto_approve: turn.auto_approve,
         },
         on_event,
     )?;
 
     // Memory: a failure here is recorded and the turn goes on without it; a panic inside is a failed run.
-    let recalled = match guarded("memory", || Ok(recall::recall(&turn.memory, store, backend, turn.input))) {
+    let recalled = match guarded("memory", || Ok(recall::recall(services.memory, store, services.backend, turn.input))) {
         Ok(r) => r,
         Err(error) => recall::Recall {
             events: vec![RunEvent::MemoryUnavailable { reason: error }],
@@ -61,52 +88,281 @@ pub fn run_turn(
         },
     };
     for event in recalled.events {
-        commit(event, on_event)?;
+        run.commit(event, on_event)?;
     }
     if !recalled.used.is_empty() {
         store.memory_record_uses(turn.run_id, &recalled.used)?;
     }
-    let memory_items = recalled.used.len() as u32;
+    run.memory_section = recalled.section;
+    run.drive(on_event)
+}
 
-    let (mut prompt_total, mut completion_total, mut ttft_ms) = (0u32, 0u32, None);
-    let mut answer = String::new();
-    let mut outcome = RunOutcome::Stopped { reason: format!("the step limit ({}) was reached", turn.limits.max_steps) };
-    for step in 1..=turn.limits.max_steps {
-        let window = match guarded(&info.name, || context::assemble(backend, turn.conversation, turn.settings.max_tokens, recalled.section.as_deref())) {
-            Ok(w) => w,
-            Err(error) => {
-                outcome = RunOutcome::Failed { error };
-                break;
+/// Continues a run from its log: after an interruption (`answer: None`) or with the user's answer to what it
+/// is waiting for. `conversation` is the conversation up to and including the run's own user message.
+pub fn resume(
+    services: Services<'_>,
+    run_id: i64,
+    conversation_id: i64,
+    conversation: &[ChatMessage],
+    settings: &GenerationSettings,
+    answer: Option<UserAnswer>,
+    cancel: &CancelFlag,
+    on_event: &mut dyn FnMut(TurnEvent),
+) -> Result<TurnResult, ResumeError> {
+    let detail = journal::load(services.store, run_id)?;
+    let state = RunState::fold(&detail.events);
+    if state.outcome.is_some() {
+        return Err(ResumeError::Finished);
+    }
+    on_event(TurnEvent::Started { conversation_id, run_id });
+    let mut run = Run::new(services, run_id, conversation_id, conversation, settings, cancel);
+    run.state = state;
+    run.memory_section = recall::section_for(services.store, &run.state.memories_used);
+    match answer {
+        Some(answer) => {
+            check_answer(&run.state.pending, &answer)?;
+            if run.state.interrupted {
+                run.commit(RunEvent::RunResumed { reason: "the user answered".into() }, on_event)?;
             }
+            run.commit(RunEvent::UserAnswered { answer }, on_event)?;
+        }
+        None => {
+            if matches!(run.state.pending, Pending::Approval { .. } | Pending::Question { .. }) {
+                return Err(ResumeError::NeedsAnswer);
+            }
+            run.commit(RunEvent::RunResumed { reason: "continued from its log after an interruption".into() }, on_event)?;
+        }
+    }
+    Ok(run.drive(on_event)?)
+}
+
+/// Why a run could not be continued.
+#[derive(Debug, thiserror::Error)]
+pub enum ResumeError {
+    #[error("the run has already finished")]
+    Finished,
+    #[error("the run is waiting for the user's answer")]
+    NeedsAnswer,
+    #[error("the run is not waiting for that answer: {0}")]
+    WrongAnswer(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+fn check_answer(pending: &Pending, answer: &UserAnswer) -> Result<(), ResumeError> {
+    match (pending, answer) {
+        (Pending::Approval { call, .. }, UserAnswer::Approve { call_id } | UserAnswer::Deny { call_id, .. }) if *call_id == call.call_id => Ok(()),
+        (Pending::Approval { call, .. }, _) => {
+            Err(ResumeError::WrongAnswer(format!("it waits for approval of call {} ({})", call.call_id, call.tool)))
+        }
+        (Pending::Question { .. }, UserAnswer::Reply { text }) if !text.trim().is_empty() => Ok(()),
+        (Pending::Question { question }, _) => Err(ResumeError::WrongAnswer(format!("it waits for a reply to: {question}"))),
+        _ => Err(ResumeError::WrongAnswer("it is not waiting for the user".into())),
+    }
+}
+
+/// One invocation of the loop over a run.
+struct Run<'a> {
+    services: Services<'a>,
+    run_id: i64,
+    conversation_id: i64,
+    conversation: &'a [ChatMessage],
+    settings: &'a GenerationSettings,
+    cancel: &'a CancelFlag,
+    state: RunState,
+    memory_section: Option<String>,
+    started: Instant,
+    ttft_ms: Option<u64>,
+}
+
+impl<'a> Run<'a> {
+    fn new(
+        services: Services<'a>,
+        run_id: i64,
+        conversation_id: i64,
+        conversation: &'a [ChatMessage],
+        settings: &'a GenerationSettings,
+        cancel: &'a CancelFlag,
+    ) -> Run<'a> {
+        Run {
+            services,
+            run_id,
+            conversation_id,
+            conversation,
+            settings,
+            cancel,
+            state: RunState::default(),
+            memory_section: None,
+            started: Instant::now(),
+            ttft_ms: None,
+        }
+    }
+
+    /// Commits an event, folds it into the state, then tells the observer.
+    fn commit(&mut self, event: RunEvent, on_event: &mut dyn FnMut(TurnEvent)) -> Result<(), StoreError> {
+        let stored = journal::append(self.services.store, self.run_id, &event)?;
+        self.state = std::mem::take(&mut self.state).apply(&event);
+        on_event(TurnEvent::Step { event: stored });
+        Ok(())
+    }
+
+    fn limits(&self) -> Limits {
+        self.state.limits
+    }
+
+    fn wall_left(&self) -> Duration {
+        Duration::from_millis(self.limits().max_wall_ms).saturating_sub(self.started.elapsed())
+    }
+
+    fn drive(mut self, on_event: &mut dyn FnMut(TurnEvent)) -> Result<TurnResult, StoreError> {
+        loop {
+            if self.state.outcome.is_some() {
+                return Ok(self.result(None, on_event));
+            }
+            if self.cancel.is_cancelled() && !matches!(self.state.pending, Pending::Stop { .. }) {
+                self.commit(RunEvent::RunCancelled { reason: "stopped by the user".into() }, on_event)?;
+                continue;
+            }
+            if self.wall_left().is_zero() && !matches!(self.state.pending, Pending::Stop { .. }) {
+                let max = self.limits().max_wall_ms;
+                self.commit(RunEvent::LimitReached { limit: "wall time (ms)".into(), used: self.started.elapsed().as_millis() as u64, max }, on_event)?;
+                continue;
+            }
+            match self.state.pending.clone() {
+                Pending::Nothing => {
+                    let outcome = RunOutcome::Failed { error: "the run's log has no RunStarted".into() };
+                    self.finish(outcome, None, on_event)?;
+                }
+                Pending::Model { compose } => self.model_step(compose, on_event)?,
+                Pending::InModel => self.model_step(false, on_event)?,
+                Pending::Reply { text, stop } => self.read_reply(&text, stop, on_event)?,
+                Pending::Answer { text } => self.answer(&text, on_event)?,
+                Pending::Ask { question } => self.commit(RunEvent::UserAsked { question }, on_event)?,
+                Pending::Question { question } => {
+                    let run_id = self.run_id;
+                    return Ok(self.pause(UserRequest::Question { run_id, question }, on_event));
+                }
+                Pending::Approval { call, reason } => {
+                    let request = UserRequest::Approval {
+                        run_id: self.run_id,
+                        call_id: call.call_id,
+                        tool: call.tool,
+                        arguments: call.arguments,
+                        effect: call.effect,
+                        reason,
+                    };
+                    return Ok(self.pause(request, on_event));
+                }
+                Pending::Tool { call, checked: false, .. } => self.check_call(call, on_event)?,
+                Pending::Tool { call, checked: true, delay_ms } => self.call_tool(call, delay_ms, on_event)?,
+                Pending::InTool { call } => self.interrupted_call(call, on_event)?,
+                Pending::ToolFailed { call, error } => self.fallback(call, error, on_event)?,
+                Pending::GiveUp { reason } => {
+                    if !self.state.asked_for_help && self.state.mode.uses_tools() && self.state.errors.iter().any(|e| e.class == "contract") {
+                        let question = format!(
+                            "I could not work out how to do this ({reason}). Could you rephrase the request or tell me how to go on?"
+                        );
+                        self.commit(RunEvent::UserAsked { question }, on_event)?;
+                    } else {
+                        let outcome = self.ended_early(reason.clone(), true);
+                        let answer = self.partial_answer(&reason);
+                        self.finish(outcome, answer, on_event)?;
+                    }
+                }
+                Pending::Stop { reason, partial } => {
+                    let text = self.partial_answer(&reason);
+                    let outcome = if partial && text.is_some() {
+                        RunOutcome::Partial { reason }
+                    } else {
+                        RunOutcome::Stopped { reason }
+                    };
+                    self.finish(outcome, text, on_event)?;
+                }
+            }
+        }
+    }
+
+    /// A bound or a dead end: `Partial` when tools found something, otherwise `Stopped`/`Failed`.
+    fn ended_early(&self, reason: String, failed: bool) -> RunOutcome {
+        if !self.state.findings().is_empty() {
+            RunOutcome::Partial { reason }
+        } else if failed {
+            RunOutcome::Failed { error: reason }
+        } else {
+            RunOutcome::Stopped { reason }
+        }
+    }
+
+    /// What the user sees when the run could not finish: the last streamed text in chat mode, or what the
+    /// tools returned, never an invented answer.
+    fn partial_answer(&self, reason: &str) -> Option<String> {
+        if !self.state.mode.uses_tools() {
+            return self.state.last_reply.as_ref().map(|r| r.trim().to_owned()).filter(|r| !r.is_empty());
+        }
+        let findings = self.state.findings();
+        (!findings.is_empty()).then(|| {
+            format!("I could not finish ({reason}). What the tools returned so far:\n{}", findings.iter().map(|f| format!("- {f}")).collect::<Vec<_>>().join("\n"))
+        })
+    }
+
+    fn model_step(&mut self, compose: bool, on_event: &mut dyn FnMut(TurnEvent)) -> Result<(), StoreError> {
+        let limits = self.limits();
+        if self.state.step >= limits.max_steps {
+            return self.commit(RunEvent::LimitReached { limit: "steps".into(), used: self.state.step.into(), max: limits.max_steps.into() }, on_event);
+        }
+        let backend = self.services.backend;
+        let info = backend.info();
+        let mode = self.state.mode;
+        let specs: Vec<_> = self.services.toolbox.specs().into_iter().filter(|s| self.state.tools_offered.contains(&s.name)).collect();
+        let compose = compose || self.state.composing();
+        let tools_section = mode.uses_tools().then(|| action::tools_prompt(mode, &specs, compose));
+        let system = context::system_prompt(self.memory_section.as_deref(), tools_section.as_deref());
+        let steps = action::history_messages(&self.state.history);
+        let window = match guarded(&info.name, || context::assemble(backend, &system, self.conversation, &steps, self.settings.max_tokens)) {
+            Ok(w) => w,
+            Err(error) => return self.finish(RunOutcome::Failed { error }, None, on_event),
         };
-        commit(
+        // The token bound covers the whole run: the reply gets what is left, and a step that cannot get a useful
+        // reply is not started.
+        let used = self.state.budget_used.tokens();
+        let left = limits.max_tokens.saturating_sub(used).saturating_sub(window.prompt_tokens);
+        if left < 16.min(self.settings.max_tokens) || left == 0 {
+            return self.commit(
+                RunEvent::LimitReached { limit: "tokens".into(), used: (used + window.prompt_tokens).into(), max: limits.max_tokens.into() },
+                on_event,
+            );
+        }
+        let mut settings = self.settings.clone();
+        settings.max_tokens = settings.max_tokens.min(left);
+        let step = self.state.step + 1;
+        self.commit(
             RunEvent::ModelCalled {
                 step,
                 backend: info.name.clone(),
                 prompt_tokens: window.prompt_tokens,
                 messages: window.messages.len() as u32,
-                dropped_messages: window.dropped_messages,
-                memory_items,
+                dropped_messages: window.dropped_messages + window.dropped_steps,
+                memory_items: self.state.memories_used.len() as u32,
             },
             on_event,
         )?;
         let call_started = Instant::now();
-        let reply = guarded(&info.name, || {
-            backend.chat(&window.messages, turn.settings, cancel, &mut |piece| {
-                on_event(TurnEvent::Token { text: piece.to_owned() })
-            })
+        let schema = mode.uses_tools().then(|| action::action_schema(mode, &specs, compose));
+        let (call_cancel, watchdog) = self.watch(self.wall_left());
+        let reply: Result<Completion, String> = guarded(&info.name, || {
+            let sink = &mut |piece: &str| on_event(TurnEvent::Token { text: piece.to_owned() });
+            match &schema {
+                Some(schema) => backend.chat_json(&window.messages, &settings, schema, &call_cancel, sink),
+                None => backend.chat(&window.messages, &settings, &call_cancel, sink),
+            }
         });
+        watchdog.store(true, Ordering::SeqCst);
         let completion = match reply {
             Ok(c) => c,
-            Err(error) => {
-                outcome = RunOutcome::Failed { error };
-                break;
-            }
+            Err(error) => return self.finish(RunOutcome::Failed { error }, self.partial_answer("the model failed"), on_event),
         };
-        prompt_total += completion.prompt_tokens;
-        completion_total += completion.completion_tokens;
-        ttft_ms = ttft_ms.or(completion.ttft_ms.map(|t| t + (call_started - started).as_millis() as u64));
-        commit(
+        self.ttft_ms = self.ttft_ms.or(completion.ttft_ms.map(|t| t + (call_started - self.started).as_millis() as u64));
+        self.commit(
             RunEvent::ModelReplied {
                 step,
                 text: completion.text.clone(),
@@ -117,47 +373,284 @@ pub fn run_turn(
                 stop: completion.stop,
             },
             on_event,
-        )?;
-        answer = completion.text.trim().to_owned();
-        // Without tools every reply is the final answer; the tools layer adds the `ActionParsed` branch here.
-        outcome = match completion.stop {
-            StopReason::Eos => RunOutcome::Answered,
-            StopReason::MaxTokens => RunOutcome::Partial {
-                reason: format!("the reply reached the limit of {} tokens", turn.settings.max_tokens),
-            },
-            StopReason::Cancelled => RunOutcome::Stopped { reason: "stopped by the user".into() },
-        };
-        break;
+        )
     }
 
-    if outcome == RunOutcome::Answered {
-        if let Some(event) = recall::save_episode(&turn.memory, store, turn.conversation_id, turn.conversation, &answer) {
-            commit(event, on_event)?;
+    /// A cancel flag for one model call, raised by the user's Stop or when the wall-time bound runs out.
+    fn watch(&self, wall_left: Duration) -> (CancelFlag, Arc<AtomicBool>) {
+        let flag = CancelFlag::default();
+        let done = Arc::new(AtomicBool::new(false));
+        let (f, d, user) = (flag.clone(), done.clone(), self.cancel.clone());
+        let deadline = Instant::now() + wall_left;
+        std::thread::spawn(move || {
+            while !d.load(Ordering::SeqCst) {
+                if user.is_cancelled() || Instant::now() >= deadline {
+                    f.cancel();
+                    return;
+                }
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+        (flag, done)
+    }
+
+    fn read_reply(&mut self, text: &str, stop: StopReason, on_event: &mut dyn FnMut(TurnEvent)) -> Result<(), StoreError> {
+        if stop == StopReason::Cancelled {
+            if self.cancel.is_cancelled() {
+                return self.commit(RunEvent::RunCancelled { reason: "stopped by the user".into() }, on_event);
+            }
+            let max = self.limits().max_wall_ms;
+            return self.commit(RunEvent::LimitReached { limit: "wall time (ms)".into(), used: self.started.elapsed().as_millis() as u64, max }, on_event);
+        }
+        let mode = self.state.mode;
+        if !mode.uses_tools() {
+            let answer = text.trim().to_owned();
+            let outcome = match stop {
+                StopReason::MaxTokens => RunOutcome::Partial { reason: format!("the reply reached the limit of {} tokens", self.settings.max_tokens) },
+                _ => RunOutcome::Answered,
+            };
+            if outcome == RunOutcome::Answered {
+                if let Some(event) = recall::save_episode(self.services.memory, self.services.store, self.conversation_id, self.conversation, &answer) {
+                    self.commit(event, on_event)?;
+                }
+            }
+            return self.finish(outcome, (!answer.is_empty()).then_some(answer), on_event);
+        }
+        let call_id = format!("c{}", self.state.step);
+        let step = self.state.step;
+        match action::parse(text, mode, self.state.composing(), self.services.toolbox, &self.state.tools_offered, &call_id) {
+            Ok(action) => {
+                if matches!(action, Action::Plan { .. }) && self.state.plans > self.limits().max_replans {
+                    let (used, max) = (self.state.plans.saturating_sub(1).into(), self.limits().max_replans.into());
+                    return self.commit(RunEvent::LimitReached { limit: "replans".into(), used, max }, on_event);
+                }
+                self.commit(RunEvent::ActionParsed { step, action }, on_event)
+            }
+            Err(error) => {
+                let error = if stop == StopReason::MaxTokens { format!("{error} (the reply was cut at the token limit)") } else { error };
+                let reprompt = !self.state.reprompted;
+                self.commit(RunEvent::ActionRejected { step, error, reprompt }, on_event)
+            }
         }
     }
-    let duration_ms = started.elapsed().as_millis() as u64;
-    commit(
-        RunEvent::RunFinished {
-            outcome: outcome.clone(),
-            answer: (!answer.is_empty()).then(|| answer.clone()),
-            duration_ms,
-            prompt_tokens: prompt_total,
-            completion_tokens: completion_total,
-        },
-        on_event,
-    )?;
-    let result = TurnResult {
-        conversation_id: turn.conversation_id,
-        run_id: turn.run_id,
-        answer,
-        outcome,
-        prompt_tokens: prompt_total,
-        completion_tokens: completion_total,
-        duration_ms,
-        ttft_ms,
-    };
-    on_event(TurnEvent::Finished { result: result.clone() });
-    Ok(result)
+
+    fn answer(&mut self, text: &str, on_event: &mut dyn FnMut(TurnEvent)) -> Result<(), StoreError> {
+        if !self.state.verified {
+            let checks = verify::checks(text, &self.state, self.services.memory_port);
+            let failures_before = self.state.verification_failures;
+            let mut failed = None;
+            for c in checks {
+                if !c.passed && failed.is_none() {
+                    failed = Some(c.detail.clone());
+                }
+                self.commit(RunEvent::Verified { check: c.check, passed: c.passed, detail: c.detail }, on_event)?;
+                if !c.passed {
+                    break;
+                }
+            }
+            if let Some(detail) = failed {
+                if failures_before >= 1 {
+                    let answer = format!("{text}\n\n(Unverified: {detail}.)");
+                    return self.finish(RunOutcome::Partial { reason: format!("the answer failed verification: {detail}") }, Some(answer), on_event);
+                }
+                // The fold hands the failed check back to the model.
+                return Ok(());
+            }
+        }
+        if let Some(event) = recall::save_episode(self.services.memory, self.services.store, self.conversation_id, self.conversation, text) {
+            self.commit(event, on_event)?;
+        }
+        self.finish(RunOutcome::Answered, Some(text.to_owned()), on_event)
+    }
+
+    /// Loop detection and policy for a call about to be made.
+    fn check_call(&mut self, call: ToolCallState, on_event: &mut dyn FnMut(TurnEvent)) -> Result<(), StoreError> {
+        let times = self
+            .state
+            .tools_used
+            .iter()
+            .filter(|u| u.call_id != call.call_id && u.tool == call.tool && u.arguments == call.arguments)
+            .count() as u32;
+        if times > 0 && call.attempt == 1 {
+            return self.commit(RunEvent::LoopDetected { call_id: call.call_id, tool: call.tool, arguments: call.arguments, times }, on_event);
+        }
+        let Some(spec) = self.services.toolbox.spec(&call.tool).cloned() else {
+            let error = ToolError::UnknownTool { name: call.tool.clone() };
+            return self.commit(RunEvent::ErrorReported { call_id: call.call_id, tool: call.tool, error }, on_event);
+        };
+        let (decision, reason) = policy::check(&spec, &self.state, false);
+        self.commit(
+            RunEvent::PolicyChecked { call_id: call.call_id.clone(), tool: call.tool.clone(), effect: spec.effect, decision, reason: reason.clone() },
+            on_event,
+        )?;
+        if decision == PolicyDecision::NeedsApproval {
+            self.commit(
+                RunEvent::ApprovalRequested { call_id: call.call_id, tool: call.tool, arguments: call.arguments, effect: spec.effect, reason },
+                on_event,
+            )?;
+        }
+        Ok(())
+    }
+
+    fn call_tool(&mut self, call: ToolCallState, delay_ms: u64, on_event: &mut dyn FnMut(TurnEvent)) -> Result<(), StoreError> {
+        let limits = self.limits();
+        if self.state.budget_used.tool_calls >= limits.max_tool_calls {
+            return self.commit(
+                RunEvent::LimitReached { limit: "tool calls".into(), used: self.state.budget_used.tool_calls.into(), max: limits.max_tool_calls.into() },
+                on_event,
+            );
+        }
+        // The backoff pause, cut short by Stop or the wall-time bound.
+        let until = Instant::now() + Duration::from_millis(delay_ms).min(self.wall_left());
+        while Instant::now() < until && !self.cancel.is_cancelled() {
+            std::thread::sleep(Duration::from_millis(5).min(until.saturating_duration_since(Instant::now())));
+        }
+        if self.cancel.is_cancelled() || self.wall_left().is_zero() {
+            return Ok(());
+        }
+        let toolbox = self.services.toolbox;
+        let Some(spec) = toolbox.spec(&call.tool).cloned() else {
+            let error = ToolError::UnknownTool { name: call.tool.clone() };
+            return self.commit(RunEvent::ErrorReported { call_id: call.call_id, tool: call.tool, error }, on_event);
+        };
+        self.commit(
+            RunEvent::ToolCalled {
+                call_id: call.call_id.clone(),
+                tool: call.tool.clone(),
+                arguments: call.arguments.clone(),
+                attempt: call.attempt,
+                effect: spec.effect,
+                idempotent: spec.idempotent,
+            },
+            on_event,
+        )?;
+        let started = Instant::now();
+        let timeout = Duration::from_millis(limits.tool_timeout_ms).min(self.wall_left());
+        let cancel = self.cancel.clone();
+        let result = toolbox.call(&call.tool, &call.arguments, Some(timeout), &|| cancel.is_cancelled());
+        let result = match result {
+            Ok(value) => ToolOutcome::Ok { value },
+            Err(error) => ToolOutcome::Err { error },
+        };
+        self.commit(
+            RunEvent::ToolReturned {
+                call_id: call.call_id,
+                tool: call.tool,
+                attempt: call.attempt,
+                duration_ms: started.elapsed().as_millis() as u64,
+                result,
+            },
+            on_event,
+        )
+    }
+
+    /// A call that was in flight when Keel stopped: repeat it when that is safe, otherwise ask the user.
+    fn interrupted_call(&mut self, call: ToolCallState, on_event: &mut dyn FnMut(TurnEvent)) -> Result<(), StoreError> {
+        if call.effect.has_side_effects() && !call.idempotent {
+            self.commit(RunEvent::OutcomeUnknown { call_id: call.call_id.clone(), tool: call.tool.clone() }, on_event)?;
+            return self.commit(
+                RunEvent::ApprovalRequested {
+                    call_id: call.call_id,
+                    tool: call.tool,
+                    arguments: call.arguments,
+                    effect: call.effect,
+                    reason: "Keel stopped during this call, so whether it took effect is unknown. Run it again?".into(),
+                },
+                on_event,
+            );
+        }
+        self.commit(
+            RunEvent::RetryScheduled {
+                call_id: call.call_id,
+                tool: call.tool,
+                next_attempt: call.attempt + 1,
+                delay_ms: 0,
+                reason: "interrupted; the call is safe to repeat".into(),
+            },
+            on_event,
+        )
+    }
+
+    /// The fallbacks for a failed attempt, in order: retry (transient errors, with backoff), an alternative
+    /// tool with the same capability (when the tool is at fault), and finally the error reported to the model.
+    fn fallback(&mut self, call: ToolCallState, error: ToolError, on_event: &mut dyn FnMut(TurnEvent)) -> Result<(), StoreError> {
+        if matches!(error, ToolError::Cancelled { .. }) && self.cancel.is_cancelled() {
+            return self.commit(RunEvent::RunCancelled { reason: "stopped by the user".into() }, on_event);
+        }
+        let limits = self.limits();
+        let budget_left = self.state.budget_used.tool_calls < limits.max_tool_calls;
+        if error.is_transient() && budget_left {
+            let seed = (self.run_id as u64).wrapping_mul(31).wrapping_add(u64::from(self.state.budget_used.tool_calls));
+            if let Some(delay) = limits.retry.delay(call.attempt + 1, error.retry_after_ms(), seed) {
+                if delay < self.wall_left() {
+                    return self.commit(
+                        RunEvent::RetryScheduled {
+                            call_id: call.call_id,
+                            tool: call.tool,
+                            next_attempt: call.attempt + 1,
+                            delay_ms: delay.as_millis() as u64,
+                            reason: error.to_string(),
+                        },
+                        on_event,
+                    );
+                }
+            }
+        }
+        if error.tool_at_fault() && budget_left {
+            let alternative = self
+                .services
+                .toolbox
+                .alternatives(&call.tool)
+                .into_iter()
+                .find(|t| !call.tried.contains(t) && self.state.tools_offered.contains(t));
+            if let Some(to) = alternative {
+                return self.commit(
+                    RunEvent::AlternativeChosen { call_id: call.call_id, from: call.tool, to, reason: error.to_string() },
+                    on_event,
+                );
+            }
+        }
+        self.commit(RunEvent::ErrorReported { call_id: call.call_id, tool: call.tool, error }, on_event)
+    }
+
+    fn finish(&mut self, outcome: RunOutcome, answer: Option<String>, on_event: &mut dyn FnMut(TurnEvent)) -> Result<(), StoreError> {
+        let started_ms = self.services.store.run_started_ms(self.run_id)?;
+        let budget = self.state.budget_used;
+        self.commit(
+            RunEvent::RunFinished {
+                outcome,
+                answer,
+                duration_ms: (crate::store::now_ms() - started_ms).max(0) as u64,
+                prompt_tokens: budget.prompt_tokens,
+                completion_tokens: budget.completion_tokens,
+            },
+            on_event,
+        )
+    }
+
+    fn pause(self, request: UserRequest, on_event: &mut dyn FnMut(TurnEvent)) -> TurnResult {
+        on_event(TurnEvent::Paused { request: request.clone() });
+        self.result(Some(request), on_event)
+    }
+
+    fn result(self, waiting: Option<UserRequest>, on_event: &mut dyn FnMut(TurnEvent)) -> TurnResult {
+        let answer = self.services.store.run_answer(self.run_id).ok().flatten().unwrap_or_default();
+        let result = TurnResult {
+            conversation_id: self.conversation_id,
+            run_id: self.run_id,
+            answer,
+            outcome: self.state.outcome.clone(),
+            waiting,
+            prompt_tokens: self.state.budget_used.prompt_tokens,
+            completion_tokens: self.state.budget_used.completion_tokens,
+            duration_ms: self.started.elapsed().as_millis() as u64,
+            ttft_ms: self.ttft_ms,
+        };
+        if result.outcome.is_some() {
+            on_event(TurnEvent::Finished { result: result.clone() });
+        }
+        result
+    }
 }
 
 /// Runs a call into the backend (directly, or through context assembly's token counting). An error, or a panic

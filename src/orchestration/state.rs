@@ -1,35 +1,172 @@
 //! `RunState`: what a run is, computed as a pure fold of its events.
 //!
 //! Nothing here is stored: the event log is the truth and the state is derived from it, so a run read back from
-//! SQLite, replayed, or resumed has exactly the state it had when its last event was committed.
+//! SQLite, replayed, or resumed has exactly the state it had when its last event was committed. `pending` is
+//! the one thing the runner looks at to decide what to do next; every transition of it is an event.
 
 use serde::Serialize;
+use serde_json::Value;
 
-use super::events::{RunEvent, RunOutcome, StoredEvent};
+use super::events::{Action, PlanStep, PolicyDecision, RunEvent, RunOutcome, StoredEvent, ToolOutcome, UserAnswer};
+use super::{Limits, RunMode};
+use crate::llm::StopReason;
+use crate::tools::{Effect, ToolError};
+
+/// What the run does next.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum Pending {
+    /// Nothing yet (before `RunStarted`) or nothing more (after `RunFinished`).
+    #[default]
+    Nothing,
+    /// Call the model. `compose` is set when a plan's steps are done and only the answer is left to write.
+    Model { compose: bool },
+    /// A model call was in flight (`ModelCalled` without its `ModelReplied`).
+    InModel,
+    /// The model replied; the reply is to be read (or, in chat mode, is the answer).
+    Reply { text: String, stop: StopReason },
+    /// A tool call to make: `checked` once policy allowed it (or the user approved it).
+    Tool { call: ToolCallState, checked: bool, delay_ms: u64 },
+    /// A tool attempt was in flight (`ToolCalled` without its `ToolReturned`).
+    InTool { call: ToolCallState },
+    /// The last attempt failed: retry, switch tool, or report the error to the model.
+    ToolFailed { call: ToolCallState, error: ToolError },
+    /// The model asked the user something; the question is yet to be put.
+    Ask { question: String },
+    /// Paused: the user must approve or deny this call.
+    Approval { call: ToolCallState, reason: String },
+    /// Paused: the user must answer.
+    Question { question: String },
+    /// The model answered; the answer is to be verified, then given.
+    Answer { text: String },
+    /// Nothing useful can follow: the run ends, partially where something was found.
+    GiveUp { reason: String },
+    /// A bound or the user stopped the run; `RunFinished` follows.
+    Stop { reason: String, partial: bool },
+}
+
+/// One tool call as the run tracks it across attempts and alternatives.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolCallState {
+    pub call_id: String,
+    pub tool: String,
+    pub arguments: Value,
+    /// The attempt to make next (or in flight): 1 for the first.
+    pub attempt: u32,
+    pub effect: Effect,
+    pub idempotent: bool,
+    /// Tools already tried for this call (alternatives are taken from the rest).
+    pub tried: Vec<String>,
+}
+
+/// What this run adds to the model's context, in order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+pub enum HistoryEntry {
+    /// The model's own reply.
+    Assistant { text: String },
+    /// A tool's result or error, as data.
+    Observation { call_id: String, tool: String, content: String, ok: bool },
+    /// The user's answer to a question or an approval.
+    User { text: String },
+    /// Feedback from the runner (a contract broken, a check failed, a repeated call).
+    Feedback { text: String },
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RecordedError {
+    pub step: u32,
+    pub class: String,
+    pub message: String,
+}
+
+/// Per call: the tool (the last one tried), attempts made and whether it succeeded.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ToolUse {
+    pub call_id: String,
+    pub tool: String,
+    pub arguments: Value,
+    pub attempts: u32,
+    pub effect: Effect,
+    pub ok: Option<bool>,
+    pub result: Option<Value>,
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct BudgetUsed {
+    pub steps: u32,
+    pub tool_calls: u32,
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+}
+
+impl BudgetUsed {
+    pub fn tokens(&self) -> u32 {
+        self.prompt_tokens + self.completion_tokens
+    }
+}
+
+/// The plan being carried out, in plan-then-execute mode.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct PlanProgress {
+    pub steps: Vec<PlanStep>,
+    /// The index of the step to run next.
+    pub next: usize,
+    /// The step whose call is under way.
+    pub step_call: Option<String>,
+}
 
 /// The state of one run after some prefix of its events.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 pub struct RunState {
+    pub mode: RunMode,
+    pub limits: Limits,
+    pub tools_offered: Vec<String>,
+    pub auto_approve: Vec<String>,
     /// The number of model calls made so far.
     pub step: u32,
-    pub prompt_tokens: u32,
-    pub completion_tokens: u32,
+    pub history: Vec<HistoryEntry>,
+    pub errors: Vec<RecordedError>,
+    pub tools_used: Vec<ToolUse>,
+    pub budget_used: BudgetUsed,
+    pub pending: Pending,
+    pub plan: Option<PlanProgress>,
+    /// Plans written so far (the first and every replan).
+    pub plans: u32,
+    /// Set when the last reply broke the contract and was answered with a constrained re-prompt.
+    pub reprompted: bool,
+    /// The run asked the user to help after the model could not keep the contract.
+    pub asked_for_help: bool,
+    pub loops: u32,
+    pub verification_failures: u32,
+    pub verified: bool,
+    pub interrupted: bool,
     /// The text of the last model reply.
     pub last_reply: Option<String>,
     /// Set once the run has finished.
     pub outcome: Option<RunOutcome>,
-    /// True between a `ModelCalled` and its `ModelReplied`: the run was inside a model call.
-    pub awaiting_model: bool,
     /// Memory items this run saved, and the ones its context used.
     pub memories_saved: Vec<i64>,
     pub memories_used: Vec<i64>,
+    // Kept for the callers that predate `budget_used`.
+    pub prompt_tokens: u32,
+    pub completion_tokens: u32,
+    /// True between a `ModelCalled` and its `ModelReplied`.
+    pub awaiting_model: bool,
 }
 
 impl RunState {
     /// Folds one event into the state.
     pub fn apply(mut self, event: &RunEvent) -> RunState {
         match event {
-            RunEvent::RunStarted { .. } | RunEvent::MemoryUnavailable { .. } => {}
+            RunEvent::RunStarted { max_steps, mode, limits, tools, auto_approve, .. } => {
+                self.mode = *mode;
+                self.limits = limits.unwrap_or(Limits { max_steps: *max_steps, ..Limits::default() });
+                self.tools_offered = tools.clone();
+                self.auto_approve = auto_approve.clone();
+                self.pending = Pending::Model { compose: false };
+            }
+            RunEvent::MemoryUnavailable { .. } => {}
             RunEvent::MemorySaved { item_id, .. } => self.memories_saved.push(*item_id),
             RunEvent::MemoryRetrieved { candidates, .. } => {
                 self.memories_used = candidates
@@ -40,17 +177,202 @@ impl RunState {
             }
             RunEvent::ModelCalled { step, .. } => {
                 self.step = *step;
+                self.budget_used.steps = *step;
                 self.awaiting_model = true;
+                self.pending = Pending::InModel;
             }
-            RunEvent::ModelReplied { text, prompt_tokens, completion_tokens, .. } => {
+            RunEvent::ModelReplied { text, prompt_tokens, completion_tokens, stop, .. } => {
                 self.prompt_tokens += prompt_tokens;
                 self.completion_tokens += completion_tokens;
+                self.budget_used.prompt_tokens += prompt_tokens;
+                self.budget_used.completion_tokens += completion_tokens;
                 self.last_reply = Some(text.clone());
                 self.awaiting_model = false;
+                self.pending = Pending::Reply { text: text.clone(), stop: *stop };
             }
+            RunEvent::ActionParsed { action, .. } => {
+                if let Some(text) = &self.last_reply {
+                    self.history.push(HistoryEntry::Assistant { text: text.clone() });
+                }
+                self.reprompted = false;
+                self.pending = match action {
+                    Action::Answer { text } => Pending::Answer { text: text.clone() },
+                    Action::Ask { question } => Pending::Ask { question: question.clone() },
+                    Action::ToolCall { call_id, tool, arguments } => Pending::Tool {
+                        call: self.new_call(call_id, tool, arguments),
+                        checked: false,
+                        delay_ms: 0,
+                    },
+                    Action::Plan { steps } => {
+                        self.plans += 1;
+                        self.plan = Some(PlanProgress { steps: steps.clone(), next: 0, step_call: None });
+                        self.next_plan_step()
+                    }
+                };
+            }
+            RunEvent::ActionRejected { step, error, reprompt } => {
+                if let Some(text) = &self.last_reply {
+                    self.history.push(HistoryEntry::Assistant { text: text.clone() });
+                }
+                self.errors.push(RecordedError { step: *step, class: "contract".into(), message: error.clone() });
+                if *reprompt {
+                    self.reprompted = true;
+                    self.history.push(HistoryEntry::Feedback { text: error.clone() });
+                    self.pending = Pending::Model { compose: false };
+                } else {
+                    self.pending = Pending::GiveUp { reason: format!("the model's reply broke the contract twice: {error}") };
+                }
+            }
+            RunEvent::PolicyChecked { decision, call_id, reason, effect, .. } => {
+                if let Pending::Tool { call, .. } = &mut self.pending {
+                    call.effect = *effect;
+                }
+                match (&mut self.pending, decision) {
+                    (Pending::Tool { checked, .. }, PolicyDecision::Allow) => *checked = true,
+                    (Pending::Tool { .. }, PolicyDecision::NeedsApproval) => {}
+                    (Pending::Tool { call, .. }, PolicyDecision::Refuse) => {
+                        let tool = call.tool.clone();
+                        self.observe(call_id, &tool, format!("refused: {reason}"), false);
+                        self.after_call_failed();
+                    }
+                    _ => {}
+                }
+            }
+            RunEvent::ApprovalRequested { call_id, reason, .. } => {
+                if let Some(call) = self.current_call(call_id) {
+                    self.pending = Pending::Approval { call, reason: reason.clone() };
+                }
+            }
+            RunEvent::UserAsked { question } => {
+                if matches!(self.pending, Pending::GiveUp { .. }) {
+                    self.asked_for_help = true;
+                }
+                self.pending = Pending::Question { question: question.clone() };
+            }
+            RunEvent::UserAnswered { answer } => match (answer, std::mem::take(&mut self.pending)) {
+                (UserAnswer::Approve { .. }, Pending::Approval { call, .. }) => {
+                    self.pending = Pending::Tool { call, checked: true, delay_ms: 0 };
+                }
+                (UserAnswer::Deny { note, .. }, Pending::Approval { call, .. }) => {
+                    let why = note.as_deref().map(|n| format!(": {n}")).unwrap_or_default();
+                    self.observe(&call.call_id, &call.tool, format!("the user denied this call{why}"), false);
+                    self.after_call_failed();
+                }
+                (UserAnswer::Reply { text }, _) => {
+                    self.history.push(HistoryEntry::User { text: text.clone() });
+                    self.pending = Pending::Model { compose: false };
+                }
+                (_, other) => self.pending = other,
+            },
+            RunEvent::ToolCalled { call_id, tool, arguments, attempt, effect, idempotent } => {
+                self.budget_used.tool_calls += 1;
+                let mut call = self.current_call(call_id).unwrap_or_else(|| ToolCallState {
+                    call_id: call_id.clone(),
+                    tool: tool.clone(),
+                    arguments: arguments.clone(),
+                    attempt: *attempt,
+                    effect: *effect,
+                    idempotent: *idempotent,
+                    tried: vec![tool.clone()],
+                });
+                call.attempt = *attempt;
+                call.tool = tool.clone();
+                call.effect = *effect;
+                call.idempotent = *idempotent;
+                match self.tools_used.iter_mut().find(|u| u.call_id == *call_id) {
+                    Some(u) => {
+                        u.tool = tool.clone();
+                        u.effect = *effect;
+                        u.attempts += 1;
+                    }
+                    None => self.tools_used.push(ToolUse {
+                        call_id: call_id.clone(),
+                        tool: tool.clone(),
+                        arguments: arguments.clone(),
+                        attempts: 1,
+                        effect: *effect,
+                        ok: None,
+                        result: None,
+                    }),
+                }
+                self.pending = Pending::InTool { call };
+            }
+            RunEvent::ToolReturned { call_id, tool, result, .. } => {
+                let call = self.current_call(call_id);
+                match result {
+                    ToolOutcome::Ok { value } => {
+                        if let Some(u) = self.tools_used.iter_mut().find(|u| u.call_id == *call_id) {
+                            u.ok = Some(true);
+                            u.result = Some(value.clone());
+                        }
+                        self.observe(call_id, tool, value.to_string(), true);
+                        self.pending = self.after_call_succeeded();
+                    }
+                    ToolOutcome::Err { error } => {
+                        if let Some(u) = self.tools_used.iter_mut().find(|u| u.call_id == *call_id) {
+                            u.ok = Some(false);
+                        }
+                        self.errors.push(RecordedError { step: self.step, class: error.class().into(), message: error.to_string() });
+                        if let Some(call) = call {
+                            self.pending = Pending::ToolFailed { call, error: error.clone() };
+                        }
+                    }
+                }
+            }
+            RunEvent::ErrorReported { call_id, tool, error } => {
+                self.observe(call_id, tool, format!("error ({}): {error}", error.class()), false);
+                self.after_call_failed();
+            }
+            RunEvent::RetryScheduled { call_id, next_attempt, delay_ms, .. } => {
+                if let Some(mut call) = self.current_call(call_id) {
+                    call.attempt = *next_attempt;
+                    self.pending = Pending::Tool { call, checked: true, delay_ms: *delay_ms };
+                }
+            }
+            RunEvent::AlternativeChosen { call_id, to, .. } => {
+                if let Some(mut call) = self.current_call(call_id) {
+                    call.tool = to.clone();
+                    call.attempt = 1;
+                    call.tried.push(to.clone());
+                    self.pending = Pending::Tool { call, checked: false, delay_ms: 0 };
+                }
+            }
+            RunEvent::LoopDetected { call_id, tool, times, .. } => {
+                self.loops += 1;
+                self.observe(
+                    call_id,
+                    tool,
+                    format!("not repeated: this exact call was already made ({times} times); use its result above or answer"),
+                    false,
+                );
+                self.pending = if self.loops > self.limits.max_repeats {
+                    Pending::Stop { reason: "the model kept repeating the same tool call".into(), partial: true }
+                } else {
+                    Pending::Model { compose: false }
+                };
+            }
+            RunEvent::Verified { passed, detail, .. } => {
+                if !passed {
+                    self.verification_failures += 1;
+                    self.history.push(HistoryEntry::Feedback { text: format!("A check of your answer failed: {detail}") });
+                    self.pending = Pending::Model { compose: self.plan.is_some() };
+                } else {
+                    self.verified = true;
+                }
+            }
+            RunEvent::LimitReached { limit, used, max } => {
+                self.pending = Pending::Stop { reason: format!("the {limit} limit was reached ({used} of {max})"), partial: true };
+            }
+            RunEvent::RunCancelled { reason } => {
+                self.pending = Pending::Stop { reason: reason.clone(), partial: false };
+            }
+            RunEvent::RunInterrupted { .. } => self.interrupted = true,
+            RunEvent::RunResumed { .. } => self.interrupted = false,
+            RunEvent::OutcomeUnknown { .. } => {}
             RunEvent::RunFinished { outcome, .. } => {
                 self.outcome = Some(outcome.clone());
                 self.awaiting_model = false;
+                self.pending = Pending::Nothing;
             }
         }
         self
@@ -58,5 +380,85 @@ impl RunState {
 
     pub fn fold<'a>(events: impl IntoIterator<Item = &'a StoredEvent>) -> RunState {
         events.into_iter().fold(RunState::default(), |s, e| s.apply(&e.event))
+    }
+
+    /// The call the pending step is about, if it is `call_id`.
+    fn current_call(&self, call_id: &str) -> Option<ToolCallState> {
+        match &self.pending {
+            Pending::Tool { call, .. } | Pending::InTool { call } | Pending::ToolFailed { call, .. } | Pending::Approval { call, .. }
+                if call.call_id == call_id =>
+            {
+                Some(call.clone())
+            }
+            _ => None,
+        }
+    }
+
+    fn new_call(&self, call_id: &str, tool: &str, arguments: &Value) -> ToolCallState {
+        ToolCallState {
+            call_id: call_id.to_owned(),
+            tool: tool.to_owned(),
+            arguments: arguments.clone(),
+            attempt: 1,
+            // The runner fills in the tool's real effect when it checks policy; until then, assume the worst.
+            effect: Effect::External,
+            idempotent: false,
+            tried: vec![tool.to_owned()],
+        }
+    }
+
+    fn observe(&mut self, call_id: &str, tool: &str, content: String, ok: bool) {
+        self.history.push(HistoryEntry::Observation { call_id: call_id.to_owned(), tool: tool.to_owned(), content, ok });
+    }
+
+    /// The next step of the plan, or composing the answer when the plan is done.
+    fn next_plan_step(&mut self) -> Pending {
+        let plans = self.plans;
+        let Some(plan) = self.plan.as_mut() else { return Pending::Model { compose: false } };
+        let index = plan.next;
+        match plan.steps.get(index) {
+            Some(PlanStep::Tool { tool, arguments }) => {
+                let call_id = format!("p{plans}.{}", index + 1);
+                plan.step_call = Some(call_id.clone());
+                let (tool, arguments) = (tool.clone(), arguments.clone());
+                Pending::Tool { call: self.new_call(&call_id, &tool, &arguments), checked: false, delay_ms: 0 }
+            }
+            Some(PlanStep::Answer) | None => Pending::Model { compose: true },
+        }
+    }
+
+    fn after_call_succeeded(&mut self) -> Pending {
+        match self.plan.as_mut() {
+            Some(plan) => {
+                plan.next += 1;
+                self.next_plan_step()
+            }
+            None => Pending::Model { compose: false },
+        }
+    }
+
+    /// A call that could not be made: in plan mode the plan is given up and the model writes a new one (within
+    /// the replan limit); in ReAct mode the model sees the error and decides.
+    fn after_call_failed(&mut self) {
+        self.pending = match self.plan.take() {
+            Some(_) if self.plans > self.limits.max_replans => {
+                Pending::GiveUp { reason: format!("the plan failed and the replan limit ({}) was reached", self.limits.max_replans) }
+            }
+            _ => Pending::Model { compose: false },
+        };
+    }
+
+    /// True when a plan's tool steps are done and only its answer is left to write.
+    pub fn composing(&self) -> bool {
+        self.plan.as_ref().is_some_and(|p| matches!(p.steps.get(p.next), Some(PlanStep::Answer) | None))
+    }
+
+    /// The results found so far, for a partial answer: never invented, only what tools returned.
+    pub fn findings(&self) -> Vec<String> {
+        self.tools_used
+            .iter()
+            .filter(|u| u.ok == Some(true))
+            .map(|u| format!("{}({}) → {}", u.tool, u.arguments, u.result.as_ref().map(|r| r.to_string()).unwrap_or_default()))
+            .collect()
     }
 }

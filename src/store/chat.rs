@@ -125,6 +125,48 @@ impl Store {
         Ok((conversation_id, run_id))
     }
 
+    /// Starts a fork of run `parent_run`: a new conversation holding copies of the parent's conversation up to
+    /// and including the message that started the parent run (that copy starts the new run), all in one
+    /// transaction. Returns the new conversation and run.
+    pub fn begin_fork(&self, parent_run: i64, user_text: &str) -> Result<(i64, i64), StoreError> {
+        let now = now_ms();
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
+        let parent_conversation: i64 = tx
+            .query_row("SELECT conversation_id FROM runs WHERE id = ?1", [parent_run], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))?
+            .ok_or(StoreError::NotFound { what: "run", id: parent_run })?;
+        let rows: Vec<(i64, String, String, Option<i64>)> = {
+            let mut stmt = tx
+                .prepare("SELECT id, role, content, run_id FROM messages WHERE conversation_id = ?1 ORDER BY id")
+                .map_err(|e| self.err(e))?;
+            let rows = stmt
+                .query_map([parent_conversation], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))
+                .map_err(|e| self.err(e))?;
+            rows.collect::<Result<_, _>>().map_err(|e| self.err(e))?
+        };
+        let end = rows.iter().position(|(_, role, _, run)| role == "user" && *run == Some(parent_run)).map(|i| i + 1).unwrap_or(rows.len());
+        tx.execute(
+            "INSERT INTO conversations (title, created_ms, updated_ms) VALUES (?1, ?2, ?2)",
+            params![format!("Fork of run {parent_run}: {}", title_from(user_text)), now],
+        )
+        .map_err(|e| self.err(e))?;
+        let conversation_id = tx.last_insert_rowid();
+        tx.execute(
+            "INSERT INTO runs (conversation_id, status, input, started_ms) VALUES (?1, 'running', ?2, ?3)",
+            params![conversation_id, user_text, now],
+        )
+        .map_err(|e| self.err(e))?;
+        let run_id = tx.last_insert_rowid();
+        for (i, (_, role, content, _)) in rows[..end].iter().enumerate() {
+            let run = (i + 1 == end && role == "user").then_some(run_id);
+            insert_message(&tx, conversation_id, role, content, run, now).map_err(|e| self.err(e))?;
+        }
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok((conversation_id, run_id))
+    }
+
     /// Conversations, most recently active first.
     pub fn list_conversations(&self) -> Result<Vec<ConversationSummary>, StoreError> {
         let conn = self.conn();

@@ -35,6 +35,8 @@ pub struct EventRow {
 pub enum Projection<'a> {
     Unchanged,
     AddTokens { prompt: u32, completion: u32 },
+    /// The run's status changes without it ending (paused for the user, interrupted, running again).
+    Status(&'a str),
     /// The run ends with this status; `answer`, when given, joins the run's conversation as the assistant's
     /// message in the same transaction, so a finished run and its answer are never seen one without the other.
     Finish { status: &'a str, answer: Option<&'a str> },
@@ -87,6 +89,9 @@ impl Store {
                 )
                 .map_err(|e| self.err(e))?;
             }
+            Projection::Status(status) => {
+                tx.execute("UPDATE runs SET status = ?2 WHERE id = ?1", params![run_id, status]).map_err(|e| self.err(e))?;
+            }
             Projection::Finish { status, answer } => {
                 tx.execute("UPDATE runs SET status = ?2, finished_ms = ?3 WHERE id = ?1", params![run_id, status, at_ms])
                     .map_err(|e| self.err(e))?;
@@ -117,6 +122,34 @@ impl Store {
         let mut stmt = conn.prepare("SELECT id FROM runs WHERE status = 'running' ORDER BY id").map_err(|e| self.err(e))?;
         let rows = stmt.query_map([], |r| r.get(0)).map_err(|e| self.err(e))?;
         rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    /// Runs a stopped process left in flight (`running`) or that wait for the user, oldest first.
+    pub fn runs_with_status(&self, status: &str) -> Result<Vec<i64>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn.prepare("SELECT id FROM runs WHERE status = ?1 ORDER BY id").map_err(|e| self.err(e))?;
+        let rows = stmt.query_map([status], |r| r.get(0)).map_err(|e| self.err(e))?;
+        rows.collect::<Result<_, _>>().map_err(|e| self.err(e))
+    }
+
+    pub fn run_started_ms(&self, id: i64) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        conn.query_row("SELECT started_ms FROM runs WHERE id = ?1", [id], |r| r.get(0))
+            .optional()
+            .map_err(|e| self.err(e))?
+            .ok_or(StoreError::NotFound { what: "run", id })
+    }
+
+    /// The answer a finished run added to its conversation, if any.
+    pub fn run_answer(&self, id: i64) -> Result<Option<String>, StoreError> {
+        let conn = self.conn();
+        conn.query_row(
+            "SELECT content FROM messages WHERE run_id = ?1 AND role = 'assistant' ORDER BY id DESC LIMIT 1",
+            [id],
+            |r| r.get(0),
+        )
+        .optional()
+        .map_err(|e| self.err(e))
     }
 
     /// A run and its whole event log, in order.

@@ -36,6 +36,9 @@ pub fn timeline(events: &[StoredEvent]) -> Vec<StepRow> {
                 RunEvent::RunFinished { duration_ms, prompt_tokens, completion_tokens, .. } => {
                     (Some(*duration_ms), Some(*prompt_tokens), Some(*completion_tokens))
                 }
+                RunEvent::ToolReturned { duration_ms, .. } => (Some(*duration_ms), None, None),
+                // The rest are decisions, not work: their time is the gap to the next event.
+                _ => (gap, None, None),
             };
             StepRow { seq: e.seq, kind: e.event.kind(), at_ms: e.at_ms, duration_ms, prompt_tokens, completion_tokens }
         })

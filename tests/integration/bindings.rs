@@ -2,8 +2,11 @@
 //! `ui/src/lib/bindings.ts` is stale. `UPDATE_BINDINGS=1 cargo test bindings` rewrites it.
 
 use keel::llm::{GenerationSettings, Role, StopReason};
-use keel::orchestration::events::{RunEvent, RunOutcome, RunStatus, StoredEvent};
-use keel::orchestration::{TurnEvent, TurnResult};
+use keel::orchestration::events::{Action, PlanStep, PolicyDecision, RunEvent, RunOutcome, RunStatus, StoredEvent, ToolOutcome, UserAnswer};
+use keel::orchestration::{Limits, RunMode, TurnEvent, TurnResult, UserRequest};
+use keel::tools::retry::RetryPolicy;
+use keel::tools::{Effect, ToolError, ToolSpec};
+use keel::RunOptions;
 use keel::orchestration::journal::{ConversationDetail, Message, RunDetail, RunSummary};
 use keel::store::ConversationSummary;
 use keel::{
@@ -19,6 +22,19 @@ fn generated() -> String {
         StopReason::decl(),
         RunOutcome::decl(),
         RunEvent::decl(),
+        Action::decl(),
+        PlanStep::decl(),
+        PolicyDecision::decl(),
+        UserAnswer::decl(),
+        ToolOutcome::decl(),
+        ToolError::decl(),
+        Effect::decl(),
+        ToolSpec::decl(),
+        RetryPolicy::decl(),
+        Limits::decl(),
+        RunMode::decl(),
+        RunOptions::decl(),
+        UserRequest::decl(),
         StoredEvent::decl(),
         TurnResult::decl(),
         TurnEvent::decl(),

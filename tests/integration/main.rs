@@ -7,6 +7,7 @@ mod local;
 mod memory;
 mod memory_crash;
 mod common;
+mod control;
 mod embeddings;
 mod orchestration;
 mod reference;

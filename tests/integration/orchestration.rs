@@ -46,7 +46,7 @@ fn a_turn_records_its_steps_in_order_and_commits_each_before_publishing_it() {
         .unwrap();
     assert_eq!(result.answer, "Paris is the capital.");
     assert_eq!(tokens, "Paris is the capital.");
-    assert_eq!(result.outcome, RunOutcome::Answered);
+    assert_eq!(result.outcome, Some(RunOutcome::Answered));
     assert_eq!(published, vec![1, 2, 3, 4, 5]);
     assert_eq!(kinds(&app, result.run_id), ["RunStarted", "MemoryUnavailable", "ModelCalled", "ModelReplied", "RunFinished"]);
     let detail = app.run(result.run_id).unwrap();
@@ -132,7 +132,7 @@ fn stop_ends_the_run_as_stopped_and_keeps_the_partial_answer() {
             }
         })
         .unwrap();
-    assert_eq!(result.outcome, RunOutcome::Stopped { reason: "stopped by the user".into() });
+    assert_eq!(result.outcome, Some(RunOutcome::Stopped { reason: "stopped by the user".into() }));
     assert_eq!(result.answer, "partial words");
     let detail = app.run(result.run_id).unwrap();
     assert_eq!(detail.run.status, RunStatus::Stopped);
@@ -149,7 +149,7 @@ fn a_failing_backend_is_recorded_as_a_failed_run_and_the_question_is_kept() {
     let app = scripted_app(home.path(), vec![ScriptedReply::Fail("out of memory".into())]);
     let result = app.send_message(None, "hello", &GenerationSettings::default(), &mut |_| {}).unwrap();
     match &result.outcome {
-        RunOutcome::Failed { error } => assert!(error.contains("out of memory"), "{error}"),
+        Some(RunOutcome::Failed { error }) => assert!(error.contains("out of memory"), "{error}"),
         other => panic!("outcome {other:?}"),
     }
     assert_eq!(kinds(&app, result.run_id), ["RunStarted", "MemoryUnavailable", "ModelCalled", "RunFinished"]);
@@ -181,35 +181,40 @@ fn leave_run_in_flight(home: &std::path::Path, events: &[RunEvent]) {
 }
 
 #[test]
-fn a_run_left_in_flight_is_closed_as_interrupted_at_the_next_start() {
+fn a_run_left_in_flight_is_marked_interrupted_at_the_next_start_and_resumes_from_its_log() {
     let home = tempfile::tempdir().unwrap();
     leave_run_in_flight(
         home.path(),
         &[RunEvent::ModelCalled { step: 1, backend: "local".into(), prompt_tokens: 10, messages: 2, dropped_messages: 0, memory_items: 0 }],
     );
-    let app = scripted_app(home.path(), vec![]);
+    let app = scripted_app(home.path(), vec![ScriptedReply::Text("Hello again".into())]);
     let runs = app.list_runs(10).unwrap();
-    assert_eq!(runs[0].status, RunStatus::Stopped);
+    assert_eq!(runs[0].status, RunStatus::Interrupted);
     let events = app.run(runs[0].id).unwrap().events;
-    match &events.last().unwrap().event {
-        RunEvent::RunFinished { outcome: RunOutcome::Stopped { reason }, .. } => assert!(reason.contains("interrupted")),
-        other => panic!("{other:?}"),
-    }
-    // Opening again does not close it twice.
+    assert!(matches!(&events.last().unwrap().event, RunEvent::RunInterrupted { .. }), "{:?}", events.last());
+    // Opening again does not mark it twice.
     drop(app);
-    let app = scripted_app(home.path(), vec![]);
+    let app = scripted_app(home.path(), vec![ScriptedReply::Text("Hello again".into())]);
     assert_eq!(app.run(runs[0].id).unwrap().events.len(), events.len());
+    assert_eq!(app.interrupted_runs().unwrap(), vec![runs[0].id]);
+    // The model call that was in flight is made again, and the run ends as it would have.
+    let result = app.resume_run(runs[0].id, &GenerationSettings::default(), &mut |_| {}).unwrap();
+    assert_eq!(result.outcome, Some(RunOutcome::Answered));
+    assert_eq!(result.answer, "Hello again");
+    let kinds: Vec<&str> = app.run(runs[0].id).unwrap().events.iter().map(|e| e.event.kind()).collect();
+    assert_eq!(&kinds[events.len()..], ["RunResumed", "ModelCalled", "ModelReplied", "RunFinished"]);
+    assert!(app.interrupted_runs().unwrap().is_empty());
 }
 
 #[test]
 fn the_window_drops_whole_old_messages_and_never_the_newest() {
     use keel::llm::{ChatMessage, Role};
-    use keel::orchestration::context::assemble;
+    use keel::orchestration::context::{assemble, SYSTEM_PROMPT};
     let backend = ScriptedBackend::new([]).with_context_window(40);
     let conversation: Vec<ChatMessage> = (0..6)
         .map(|i| ChatMessage::new(if i % 2 == 0 { Role::User } else { Role::Assistant }, format!("message {i} ").repeat(3)))
         .collect();
-    let w = assemble(&backend, &conversation, 10, None).unwrap();
+    let w = assemble(&backend, SYSTEM_PROMPT, &conversation, &[], 10).unwrap();
     assert!(w.dropped_messages > 0);
     assert!(w.prompt_tokens + 10 <= 40);
     assert_eq!(w.messages.last().unwrap(), conversation.last().unwrap());
@@ -219,7 +224,7 @@ fn the_window_drops_whole_old_messages_and_never_the_newest() {
         assert!(conversation.contains(m));
     }
     let huge = vec![ChatMessage::new(Role::User, "word ".repeat(100))];
-    assert!(assemble(&backend, &huge, 10, None).is_err());
+    assert!(assemble(&backend, SYSTEM_PROMPT, &huge, &[], 10).is_err());
 }
 
 #[test]
@@ -228,7 +233,7 @@ fn the_token_budget_ends_the_run_as_partial_with_what_was_written() {
     let app = scripted_app(home.path(), vec![ScriptedReply::Text("one two three four five".into())]);
     let settings = GenerationSettings { max_tokens: 2, ..Default::default() };
     let result = app.send_message(None, "count", &settings, &mut |_| {}).unwrap();
-    assert!(matches!(&result.outcome, RunOutcome::Partial { reason } if reason.contains("limit of 2 tokens")), "{:?}", result.outcome);
+    assert!(matches!(&result.outcome, Some(RunOutcome::Partial { reason }) if reason.contains("limit of 2 tokens")), "{:?}", result.outcome);
     assert_eq!(result.answer, "one two");
     let messages = app.conversation(result.conversation_id).unwrap().messages;
     assert_eq!(messages[1].content, "one two");
@@ -244,7 +249,7 @@ fn a_panicking_backend_fails_the_run_and_keel_goes_on() {
     );
     let s = GenerationSettings::default();
     let first = app.send_message(None, "hello", &s, &mut |_| {}).unwrap();
-    assert!(matches!(&first.outcome, RunOutcome::Failed { error } if error.contains("crashed") && error.contains("index out of bounds")), "{:?}", first.outcome);
+    assert!(matches!(&first.outcome, Some(RunOutcome::Failed { error }) if error.contains("crashed") && error.contains("index out of bounds")), "{:?}", first.outcome);
     assert_eq!(app.run(first.run_id).unwrap().run.status, RunStatus::Failed);
     let second = app.send_message(Some(first.conversation_id), "again", &s, &mut |_| {}).unwrap();
     assert_eq!(second.answer, "still here");
@@ -286,7 +291,7 @@ fn a_second_process_does_not_close_the_runs_of_a_live_one() {
     drop(other);
     drop(live);
     let after = scripted_app(home.path(), vec![]);
-    assert_eq!(after.run(run).unwrap().run.status, RunStatus::Stopped, "with no Keel alive, the run was interrupted");
+    assert_eq!(after.run(run).unwrap().run.status, RunStatus::Interrupted, "with no Keel alive, the run was interrupted");
 }
 
 #[test]
@@ -304,12 +309,17 @@ fn an_interrupted_run_keeps_the_text_it_had_produced() {
             stop: keel::llm::StopReason::Eos,
         }],
     );
+    // The script is empty: resuming must not call the model, whose reply is already in the log.
     let app = scripted_app(home.path(), vec![]);
-    let run = &app.list_runs(1).unwrap()[0];
+    let run = app.list_runs(1).unwrap()[0].clone();
+    assert_eq!(run.status, RunStatus::Interrupted);
+    let result = app.resume_run(run.id, &GenerationSettings::default(), &mut |_| {}).unwrap();
+    assert_eq!(result.answer, "Hello the");
     match &app.run(run.id).unwrap().events.last().unwrap().event {
-        RunEvent::RunFinished { answer, completion_tokens, .. } => {
+        RunEvent::RunFinished { answer, completion_tokens, outcome, .. } => {
             assert_eq!(answer.as_deref(), Some("Hello the"));
             assert_eq!(*completion_tokens, 2);
+            assert_eq!(*outcome, RunOutcome::Answered);
         }
         other => panic!("{other:?}"),
     }

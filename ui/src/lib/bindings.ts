@@ -12,7 +12,23 @@ max_tokens: number, temperature: number, top_p: number | null, top_k: number | n
 repeat_penalty: number, seed: number, };
 export type StopReason = "eos" | "max_tokens" | "cancelled";
 export type RunOutcome = { "status": "answered" } | { "status": "partial", reason: string, } | { "status": "stopped", reason: string, } | { "status": "failed", error: string, };
-export type RunEvent = { "kind": "RunStarted", conversation_id: number, input: string, backend: string, model: string, max_steps: number, settings: GenerationSettings, } | { "kind": "MemorySaved", item_id: number, memory_kind: MemoryKind, text: string, provenance: string, } | { "kind": "MemoryRetrieved", query: string, threshold: number, token_budget: number, tokens_used: number, duration_ms: number, candidates: Array<RecordedCandidate>, } | { "kind": "MemoryUnavailable", reason: string, } | { "kind": "ModelCalled", step: number, backend: string, prompt_tokens: number, 
+export type RunEvent = { "kind": "RunStarted", conversation_id: number, input: string, backend: string, model: string, max_steps: number, settings: GenerationSettings, 
+/**
+ * How the run works (chat, ReAct, plan-then-execute); absent in logs from before tools: chat.
+ */
+mode: RunMode, 
+/**
+ * Every bound of the run; absent in older logs, where only `max_steps` applied.
+ */
+limits: Limits | null, 
+/**
+ * The tools offered to the model.
+ */
+tools: Array<string>, 
+/**
+ * Tools the user's policy lets run without asking (side-effecting ones otherwise ask).
+ */
+auto_approve: Array<string>, } | { "kind": "MemorySaved", item_id: number, memory_kind: MemoryKind, text: string, provenance: string, } | { "kind": "MemoryRetrieved", query: string, threshold: number, token_budget: number, tokens_used: number, duration_ms: number, candidates: Array<RecordedCandidate>, } | { "kind": "MemoryUnavailable", reason: string, } | { "kind": "ModelCalled", step: number, backend: string, prompt_tokens: number, 
 /**
  * How many chat messages went into the window.
  */
@@ -24,14 +40,108 @@ dropped_messages: number,
 /**
  * Memory items in the window's memory section (0: the window has no memory section).
  */
-memory_items: number, } | { "kind": "ModelReplied", step: number, text: string, prompt_tokens: number, completion_tokens: number, duration_ms: number, ttft_ms: number | null, stop: StopReason, } | { "kind": "RunFinished", outcome: RunOutcome, answer: string | null, duration_ms: number, prompt_tokens: number, completion_tokens: number, };
+memory_items: number, } | { "kind": "ModelReplied", step: number, text: string, prompt_tokens: number, completion_tokens: number, duration_ms: number, ttft_ms: number | null, stop: StopReason, } | { "kind": "ActionParsed", step: number, action: Action, } | { "kind": "ActionRejected", step: number, error: string, reprompt: boolean, } | { "kind": "PolicyChecked", call_id: string, tool: string, effect: Effect, decision: PolicyDecision, reason: string, } | { "kind": "ApprovalRequested", call_id: string, tool: string, arguments: unknown, effect: Effect, reason: string, } | { "kind": "UserAsked", question: string, } | { "kind": "UserAnswered", answer: UserAnswer, } | { "kind": "ToolCalled", call_id: string, tool: string, arguments: unknown, attempt: number, effect: Effect, idempotent: boolean, } | { "kind": "ToolReturned", call_id: string, tool: string, attempt: number, duration_ms: number, result: ToolOutcome, } | { "kind": "RetryScheduled", call_id: string, tool: string, next_attempt: number, delay_ms: number, reason: string, } | { "kind": "ErrorReported", call_id: string, tool: string, error: ToolError, } | { "kind": "AlternativeChosen", call_id: string, from: string, to: string, reason: string, } | { "kind": "LoopDetected", call_id: string, tool: string, arguments: unknown, times: number, } | { "kind": "Verified", check: string, passed: boolean, detail: string, } | { "kind": "LimitReached", limit: string, used: number, max: number, } | { "kind": "RunCancelled", reason: string, } | { "kind": "RunInterrupted", reason: string, } | { "kind": "RunResumed", reason: string, } | { "kind": "OutcomeUnknown", call_id: string, tool: string, } | { "kind": "RunFinished", outcome: RunOutcome, answer: string | null, duration_ms: number, prompt_tokens: number, completion_tokens: number, };
+export type Action = { "type": "answer", text: string, } | { "type": "tool_call", call_id: string, tool: string, arguments: unknown, } | { "type": "ask", question: string, } | { "type": "plan", steps: Array<PlanStep>, };
+export type PlanStep = { "type": "tool", tool: string, arguments: unknown, } | { "type": "answer" };
+export type PolicyDecision = "allow" | "needs_approval" | "refuse";
+export type UserAnswer = { "type": "approve", call_id: string, } | { "type": "deny", call_id: string, note: string | null, } | { "type": "reply", text: string, };
+export type ToolOutcome = { "status": "ok", value: unknown, } | { "status": "err", error: ToolError, };
+export type ToolError = { "class": "unknown_tool", name: string, } | { "class": "invalid_arguments", tool: string, errors: Array<string>, } | { "class": "schema_drift", tool: string, errors: Array<string>, } | { "class": "timeout", tool: string, after_ms: number, } | { "class": "transient", tool: string, message: string, 
+/**
+ * The server's `Retry-After`, when it gave one.
+ */
+retry_after_ms: number | null, } | { "class": "refused", tool: string, reason: string, } | { "class": "failed", tool: string, message: string, } | { "class": "cancelled", tool: string, };
+export type Effect = "pure" | "read" | "write" | "external";
+export type ToolSpec = { name: string, description: string, 
+/**
+ * JSON Schema the arguments must satisfy.
+ */
+input_schema: unknown, 
+/**
+ * JSON Schema the result must satisfy.
+ */
+output_schema: unknown, effect: Effect, 
+/**
+ * The longest one call may take.
+ */
+timeout_ms: number, 
+/**
+ * True when calling twice with the same arguments has the same effect as once (safe to retry after a crash).
+ */
+idempotent: boolean, 
+/**
+ * Tools with the same capability can stand in for each other (an alternative when one keeps failing).
+ */
+capability: string | null, };
+export type RetryPolicy = { 
+/**
+ * Attempts in all, the first included (1 means no retry).
+ */
+max_attempts: number, base_ms: number, 
+/**
+ * No computed delay exceeds this.
+ */
+cap_ms: number, 
+/**
+ * A server's `Retry-After` longer than this is not waited for: the call counts as failed.
+ */
+max_retry_after_ms: number, };
+export type Limits = { 
+/**
+ * The most model calls one run may make.
+ */
+max_steps: number, 
+/**
+ * The most tool call attempts (retries included).
+ */
+max_tool_calls: number, 
+/**
+ * The most prompt + completion tokens over all model calls.
+ */
+max_tokens: number, 
+/**
+ * The most wall-clock time the run may take while active (time spent waiting for the user excluded).
+ */
+max_wall_ms: number, 
+/**
+ * No tool call may take longer than this, whatever its own timeout.
+ */
+tool_timeout_ms: number, 
+/**
+ * Plan-then-execute: how many times a failed plan may be replaced.
+ */
+max_replans: number, 
+/**
+ * Loop detection: how many times the model may ask for a call it already made (same tool, same arguments)
+ * before the run stops.
+ */
+max_repeats: number, retry: RetryPolicy, };
+export type RunMode = "chat" | "react" | "plan";
+export type RunOptions = { 
+/**
+ * `None`: chosen from the message (a task that needs tools gets ReAct, anything else is chat).
+ */
+mode: RunMode | null, limits: Limits, 
+/**
+ * Side-effecting tools the user lets run without asking.
+ */
+auto_approve: Array<string>, };
+export type UserRequest = { "type": "approval", run_id: number, call_id: string, tool: string, arguments: unknown, effect: Effect, reason: string, } | { "type": "question", run_id: number, question: string, };
 export type StoredEvent = { run_id: number, seq: number, at_ms: number, event: RunEvent, };
 export type TurnResult = { conversation_id: number, run_id: number, 
 /**
  * What the user was shown (possibly partial; empty when nothing was produced).
  */
-answer: string, outcome: RunOutcome, prompt_tokens: number, completion_tokens: number, duration_ms: number, ttft_ms: number | null, };
-export type TurnEvent = { "type": "started", conversation_id: number, run_id: number, } | { "type": "token", text: string, } | { "type": "step", event: StoredEvent, } | { "type": "finished", result: TurnResult, };
+answer: string, 
+/**
+ * How the run ended; `None` while it waits for the user.
+ */
+outcome: RunOutcome | null, 
+/**
+ * What the run waits for, when it is paused.
+ */
+waiting: UserRequest | null, prompt_tokens: number, completion_tokens: number, duration_ms: number, ttft_ms: number | null, };
+export type TurnEvent = { "type": "started", conversation_id: number, run_id: number, } | { "type": "token", text: string, } | { "type": "step", event: StoredEvent, } | { "type": "paused", request: UserRequest, } | { "type": "finished", result: TurnResult, };
 export type Role = "system" | "user" | "assistant";
 export type Message = { id: number, conversation_id: number, role: Role, content: string, 
 /**
@@ -44,14 +154,14 @@ run_id: number | null,
 run_status: RunStatus | null, created_ms: number, };
 export type ConversationSummary = { id: number, title: string, created_ms: number, updated_ms: number, message_count: number, };
 export type ConversationDetail = { conversation: ConversationSummary, messages: Array<Message>, };
-export type RunStatus = "running" | "answered" | "partial" | "stopped" | "failed";
+export type RunStatus = "running" | "awaiting_user" | "interrupted" | "answered" | "partial" | "stopped" | "failed";
 export type RunSummary = { id: number, conversation_id: number, status: RunStatus, input: string, started_ms: number, finished_ms: number | null, prompt_tokens: number, completion_tokens: number, };
 export type RunDetail = { run: RunSummary, events: Array<StoredEvent>, };
 export type ModelState = "missing" | "corrupt" | "not_loaded" | "loading" | "ready" | "error";
 export type ModelStatus = { state: ModelState, model_id: string, file: string, message: string, hint: string | null, };
 export type LoadProgress = { stage: string, done: number, total: number, };
 export type AppStatus = { data_dir: string, model: ModelStatus, };
-export type ErrorKind = "invalid_input" | "model_missing" | "model_corrupt" | "model_fetch" | "data_dir_read_only" | "disk_full" | "store" | "backend" | "not_found" | "internal";
+export type ErrorKind = "invalid_input" | "model_missing" | "model_corrupt" | "model_fetch" | "data_dir_read_only" | "disk_full" | "store" | "backend" | "not_found" | "tool" | "internal";
 export type AppError = { kind: ErrorKind, message: string, hint: string | null, };
 export type MemoryKind = "fact" | "preference" | "note" | "episode" | "document_chunk";
 export type MemoryItem = { id: number, kind: MemoryKind, text: string, 
