@@ -395,7 +395,6 @@ impl App {
         conversation.push(ChatMessage::new(llm::Role::User, accepted.text.clone()));
         check_fits(backend.as_ref(), &accepted.text, settings)?;
         let mode = options.mode.unwrap_or_else(|| if interface::needs_tools(&accepted.text) { RunMode::React } else { RunMode::Chat });
-        let (conversation_id, run_id) = store.begin_turn(conversation_id, &accepted.text)?;
         let memory = self.memory(&mut |_| {});
         let access = match &memory {
             Ok(m) => MemoryAccess::Available(m.as_ref()),
@@ -405,11 +404,9 @@ impl App {
         let port = self.memory_port();
         let services = Services { store, backend: backend.as_ref(), toolbox: &toolbox, memory: &access, memory_port: Some(&port) };
 
-        let cancel = CancelFlag::default();
-        self.inner.running.lock().expect("lock").insert(run_id, cancel.clone());
-        let turn = Turn {
-            conversation_id,
-            run_id,
+        let mut turn = Turn {
+            conversation_id: conversation_id.unwrap_or(0),
+            run_id: 0,
             input: &accepted.text,
             conversation: &conversation,
             settings,
@@ -417,6 +414,13 @@ impl App {
             mode,
             auto_approve: options.auto_approve.clone(),
         };
+        // The run, its user message and its RunStarted are one transaction: no run is ever on disk unstarted.
+        let first = |conv: i64| Some(journal::encode(&runner::started_event(backend.as_ref(), &toolbox, conv, &turn)));
+        let (conversation_id, run_id) = store.begin_turn_with_event(conversation_id, &accepted.text, &first)?;
+        turn.conversation_id = conversation_id;
+        turn.run_id = run_id;
+        let cancel = CancelFlag::default();
+        self.inner.running.lock().expect("lock").insert(run_id, cancel.clone());
         // Backend panics (context assembly included) are caught inside the runner and recorded as a failed run.
         let result = runner::run_turn(services, turn, &cancel, on_event);
         self.inner.running.lock().expect("lock").remove(&run_id);

@@ -4,6 +4,7 @@
 //! blocking pool; events reach the UI through the `Channel` the UI passed in, after the core has committed them.
 
 use keel::{
+    RunOptions, ToolSpec, UserAnswer, UserRequest,
     App, AppError, AppStatus, ConversationDetail, ConversationSummary, ErrorKind, GenerationSettings, ImportProgress,
     ImportReport, LoadProgress, MemoryItem, MemoryKind, MemoryPage, MemoryQuery, ModelStatus, Retrieval, RunDetail,
     RunSummary, TurnEvent, TurnResult,
@@ -44,11 +45,46 @@ pub async fn send_message(
     app: State<'_, App>,
     conversation_id: Option<i64>,
     text: String,
+    options: Option<RunOptions>,
     on_event: Channel<TurnEvent>,
 ) -> Result<TurnResult, AppError> {
     let app = app.inner().clone();
-    blocking(move || app.send_message(conversation_id, &text, &GenerationSettings::default(), &mut |e| drop(on_event.send(e))))
-        .await
+    let options = options.unwrap_or_default();
+    blocking(move || {
+        app.send_message_with(conversation_id, &text, &GenerationSettings::default(), &options, &mut |e| drop(on_event.send(e)))
+    })
+    .await
+}
+
+/// Approves or denies a paused run's call, or answers its question, and continues the run.
+#[tauri::command]
+pub async fn answer_run(
+    app: State<'_, App>,
+    run_id: i64,
+    answer: UserAnswer,
+    on_event: Channel<TurnEvent>,
+) -> Result<TurnResult, AppError> {
+    let app = app.inner().clone();
+    blocking(move || app.answer_run(run_id, answer, &GenerationSettings::default(), &mut |e| drop(on_event.send(e)))).await
+}
+
+/// Continues a run Keel stopped in the middle of.
+#[tauri::command]
+pub async fn resume_run(app: State<'_, App>, run_id: i64, on_event: Channel<TurnEvent>) -> Result<TurnResult, AppError> {
+    let app = app.inner().clone();
+    blocking(move || app.resume_run(run_id, &GenerationSettings::default(), &mut |e| drop(on_event.send(e)))).await
+}
+
+/// What a paused run waits for (after a restart, the UI asks again).
+#[tauri::command]
+pub fn run_waiting(app: State<'_, App>, run_id: i64) -> Result<Option<UserRequest>, AppError> {
+    app.run_waiting(run_id)
+}
+
+/// The tools runs are offered, with their schemas and effects.
+#[tauri::command]
+pub fn list_tools(app: State<'_, App>) -> Vec<ToolSpec> {
+    app.tools_list()
 }
 
 #[tauri::command]

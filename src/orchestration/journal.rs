@@ -56,6 +56,11 @@ pub struct ConversationDetail {
     pub messages: Vec<Message>,
 }
 
+/// An event as the store keeps it: `(kind, schema version, JSON payload)`.
+pub fn encode(event: &RunEvent) -> (String, u32, String) {
+    (event.kind().to_owned(), EVENT_SCHEMA_VERSION, serde_json::to_string(event).expect("run events serialise"))
+}
+
 /// Commits an event to its run's log and returns it as stored. A `RunFinished` with an answer also adds the
 /// answer to the conversation, in the same transaction.
 pub fn append(store: &Store, run_id: i64, event: &RunEvent) -> Result<StoredEvent, StoreError> {

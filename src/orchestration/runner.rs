@@ -50,7 +50,25 @@ pub struct Turn<'a> {
     pub auto_approve: Vec<String>,
 }
 
-/// Starts a run: `RunStarted`, the memory step, then the loop.
+/// The event that starts a run (committed with the run itself, see `Store::begin_turn_with_event`).
+pub fn started_event(backend: &dyn Backend, toolbox: &Toolbox, conversation_id: i64, turn: &Turn<'_>) -> RunEvent {
+    let info = backend.info();
+    let tools = if turn.mode.uses_tools() { toolbox.specs().into_iter().map(|s| s.name).collect() } else { Vec::new() };
+    RunEvent::RunStarted {
+        conversation_id,
+        input: turn.input.to_owned(),
+        backend: info.name,
+        model: info.model,
+        max_steps: turn.limits.max_steps,
+        settings: turn.settings.clone(),
+        mode: turn.mode,
+        limits: Some(turn.limits),
+        tools,
+        auto_approve: turn.auto_approve.clone(),
+    }
+}
+
+/// Runs a turn whose run was begun with its `RunStarted` (see [`started_event`]): the memory step, then the loop.
 pub fn run_turn(
     services: Services<'_>,
     turn: Turn<'_>,
@@ -58,25 +76,13 @@ pub fn run_turn(
     on_event: &mut dyn FnMut(TurnEvent),
 ) -> Result<TurnResult, StoreError> {
     let store = services.store;
-    let info = services.backend.info();
     on_event(TurnEvent::Started { conversation_id: turn.conversation_id, run_id: turn.run_id });
-    let tools = if turn.mode.uses_tools() { services.toolbox.specs().into_iter().map(|s| s.name).collect() } else { Vec::new() };
     let mut run = Run::new(services, turn.run_id, turn.conversation_id, turn.conversation, turn.settings, cancel);
-    run.commit(
-        RunEvent::RunStarted {
-            conversation_id: turn.conversation_id,
-            input: turn.input.to_owned(),
-            backend: info.name.clone(),
-            model: info.model.clone(),
-            max_steps: turn.limits.max_steps,
-            settings: turn.settings.clone(),
-            mode: turn.mode,
-            limits: Some(turn.limits),
-            tools,
-            auto_approve: turn.auto_approve,
-        },
-        on_event,
-    )?;
+    let begun = journal::load(store, turn.run_id)?;
+    for stored in begun.events {
+        run.state = std::mem::take(&mut run.state).apply(&stored.event);
+        on_event(TurnEvent::Step { event: stored });
+    }
 
     // Memory: a failure here is recorded and the turn goes on without it; a panic inside is a failed run.
     let recalled = match guarded("memory", || Ok(recall::recall(services.memory, store, services.backend, turn.input))) {

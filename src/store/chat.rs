@@ -93,6 +93,17 @@ impl Store {
     /// `conversation_id` is `None`), a run in `running` state, and the user's message linked to it. Returns
     /// `(conversation_id, run_id)`. A crash can leave all of it or none of it.
     pub fn begin_turn(&self, conversation_id: Option<i64>, user_text: &str) -> Result<(i64, i64), StoreError> {
+        self.begin_turn_with_event(conversation_id, user_text, &|_| None)
+    }
+
+    /// [`Store::begin_turn`], committing the run's first event in the same transaction: `first_event` gets the
+    /// conversation id and returns `(kind, version, payload)`. A run is then never on disk without its start.
+    pub fn begin_turn_with_event(
+        &self,
+        conversation_id: Option<i64>,
+        user_text: &str,
+        first_event: &dyn Fn(i64) -> Option<(String, u32, String)>,
+    ) -> Result<(i64, i64), StoreError> {
         let now = now_ms();
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
@@ -121,6 +132,13 @@ impl Store {
         .map_err(|e| self.err(e))?;
         let run_id = tx.last_insert_rowid();
         insert_message(&tx, conversation_id, "user", user_text, Some(run_id), now).map_err(|e| self.err(e))?;
+        if let Some((kind, version, payload)) = first_event(conversation_id) {
+            tx.execute(
+                "INSERT INTO run_events (run_id, seq, at_ms, kind, version, payload) VALUES (?1, 1, ?2, ?3, ?4, ?5)",
+                params![run_id, now, kind, version, payload],
+            )
+            .map_err(|e| self.err(e))?;
+        }
         tx.commit().map_err(|e| self.err(e))?;
         Ok((conversation_id, run_id))
     }

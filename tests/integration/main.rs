@@ -11,6 +11,8 @@ mod control;
 mod embeddings;
 mod orchestration;
 mod reference;
+mod run_crash;
 mod retrieval_eval;
 mod store;
 mod tidy;
+mod tools_cli;

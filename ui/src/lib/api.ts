@@ -17,9 +17,13 @@ import type {
   ModelStatus,
   Retrieval,
   RunDetail,
+  RunOptions,
   RunSummary,
+  ToolSpec,
   TurnEvent,
   TurnResult,
+  UserAnswer,
+  UserRequest,
 } from "./bindings";
 import { toAppError } from "./errors";
 
@@ -70,16 +74,54 @@ export function getConversation(id: number): Promise<ConversationDetail> {
   return call("get_conversation", { id });
 }
 
+/**
+ * Runs one turn. `options` null lets the core choose the run's mode from the message (a task that needs tools
+ * gets ReAct) with the default limits and approval policy. The result has `waiting` set (and no outcome) when
+ * the run paused for the user; `answerRun` continues it.
+ */
 export async function sendMessage(
   conversationId: number | null,
   text: string,
   onEvent: (event: TurnEvent) => void,
+  options: RunOptions | null = null,
 ): Promise<TurnResult> {
   try {
-    return await call("send_message", { conversationId, text, onEvent: channel(onEvent) });
+    return await call("send_message", { conversationId, text, options, onEvent: channel(onEvent) });
   } catch (e) {
     throw toAppError(e);
   }
+}
+
+/** Approves or denies the call a paused run waits on, or replies to its question, and streams the rest of the run. */
+export async function answerRun(
+  runId: number,
+  answer: UserAnswer,
+  onEvent: (event: TurnEvent) => void,
+): Promise<TurnResult> {
+  try {
+    return await call("answer_run", { runId, answer, onEvent: channel(onEvent) });
+  } catch (e) {
+    throw toAppError(e);
+  }
+}
+
+/** Continues, from its log, a run Keel stopped in the middle of (status `interrupted`). */
+export async function resumeRun(runId: number, onEvent: (event: TurnEvent) => void): Promise<TurnResult> {
+  try {
+    return await call("resume_run", { runId, onEvent: channel(onEvent) });
+  } catch (e) {
+    throw toAppError(e);
+  }
+}
+
+/** What a paused run waits for (asked again after a restart), or null when it waits for nothing. */
+export function runWaiting(runId: number): Promise<UserRequest | null> {
+  return call("run_waiting", { runId });
+}
+
+/** The tools runs are offered, with their schemas and effects. */
+export function listTools(): Promise<ToolSpec[]> {
+  return call("list_tools");
 }
 
 export function cancelRun(runId: number): Promise<boolean> {

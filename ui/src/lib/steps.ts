@@ -1,14 +1,32 @@
 // The inspector's timeline: one row per stored run event, with what a reader scans for (kind, local time,
 // duration, tokens, a one-line summary) and the full payload for when they expand it.
 //
-// Rows are computed from the event's fields by name rather than by a switch over kinds, so that event kinds
-// the core adds later (ContextAssembled, ToolCalled, ...) show up with their durations and tokens untouched.
+// Durations and tokens are read from the event's fields by name rather than by a switch over kinds, so that
+// event kinds the core adds later show up with theirs untouched; the one-line summary is per kind. The tool
+// events are also gathered per call by `toolcalls.ts`.
 
-import type { RecordedCandidate, RunDetail, RunEvent, RunOutcome, StopReason, StoredEvent } from "./bindings";
-import { excerpt, formatCount } from "./format";
+import type {
+  Action,
+  PolicyDecision,
+  RecordedCandidate,
+  RunDetail,
+  RunEvent,
+  RunMode,
+  RunOutcome,
+  RunStatus,
+  StopReason,
+  StoredEvent,
+  UserAnswer,
+} from "./bindings";
+import { excerpt, formatCount, formatDuration } from "./format";
+import { toolErrorLabel } from "./toolcalls";
 
 export type MemoryRetrievedEvent = Extract<RunEvent, { kind: "MemoryRetrieved" }>;
 export type MemorySavedEvent = Extract<RunEvent, { kind: "MemorySaved" }>;
+export type ActionParsedEvent = Extract<RunEvent, { kind: "ActionParsed" }>;
+
+/** How a step reads at a glance: a check that passed, a warning (a limit, a rejection), a failure. */
+export type StepTone = "ok" | "warn" | "bad" | null;
 
 export type StepRow = {
   key: string;
@@ -21,6 +39,7 @@ export type StepRow = {
   promptTokens: number | null;
   completionTokens: number | null;
   summary: string;
+  tone: StepTone;
   /** The event itself, for the views that lay a kind out (the memory steps). */
   event: RunEvent;
   payload: string;
@@ -31,7 +50,9 @@ function numberField(event: RunEvent, name: string): number | null {
   return typeof value === "number" && Number.isFinite(value) ? value : null;
 }
 
-export function outcomeLabel(outcome: RunOutcome): string {
+/** How a run ended; null is a run that has not ended because it waits for the user. */
+export function outcomeLabel(outcome: RunOutcome | null): string {
+  if (outcome === null) return "waiting for you";
   switch (outcome.status) {
     case "answered":
       return "answered";
@@ -41,6 +62,69 @@ export function outcomeLabel(outcome: RunOutcome): string {
       return `stopped: ${outcome.reason}`;
     case "failed":
       return `failed: ${outcome.error}`;
+  }
+}
+
+/** A run's listed status in words (the inspector's and the Memory view's status tags). */
+export function statusLabel(status: RunStatus): string {
+  switch (status) {
+    case "running":
+      return "running";
+    case "awaiting_user":
+      return "waiting for you";
+    case "interrupted":
+      return "interrupted";
+    case "answered":
+      return "answered";
+    case "partial":
+      return "partial";
+    case "stopped":
+      return "stopped";
+    case "failed":
+      return "failed";
+  }
+}
+
+const modeLabels: Record<RunMode, string> = {
+  chat: "chat",
+  react: "ReAct",
+  plan: "plan-then-execute",
+};
+
+const decisionLabels: Record<PolicyDecision, string> = {
+  allow: "allowed",
+  needs_approval: "needs approval",
+  refuse: "refused",
+};
+
+export function decisionLabel(decision: PolicyDecision): string {
+  return decisionLabels[decision];
+}
+
+/** What the model decided to do in one step. */
+export function actionLabel(action: Action): string {
+  switch (action.type) {
+    case "answer":
+      return "answer";
+    case "tool_call":
+      return `call ${action.tool} (${action.call_id})`;
+    case "ask":
+      return `ask "${excerpt(action.question, 60)}"`;
+    case "plan": {
+      const steps = action.steps.map((s) => (s.type === "tool" ? s.tool : "answer")).join(" → ");
+      return `plan of ${plural(action.steps.length, "step", "steps")}: ${steps}`;
+    }
+  }
+}
+
+function answerLabel(answer: UserAnswer): string {
+  switch (answer.type) {
+    case "approve":
+      return `approved ${answer.call_id}`;
+    case "deny":
+      return answer.note ? `denied ${answer.call_id}: ${answer.note}` : `denied ${answer.call_id}`;
+    case "reply":
+      return `replied "${excerpt(answer.text, 60)}"`;
   }
 }
 
@@ -70,8 +154,12 @@ export function splitCandidates(candidates: readonly RecordedCandidate[]): {
 
 export function stepSummary(event: RunEvent): string {
   switch (event.kind) {
-    case "RunStarted":
-      return `${event.model} on ${event.backend}, up to ${event.max_steps} steps`;
+    case "RunStarted": {
+      // Logs from before tools carry no mode: those runs were chat.
+      const mode = event.mode ?? "chat";
+      const tools = mode === "chat" ? "" : ` with ${plural(event.tools?.length ?? 0, "tool", "tools")}`;
+      return `${event.model} on ${event.backend}, ${modeLabels[mode]}${tools}, up to ${event.max_steps} steps`;
+    }
     case "MemorySaved":
       return `saved ${event.memory_kind.replace("_", " ")}: "${excerpt(event.text, 80)}"`;
     case "MemoryRetrieved": {
@@ -92,10 +180,75 @@ export function stepSummary(event: RunEvent): string {
       const ttft = event.ttft_ms === null ? "" : `, first token after ${event.ttft_ms} ms`;
       return `step ${event.step}: ${stopLabels[event.stop]}${ttft}`;
     }
+    case "ActionParsed":
+      return `step ${event.step}: ${actionLabel(event.action)}`;
+    case "ActionRejected":
+      return `step ${event.step}: rejected (${event.error})${event.reprompt ? ", asked again" : ""}`;
+    case "PolicyChecked":
+      return `${event.tool}: ${decisionLabels[event.decision]} (${event.reason})`;
+    case "ApprovalRequested":
+      return `${event.tool} needs your approval: ${event.reason}`;
+    case "UserAsked":
+      return `asked you "${excerpt(event.question, 80)}"`;
+    case "UserAnswered":
+      return answerLabel(event.answer);
+    case "ToolCalled":
+      return `${event.tool} (${event.call_id}), attempt ${event.attempt}`;
+    case "ToolReturned":
+      return `${event.tool} (${event.call_id}), attempt ${event.attempt}: ${
+        event.result.status === "ok" ? "ok" : toolErrorLabel(event.result.error)
+      }`;
+    case "RetryScheduled":
+      return `${event.tool}: attempt ${event.next_attempt} in ${formatDuration(event.delay_ms)} (${event.reason})`;
+    case "ErrorReported":
+      return `${event.tool}: ${toolErrorLabel(event.error)}`;
+    case "AlternativeChosen":
+      return `${event.from} → ${event.to} (${event.reason})`;
+    case "LoopDetected":
+      return `${event.tool} asked for again with the same arguments (${plural(event.times, "time", "times")} before)`;
+    case "Verified":
+      return `${event.check}: ${event.passed ? "passed" : "failed"} (${event.detail})`;
+    case "LimitReached":
+      return `${event.limit} limit reached: ${formatCount(event.used)} of ${formatCount(event.max)}`;
+    case "RunCancelled":
+    case "RunInterrupted":
+    case "RunResumed":
+      return event.reason;
+    case "OutcomeUnknown":
+      return `${event.tool} (${event.call_id}): Keel stopped during the call; whether it took effect is unknown`;
     case "RunFinished":
       return outcomeLabel(event.outcome);
+  }
+}
+
+/** Whether a step is good news, a warning or a failure, for its colour; null for the ordinary ones. */
+export function stepTone(event: RunEvent): StepTone {
+  switch (event.kind) {
+    case "Verified":
+      return event.passed ? "ok" : "bad";
+    case "ToolReturned":
+      return event.result.status === "ok" ? "ok" : "bad";
+    case "ErrorReported":
+    case "OutcomeUnknown":
+      return "bad";
+    case "PolicyChecked":
+      return event.decision === "refuse" ? "bad" : event.decision === "needs_approval" ? "warn" : null;
+    case "UserAnswered":
+      return event.answer.type === "deny" ? "warn" : null;
+    case "ActionRejected":
+    case "RetryScheduled":
+    case "AlternativeChosen":
+    case "LoopDetected":
+    case "LimitReached":
+    case "RunCancelled":
+    case "RunInterrupted":
+    case "ApprovalRequested":
+    case "MemoryUnavailable":
+      return "warn";
+    case "RunFinished":
+      return event.outcome.status === "answered" ? "ok" : event.outcome.status === "failed" ? "bad" : "warn";
     default:
-      return "";
+      return null;
   }
 }
 
@@ -114,7 +267,9 @@ export function stepRows(events: readonly StoredEvent[]): StepRow[] {
       durationFrom: own !== null ? "event" : gap !== null ? "gap" : null,
       promptTokens: numberField(stored.event, "prompt_tokens"),
       completionTokens: numberField(stored.event, "completion_tokens"),
-      summary: stepSummary(stored.event),
+      // A kind newer than this UI has no summary (the switch covers the kinds it knows) but still its row.
+      summary: stepSummary(stored.event) ?? "",
+      tone: stepTone(stored.event),
       event: stored.event,
       payload: JSON.stringify(stored, null, 2),
     };
