@@ -124,6 +124,21 @@ fetch_models() {
   "$KEEL_BIN" models fetch
 }
 
+# The MCP test server's packages (tests/fixtures/mcp/requirements.txt) in their own venv; only the test script
+# needs them. Reinstalled only when the requirements change.
+install_mcp_fixture() {
+  local venv="$KEEL_CACHE/mcp-venv" req="$KEEL_ROOT/tests/fixtures/mcp/requirements.txt"
+  local stamp="$venv/.keel-requirements-sha256" want
+  want="$(sha256sum "$req" | cut -d' ' -f1)"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    step "installing the MCP test server's packages into $venv"
+    "$venv/bin/pip" install --disable-pip-version-check -q -r "$req"
+    echo "$want" > "$stamp"
+  fi
+  export KEEL_MCP_PYTHON="$venv/bin/python"
+}
+
 keel_setup() {
   install_apt_packages
   install_node

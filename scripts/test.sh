@@ -19,6 +19,8 @@ export KEEL_RETRIEVAL_DIR="${KEEL_RETRIEVAL_DIR:-$KEEL_CACHE/evals/retrieval}"
 step "fetching the retrieval evaluation set into $KEEL_RETRIEVAL_DIR"
 python3 "$KEEL_ROOT/tests/evals/retrieval/fetch.py" "$KEEL_RETRIEVAL_DIR"
 npm_install "$KEEL_ROOT/tests/e2e"
+# A real MCP server for the MCP tests: the official Python SDK (pinned) in a venv under the cache.
+install_mcp_fixture
 
 cd "$KEEL_ROOT"
 mkdir -p test-output

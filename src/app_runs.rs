@@ -28,6 +28,18 @@ use crate::{App, GenerationSettings};
 /// The folder the files tools work in, inside the data dir.
 pub const FILES_DIR: &str = "files";
 
+/// The MCP servers to connect, in the data dir: `[[servers]]` tables with `name`, `command`, `args`, `env`,
+/// `effect` (see `tools::mcp::McpServerConfig`).
+pub const MCP_CONFIG: &str = "mcp.toml";
+
+const MCP_CONNECT_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
+#[derive(Deserialize)]
+struct McpFile {
+    #[serde(default)]
+    servers: Vec<tools::mcp::McpServerConfig>,
+}
+
 /// How a run is to work; every field has a default.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize, TS)]
 #[serde(default)]
@@ -93,6 +105,7 @@ impl App {
         let http_on = std::env::var("KEEL_HTTP_FETCH").is_ok_and(|v| v == "1");
         all.push(Arc::new(tools::http::HttpFetch::new(http_on)));
         all.extend(self.inner.extra_tools.lock().unwrap_or_else(|p| p.into_inner()).iter().cloned());
+        all.extend(self.mcp_tools());
         for tool in all {
             // A built-in's schemas are fixed and tested; an added tool with a broken schema is left out, and
             // `keel tools list` shows what is there.
@@ -101,6 +114,60 @@ impl App {
         let toolbox = Arc::new(toolbox);
         *cached = Some(toolbox.clone());
         toolbox
+    }
+
+    /// The tools of the MCP servers listed in `mcp.toml` in the data dir, connecting them on first use. A server
+    /// that cannot start, or a tool whose schema does not compile, is left out and reported by
+    /// [`App::tool_problems`].
+    fn mcp_tools(&self) -> Vec<Arc<dyn Tool>> {
+        let mut servers = self.inner.mcp.lock().unwrap_or_else(|p| p.into_inner());
+        let mut problems = self.inner.tool_problems.lock().unwrap_or_else(|p| p.into_inner());
+        if servers.is_none() {
+            let path = self.inner.home.join(MCP_CONFIG);
+            let configs = match std::fs::read_to_string(&path) {
+                Ok(text) => match toml::from_str::<McpFile>(&text) {
+                    Ok(f) => f.servers,
+                    Err(e) => {
+                        problems.push(format!("{} is not valid: {e}", path.display()));
+                        Vec::new()
+                    }
+                },
+                Err(_) => Vec::new(),
+            };
+            // rmcp runs on its own small runtime, which must not be started from inside another (the desktop
+            // calls in from Tauri's blocking pool): connect from a plain thread.
+            let connected = std::thread::scope(|scope| {
+                scope
+                    .spawn(|| configs.iter().map(|c| (c.name.clone(), tools::mcp::connect(c, MCP_CONNECT_TIMEOUT))).collect::<Vec<_>>())
+                    .join()
+                    .unwrap_or_default()
+            });
+            let mut live = Vec::new();
+            for (name, result) in connected {
+                match result {
+                    Ok(server) => live.push(server),
+                    Err(e) => problems.push(format!("MCP server {name}: {e}")),
+                }
+            }
+            *servers = Some(live);
+        }
+        let mut out = Vec::new();
+        for server in servers.as_ref().into_iter().flatten() {
+            for tool in server.tools() {
+                match Toolbox::new().add(tool.clone()) {
+                    Ok(()) => out.push(tool),
+                    Err(e) => problems.push(e.to_string()),
+                }
+            }
+        }
+        problems.dedup();
+        out
+    }
+
+    /// Configured tools that could not be offered, and why.
+    pub fn tool_problems(&self) -> Vec<String> {
+        self.toolbox();
+        self.inner.tool_problems.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
     /// Adds a tool for the runs that start from now on (tests' fault-injecting tools, MCP servers' tools); its
@@ -196,7 +263,7 @@ impl App {
         let cancel = crate::llm::CancelFlag::default();
         self.inner.running.lock().expect("lock").insert(run_id, cancel.clone());
         let result = runner::resume(services, run_id, conversation_id, &conversation, settings, answer, &cancel, on_event);
-        self.inner.running.lock().expect("lock").remove(&run_id);
+        self.forget_run(run_id, &cancel);
         result.map_err(|e| match e {
             ResumeError::Store(s) => s.into(),
             other => AppError::new(ErrorKind::InvalidInput, format!("run {run_id} cannot continue: {other}"), Some("`keel runs show ID` shows what it waits for".into())),

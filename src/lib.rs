@@ -32,7 +32,7 @@ pub use llm::GenerationSettings;
 pub use orchestration::journal::{ConversationDetail, Message, RunDetail, RunSummary};
 pub use orchestration::{TurnEvent, TurnResult};
 pub use app_memory::{ExportedItem, RestoreReport, INDEX_DIR};
-pub use app_runs::{Replay, RunOptions, FILES_DIR};
+pub use app_runs::{Replay, RunOptions, FILES_DIR, MCP_CONFIG};
 pub use orchestration::events::{Action, RunOutcome as Outcome, UserAnswer};
 pub use orchestration::{Limits, RunMode, UserRequest};
 pub use tools::{Effect, ToolError, ToolSpec};
@@ -147,6 +147,10 @@ struct Inner {
     /// The tools runs are offered, built on first use; `add_tool` adds to `extra_tools` and clears it.
     toolbox: Mutex<Option<Arc<tools::Toolbox>>>,
     extra_tools: Mutex<Vec<Arc<dyn tools::Tool>>>,
+    /// The MCP servers of `mcp.toml`, connected on first use of the toolbox (`None` until then).
+    mcp: Mutex<Option<Vec<tools::mcp::McpServer>>>,
+    /// Configured tools that could not be offered, and why.
+    tool_problems: Mutex<Vec<String>>,
     /// Cancel flags of the runs in flight.
     running: Mutex<HashMap<i64, CancelFlag>>,
     /// `keel.lock` in the data dir, held shared for the life of the `App`: while any Keel process is alive,
@@ -204,6 +208,8 @@ impl App {
                 running: Mutex::new(HashMap::new()),
                 toolbox: Mutex::new(None),
                 extra_tools: Mutex::new(Vec::new()),
+                mcp: Mutex::new(None),
+                tool_problems: Mutex::new(Vec::new()),
                 memory: Mutex::new(None),
                 memory_load: Mutex::new(()),
                 import_cancel: Arc::new(AtomicBool::new(false)),
@@ -423,18 +429,50 @@ impl App {
         self.inner.running.lock().expect("lock").insert(run_id, cancel.clone());
         // Backend panics (context assembly included) are caught inside the runner and recorded as a failed run.
         let result = runner::run_turn(services, turn, &cancel, on_event);
-        self.inner.running.lock().expect("lock").remove(&run_id);
+        self.forget_run(run_id, &cancel);
         Ok(result?)
     }
 
-    /// Asks a running turn to stop; true if the run was in flight.
+    /// Asks a run to stop: one in flight stops at its next step (the runner records `RunCancelled`); one that
+    /// waits for the user or was interrupted is closed as stopped at once. True if there was such a run.
     pub fn cancel_run(&self, run_id: i64) -> bool {
-        match self.inner.running.lock().expect("lock").get(&run_id) {
-            Some(flag) => {
-                flag.cancel();
-                true
-            }
-            None => false,
+        if let Some(flag) = self.inner.running.lock().expect("lock").get(&run_id) {
+            flag.cancel();
+            return true;
+        }
+        self.stop_idle_run(run_id).unwrap_or(false)
+    }
+
+    /// Closes a paused or interrupted run as stopped by the user, keeping what its tools had found.
+    fn stop_idle_run(&self, run_id: i64) -> Result<bool, AppError> {
+        let store = &self.inner.store;
+        let detail = journal::load(store, run_id)?;
+        if !matches!(detail.run.status, orchestration::events::RunStatus::AwaitingUser | orchestration::events::RunStatus::Interrupted) {
+            return Ok(false);
+        }
+        let state = RunState::fold(&detail.events);
+        journal::append(store, run_id, &RunEvent::RunCancelled { reason: "stopped by the user".into() })?;
+        let budget = state.budget_used;
+        journal::append(
+            store,
+            run_id,
+            &RunEvent::RunFinished {
+                outcome: RunOutcome::Stopped { reason: "stopped by the user".into() },
+                answer: None,
+                duration_ms: (store::now_ms() - detail.run.started_ms).max(0) as u64,
+                prompt_tokens: budget.prompt_tokens,
+                completion_tokens: budget.completion_tokens,
+            },
+        )?;
+        Ok(true)
+    }
+
+    /// Forgets a run's cancel flag once its invocation returns, unless a newer invocation of the same run (the
+    /// user answered quickly) has replaced it.
+    pub(crate) fn forget_run(&self, run_id: i64, cancel: &CancelFlag) {
+        let mut running = self.inner.running.lock().expect("lock");
+        if running.get(&run_id).is_some_and(|f| f.same(cancel)) {
+            running.remove(&run_id);
         }
     }
 

@@ -13,6 +13,8 @@ use clap::{Args, Parser, Subcommand};
 mod agent;
 #[path = "keel_cli/bench_memory.rs"]
 mod bench_memory;
+#[path = "keel_cli/evals.rs"]
+mod evals;
 #[path = "keel_cli/memory.rs"]
 mod memory_cli;
 use keel::llm::GenerationSettings;
@@ -73,6 +75,11 @@ enum Command {
     },
     /// What Keel remembers: add, list, search, show, edit, rm, pin, import, export, reindex.
     Memory(memory_cli::MemoryArgs),
+    /// Evaluations of the real stack on committed datasets.
+    Eval {
+        #[command(subcommand)]
+        command: evals::EvalCommand,
+    },
     /// Benchmarks, with their peers side by side in the same run.
     Bench {
         #[command(subcommand)]
@@ -176,6 +183,8 @@ enum BenchCommand {
     Retrieval(bench_memory::RetrievalArgs),
     /// Embedding throughput, hybrid search latency, reindex time and memory, with peers side by side.
     Memory(bench_memory::MemoryBenchArgs),
+    /// The orchestrator's own overhead per step (commit, fold, validation), two SQLite commit modes side by side.
+    Orchestration(evals::OrchestrationArgs),
 }
 
 #[derive(Args)]
@@ -233,6 +242,8 @@ fn main() -> ExitCode {
         Command::Bench { command: BenchCommand::Decode(a) } => a.json,
         Command::Bench { command: BenchCommand::Retrieval(a) } => a.json,
         Command::Bench { command: BenchCommand::Memory(a) } => a.json,
+        Command::Bench { command: BenchCommand::Orchestration(a) } => a.json(),
+        Command::Eval { command } => command.json(),
         Command::Memory(m) => m.command.json(),
         Command::Chat { .. } => false,
     };
@@ -268,6 +279,8 @@ fn run(command: Command) -> Result<(), AppError> {
         Command::Bench { command: BenchCommand::Decode(args) } => bench_decode(&args),
         Command::Bench { command: BenchCommand::Retrieval(args) } => bench_memory::retrieval(args),
         Command::Bench { command: BenchCommand::Memory(args) } => bench_memory::memory(args),
+        Command::Bench { command: BenchCommand::Orchestration(args) } => evals::orchestration(args),
+        Command::Eval { command } => evals::eval(command),
     }
 }
 

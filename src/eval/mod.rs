@@ -3,3 +3,5 @@
 pub mod bench;
 pub mod memory_bench;
 pub mod retrieval;
+pub mod overhead;
+pub mod tool_calls;

@@ -15,6 +15,7 @@ use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 use candle_transformers::models::quantized_llama::ModelWeights;
 
+use super::constrain::{JsonConstraint, Verdict};
 use super::stream::TextStream;
 use super::template::ChatTemplate;
 use super::tokenizer::GgufTokenizer;
@@ -62,6 +63,8 @@ pub struct LocalModel {
     template: ChatTemplate,
     context_window: u32,
     device: Device,
+    /// Each token's bytes, for constrained decoding; built on first use.
+    token_bytes: std::sync::OnceLock<Vec<Option<Vec<u8>>>>,
 }
 
 /// Reports bytes read while candle loads the tensors, for a real progress bar.
@@ -160,6 +163,7 @@ impl LocalModel {
             template,
             context_window,
             device,
+            token_bytes: std::sync::OnceLock::new(),
         })
     }
 
@@ -298,7 +302,37 @@ impl Backend for LocalModel {
         cancel: &CancelFlag,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Completion, BackendError> {
+        self.generate(messages, settings, None, cancel, on_text)
+    }
+
+    /// Greedy decoding under the schema's token constraint (see `llm::constrain`): at each step the best token
+    /// that keeps the reply a viable prefix of a valid value is taken, and generation ends as soon as the value is
+    /// complete. Sampling settings other than the repeat penalty do not apply: a tool call is not the place for
+    /// randomness.
+    fn chat_json(
+        &self,
+        messages: &[ChatMessage],
+        settings: &GenerationSettings,
+        schema: &serde_json::Value,
+        cancel: &CancelFlag,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Completion, BackendError> {
+        self.generate(messages, settings, Some(schema), cancel, on_text)
+    }
+}
+
+impl LocalModel {
+    fn generate(
+        &self,
+        messages: &[ChatMessage],
+        settings: &GenerationSettings,
+        schema: Option<&serde_json::Value>,
+        cancel: &CancelFlag,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Completion, BackendError> {
         let started = Instant::now();
+        let constraint = schema.map(JsonConstraint::new);
+        let mut produced: Vec<u8> = Vec::new();
         let prompt = self.encode_prompt(messages)?;
         let window = self.context_window as usize;
         if prompt.len() >= window {
@@ -322,7 +356,14 @@ impl Backend for LocalModel {
             } else {
                 logits
             };
-            let next = sampler.sample(&penalised).map_err(infer_err)?;
+            let next = match &constraint {
+                None => sampler.sample(&penalised).map_err(infer_err)?,
+                Some(c) => match self.constrained_next(c, &penalised, &mut produced)? {
+                    Some(id) => id,
+                    // The value is complete: the reply ends here, as if the model had said EOS.
+                    None => break StopReason::Eos,
+                },
+            };
             ttft_ms.get_or_insert_with(|| started.elapsed().as_millis() as u64);
             if self.tokenizer.stop_ids.contains(&next) {
                 break StopReason::Eos;
@@ -345,6 +386,37 @@ impl Backend for LocalModel {
             prompt_ms,
             duration_ms: started.elapsed().as_millis() as u64,
         })
+    }
+}
+
+impl LocalModel {
+    /// The best-scoring token that keeps `produced` viable (appending its bytes), or `None` when `produced` is
+    /// already a complete value.
+    fn constrained_next(&self, c: &JsonConstraint<'_>, logits: &Tensor, produced: &mut Vec<u8>) -> Result<Option<u32>, BackendError> {
+        if c.check(produced) == Verdict::Complete {
+            return Ok(None);
+        }
+        let scores: Vec<f32> = logits.to_dtype(candle_core::DType::F32).and_then(|l| l.to_vec1()).map_err(infer_err)?;
+        let mut order: Vec<u32> = (0..scores.len() as u32).collect();
+        order.sort_unstable_by(|a, b| scores[*b as usize].total_cmp(&scores[*a as usize]));
+        let bytes = self.token_bytes.get_or_init(|| self.tokenizer.token_bytes());
+        let mut candidate = produced.clone();
+        for id in order {
+            let Some(Some(piece)) = bytes.get(id as usize) else { continue };
+            if piece.is_empty() {
+                continue;
+            }
+            candidate.truncate(produced.len());
+            candidate.extend_from_slice(piece);
+            if c.check(&candidate) != Verdict::Dead {
+                produced.extend_from_slice(piece);
+                return Ok(Some(id));
+            }
+        }
+        Err(BackendError::Inference(format!(
+            "constrained decoding found no token that keeps the reply valid after {:?}",
+            String::from_utf8_lossy(produced)
+        )))
     }
 }
 

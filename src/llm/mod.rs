@@ -4,6 +4,7 @@
 //! text as it goes. The local backend (candle on a GGUF file) is the default; the scripted one plays a fixed
 //! script for orchestration tests.
 
+pub mod constrain;
 pub mod local;
 pub mod repack;
 pub mod scripted;
@@ -147,6 +148,11 @@ impl CancelFlag {
 
     pub fn is_cancelled(&self) -> bool {
         self.0.load(Ordering::SeqCst)
+    }
+
+    /// True when both are the same flag (clones of one another).
+    pub fn same(&self, other: &CancelFlag) -> bool {
+        Arc::ptr_eq(&self.0, &other.0)
     }
 }
 

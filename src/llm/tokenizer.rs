@@ -127,6 +127,34 @@ impl GgufTokenizer {
     pub fn token_text(&self, id: u32) -> Option<String> {
         self.inner.id_to_token(id)
     }
+
+    /// The bytes each token stands for, by id; `None` for control and added tokens (never produced by
+    /// constrained decoding). Byte-level BPE spells bytes as characters (GPT-2's `bytes_to_unicode`); this
+    /// undoes that mapping.
+    pub fn token_bytes(&self) -> Vec<Option<Vec<u8>>> {
+        let mut char_to_byte = std::collections::HashMap::new();
+        let mut n = 0u32;
+        for b in 0u32..256 {
+            let printable = (33..=126).contains(&b) || (161..=172).contains(&b) || (174..=255).contains(&b);
+            let c = if printable {
+                b
+            } else {
+                n += 1;
+                255 + n
+            };
+            char_to_byte.insert(char::from_u32(c).expect("a valid char"), b as u8);
+        }
+        let added = self.inner.get_added_tokens_decoder();
+        (0..self.vocab_size as u32)
+            .map(|id| {
+                if added.contains_key(&id) {
+                    return None;
+                }
+                let text = self.inner.id_to_token(id)?;
+                text.chars().map(|c| char_to_byte.get(&c).copied()).collect()
+            })
+            .collect()
+    }
 }
 
 /// The pre-tokenizer llama.cpp uses for a `tokenizer.ggml.pre` name.

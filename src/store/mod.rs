@@ -1,7 +1,12 @@
 //! The SQLite store: the one source of truth for conversations, messages, runs and their event logs.
 //!
-//! One file (`keel.sqlite3` in the data dir) in WAL mode with `synchronous = FULL`, so a committed event survives
-//! a crash or power cut before anyone hears of it. Write transactions are `IMMEDIATE`: they take the write lock
+//! One file (`keel.sqlite3` in the data dir) in WAL mode. Writes are `synchronous = FULL` (flushed to disk
+//! before the commit returns), except a run's step events, which commit with `synchronous = NORMAL`: committed
+//! to the WAL before anyone hears of them, so they survive a crash or kill of the process, and flushed by the
+//! next `FULL` commit — the run's pause, its end, or any other write. A power cut mid-run can lose the run's
+//! latest steps (the run then resumes from the ones that remain); it cannot lose a finished run, an answer or a
+//! memory, nor corrupt the file. This keeps the orchestrator's per-step overhead well under its 2 ms budget
+//! (`keel bench orchestration` measures both modes side by side). Write transactions are `IMMEDIATE`: they take the write lock
 //! before reading, so two Keel processes on one data dir wait for each other (busy timeout) instead of failing
 //! with a stale snapshot. Migrations are numbered by `PRAGMA user_version`. All writes go
 //! through the one connection held here; reads share it (a later issue may add read connections).
@@ -131,6 +136,8 @@ pub enum StoreError {
 pub struct Store {
     path: PathBuf,
     conn: Mutex<Connection>,
+    /// Flush every run event to disk (`synchronous = FULL`) instead of only pauses and ends; for benchmarks.
+    fsync_every_event: std::sync::atomic::AtomicBool,
 }
 
 /// Milliseconds since the Unix epoch.
@@ -139,10 +146,19 @@ pub fn now_ms() -> i64 {
 }
 
 impl Store {
+    /// Flush every run event (`true`) or only a run's pauses and end (`false`, the default).
+    pub fn set_fsync_every_event(&self, on: bool) {
+        self.fsync_every_event.store(on, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub(crate) fn fsync_every_event(&self) -> bool {
+        self.fsync_every_event.load(std::sync::atomic::Ordering::SeqCst)
+    }
+
     /// Opens (creating if needed) the database at `path` and brings its schema up to date.
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let conn = Connection::open(path).map_err(|e| classify(path, e))?;
-        let store = Store { path: path.to_owned(), conn: Mutex::new(conn) };
+        let store = Store { path: path.to_owned(), conn: Mutex::new(conn), fsync_every_event: Default::default() };
         store.configure()?;
         store.migrate()?;
         Ok(store)

@@ -70,6 +70,29 @@ impl Store {
     ) -> Result<(u32, i64), StoreError> {
         let at_ms = now_ms();
         let mut conn = self.conn();
+        // A step commits to the WAL without a flush; a pause or an end flushes it and everything before it.
+        let step = matches!(projection, Projection::Unchanged | Projection::AddTokens { .. }) && !self.fsync_every_event();
+        if step {
+            conn.execute_batch("PRAGMA synchronous = NORMAL").map_err(|e| self.err(e))?;
+        }
+        let result = self.append_in(&mut conn, run_id, kind, version, payload, projection, at_ms);
+        if step {
+            conn.execute_batch("PRAGMA synchronous = FULL").map_err(|e| self.err(e))?;
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn append_in(
+        &self,
+        conn: &mut rusqlite::Connection,
+        run_id: i64,
+        kind: &str,
+        version: u32,
+        payload: &str,
+        projection: Projection<'_>,
+        at_ms: i64,
+    ) -> Result<(u32, i64), StoreError> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
         let seq: u32 = tx
             .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM run_events WHERE run_id = ?1", [run_id], |r| r.get(0))

@@ -664,3 +664,19 @@ proptest::proptest! {
         prop_assert_eq!(replay.state.outcome.clone(), r.outcome.clone());
     }
 }
+
+#[test]
+fn a_paused_run_can_be_stopped_instead_of_answered() {
+    let home = tempfile::tempdir().unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    let (app, _) = app_with(home.path(), replies(&[r#"{"tool": "notes_write", "arguments": {"q": "x"}}"#]), vec![Arc::new(write_tool(calls.clone()))]);
+    let r = send(&app, "note x", &react(Limits::default()));
+    assert!(r.waiting.is_some());
+    assert!(app.cancel_run(r.run_id), "a paused run can be stopped");
+    check_log(&app, r.run_id);
+    assert_eq!(app.run(r.run_id).unwrap().run.status, RunStatus::Stopped);
+    assert_eq!(&kinds(&app, r.run_id)[kinds(&app, r.run_id).len() - 2..], ["RunCancelled", "RunFinished"]);
+    assert_eq!(calls.load(Ordering::SeqCst), 0);
+    assert!(!app.cancel_run(r.run_id), "a finished run has nothing to stop");
+    assert!(app.run_waiting(r.run_id).unwrap().is_none());
+}

@@ -4,6 +4,7 @@
 mod bindings;
 mod cli;
 mod local;
+mod mcp;
 mod memory;
 mod memory_crash;
 mod common;

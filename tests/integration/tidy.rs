@@ -21,11 +21,12 @@ fn rust_files(dir: &Path) -> Vec<PathBuf> {
 
 /// For each layer, the modules of `crate::` it must not use.
 const FORBIDDEN: &[(&str, &[&str])] = &[
-    ("interface", &["orchestration", "store", "llm", "models", "trace", "eval", "memory"]),
-    ("llm", &["orchestration", "store", "interface", "models", "trace", "eval", "memory"]),
-    ("store", &["orchestration", "llm", "interface", "models", "trace", "eval", "memory"]),
-    ("models", &["orchestration", "store", "interface", "llm", "trace", "eval", "memory"]),
-    ("memory", &["orchestration", "llm", "models", "trace", "eval"]),
+    ("interface", &["orchestration", "store", "llm", "models", "trace", "eval", "memory", "tools"]),
+    ("llm", &["orchestration", "store", "interface", "models", "trace", "eval", "memory", "tools"]),
+    ("store", &["orchestration", "llm", "interface", "models", "trace", "eval", "memory", "tools"]),
+    ("models", &["orchestration", "store", "interface", "llm", "trace", "eval", "memory", "tools"]),
+    ("memory", &["orchestration", "llm", "models", "trace", "eval", "tools"]),
+    ("tools", &["orchestration", "store", "llm", "interface", "models", "trace", "eval", "memory"]),
     ("orchestration", &["models", "trace", "eval"]),
     ("trace", &["store", "llm", "models", "eval", "memory"]),
 ];

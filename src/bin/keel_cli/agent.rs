@@ -147,6 +147,9 @@ pub fn tools(command: ToolsCommand) -> Result<(), AppError> {
     match command {
         ToolsCommand::List { json } => {
             let specs = app.tools_list();
+            for problem in app.tool_problems() {
+                eprintln!("warning: {problem}");
+            }
             if json {
                 print_json(&specs);
             } else {

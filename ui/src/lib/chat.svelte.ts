@@ -1,12 +1,30 @@
-// The chat view's state: the conversation list, the open conversation's messages, the draft, and the turn
-// being streamed. The core owns conversations and runs; this holds what is on screen and the draft.
+// The chat view's state: the conversation list, the open conversation's messages, the draft, the turn being
+// streamed, and what the open conversation's last run waits for. The core owns conversations and runs; this
+// holds what is on screen and the drafts.
 //
 // A turn's events arrive over a Channel, and Tauri does not order channel messages against the command's
 // reply: tokens can still arrive after `send_message` resolved. So a turn is finalised once, by whichever of
-// `finished` and the reply comes first, and later events for it are ignored; the reply's answer is the truth.
+// `finished`/`paused` and the reply comes first, and later events for it are ignored; the reply's answer is
+// the truth. Answering a paused run (`answer_run`) and resuming an interrupted one (`resume_run`) stream the
+// rest of the run the same way, into a new reply.
+//
+// A paused run (an approval or a question) is the core's state, not the UI's: the request is what the core
+// sent, and a reopened conversation whose last run waits asks the core again (`run_waiting`), so the pause
+// survives a restart.
 
+import { answerActivity, runActivity } from "./activity";
 import * as api from "./api";
-import type { AppError, ConversationSummary, Message, RunOutcome, RunStatus, TurnEvent, TurnResult } from "./bindings";
+import type {
+  AppError,
+  ConversationSummary,
+  Message,
+  RunOutcome,
+  RunStatus,
+  TurnEvent,
+  TurnResult,
+  UserAnswer,
+  UserRequest,
+} from "./bindings";
 import { toAppError } from "./errors";
 
 export type ChatMessage = {
@@ -17,7 +35,13 @@ export type ChatMessage = {
   streaming: boolean;
   /** Known for replies streamed in this session; the stored messages do not carry it. */
   outcome: RunOutcome | null;
+  /** While a run that uses tools works: what it is doing now ("Running files_write…"). */
+  activity: string | null;
+  /** The run uses tools, so its streamed tokens are JSON actions, not answer text, and are not shown. */
+  toolRun: boolean;
 };
+
+type TurnCall = (onEvent: (event: TurnEvent) => void) => Promise<TurnResult>;
 
 export function byRecency(list: readonly ConversationSummary[]): ConversationSummary[] {
   return [...list].sort((a, b) => b.updated_ms - a.updated_ms || b.id - a.id);
@@ -36,6 +60,14 @@ export class ChatStore {
   /** The run being streamed, once the core has said which it is. */
   activeRunId = $state<number | null>(null);
   stopping = $state(false);
+  /** What the open conversation's last run waits for (approve or deny a call, or answer a question). */
+  waiting = $state<UserRequest | null>(null);
+  /** The open conversation's last run when Keel stopped in the middle of it and it can be resumed. */
+  interruptedRunId = $state<number | null>(null);
+  /** The text typed into a question's reply box. */
+  replyDraft = $state("");
+  /** Counts the turns that settled (answered, failed, paused), so an open inspector knows to re-read its run. */
+  settled = $state(0);
 
   #nextKey = 0;
   #openRequest = 0;
@@ -68,6 +100,13 @@ export class ChatStore {
     this.messages = [];
     this.error = null;
     this.loadingConversation = false;
+    this.#clearRun();
+  }
+
+  #clearRun(): void {
+    this.waiting = null;
+    this.interruptedRunId = null;
+    this.replyDraft = "";
   }
 
   async openConversation(id: number): Promise<void> {
@@ -80,6 +119,15 @@ export class ChatStore {
       if (request !== this.#openRequest) return;
       this.conversationId = detail.conversation.id;
       this.messages = detail.messages.flatMap((m) => this.#fromStored(m));
+      this.#clearRun();
+      // A last run that waits for the user (or that Keel stopped in) is taken up where it is: ask the core.
+      const last = [...detail.messages].reverse().find((m) => m.run_id !== null);
+      if (last?.run_id != null && (last.run_status === "awaiting_user" || last.run_status === "interrupted")) {
+        const waiting = await api.runWaiting(last.run_id);
+        if (request !== this.#openRequest) return;
+        if (waiting) this.waiting = waiting;
+        else if (last.run_status === "interrupted") this.interruptedRunId = last.run_id;
+      }
     } catch (e) {
       if (request === this.#openRequest) this.error = toAppError(e);
     } finally {
@@ -100,6 +148,8 @@ export class ChatStore {
           m.run_id === null || m.role !== "assistant"
             ? null
             : (this.#outcomes.get(m.run_id) ?? storedOutcome(m.run_status)),
+        activity: null,
+        toolRun: false,
       },
     ];
   }
@@ -107,39 +157,165 @@ export class ChatStore {
   async send(): Promise<void> {
     const typed = this.draft;
     const text = typed.trim();
-    if (text === "" || this.streaming) return;
+    if (text === "" || this.streaming || this.waiting !== null) return;
 
     this.#openRequest += 1; // A slow get_conversation must not overwrite the turn.
     this.loadingConversation = false;
     this.draft = "";
     this.error = null;
-    this.streaming = true;
-    this.stopping = false;
-    this.activeRunId = null;
+    this.interruptedRunId = null; // A new turn leaves the interrupted one as it is.
 
     const startedIn = this.conversationId;
-    this.messages.push({ key: this.#key("u"), role: "user", text, runId: null, streaming: false, outcome: null });
-    this.messages.push({ key: this.#key("a"), role: "assistant", text: "", runId: null, streaming: true, outcome: null });
+    this.messages.push({ ...this.#message("u", "user", null), text });
+    this.messages.push(this.#message("a", "assistant", null));
     const user = this.messages[this.messages.length - 2]!;
     const reply = this.messages[this.messages.length - 1]!; // The reactive proxy, so edits re-render.
 
+    try {
+      await this.#stream(reply, (onEvent) => api.sendMessage(startedIn, text, onEvent), (result) => {
+        // Never lose what the user typed: put it back unless they have started typing something else.
+        if (result.outcome?.status === "failed" && this.draft === "") this.draft = typed;
+      });
+    } catch (e) {
+      this.error = toAppError(e);
+      this.#remove(reply.key);
+      this.#remove(user.key);
+      if (this.draft === "") this.draft = typed;
+      // The core may have stored part of the turn; show what it kept.
+      if (this.conversationId !== null) await this.#reloadKeepingError(this.conversationId);
+    } finally {
+      this.stopping = false;
+      await this.refreshConversations();
+    }
+  }
+
+  /** Approves the call the run waits on. */
+  approve(): Promise<void> {
+    const w = this.waiting;
+    return w?.type === "approval" ? this.answer({ type: "approve", call_id: w.call_id }) : Promise.resolve();
+  }
+
+  /** Denies the call the run waits on; the model hears that the user said no (and why, when a note is given). */
+  deny(note: string | null = null): Promise<void> {
+    const w = this.waiting;
+    const why = note?.trim() || null;
+    return w?.type === "approval" ? this.answer({ type: "deny", call_id: w.call_id, note: why }) : Promise.resolve();
+  }
+
+  /** Replies to the run's question with the reply box's text. */
+  reply(): Promise<void> {
+    const text = this.replyDraft.trim();
+    if (this.waiting?.type !== "question" || text === "") return Promise.resolve();
+    return this.answer({ type: "reply", text });
+  }
+
+  /** Hands the user's answer to the paused run and streams the rest of it into a new reply. */
+  async answer(answer: UserAnswer): Promise<void> {
+    const request = this.waiting;
+    if (request === null || this.streaming) return;
+    this.waiting = null;
+    this.replyDraft = "";
+    const reply = this.#pushReply(request.run_id, answerActivity(answer));
+    await this.#continue(reply, (onEvent) => api.answerRun(request.run_id, answer, onEvent));
+  }
+
+  /** Continues, from its log, the run Keel stopped in the middle of. */
+  async resume(): Promise<void> {
+    const runId = this.interruptedRunId;
+    if (runId === null || this.streaming) return;
+    this.interruptedRunId = null;
+    const reply = this.#pushReply(runId, "Resuming…");
+    await this.#continue(reply, (onEvent) => api.resumeRun(runId, onEvent));
+  }
+
+  #message(prefix: string, role: ChatMessage["role"], runId: number | null): ChatMessage {
+    return {
+      key: this.#key(prefix),
+      role,
+      text: "",
+      runId,
+      streaming: role === "assistant",
+      outcome: null,
+      activity: null,
+      toolRun: false,
+    };
+  }
+
+  /**
+   * A new streaming reply for the rest of a paused or interrupted run. Its tokens are not shown: a paused run
+   * uses tools (its tokens are JSON actions), and a resumed run's mode is not known here; the answer replaces
+   * the activity line when the run has one.
+   */
+  #pushReply(runId: number, activity: string): ChatMessage {
+    this.error = null;
+    this.#openRequest += 1;
+    this.loadingConversation = false;
+    this.messages.push({ ...this.#message("a", "assistant", runId), activity, toolRun: true });
+    return this.messages[this.messages.length - 1]!;
+  }
+
+  async #continue(reply: ChatMessage, call: TurnCall): Promise<void> {
+    const conversationId = this.conversationId;
+    try {
+      await this.#stream(reply, call);
+    } catch (e) {
+      this.error = toAppError(e);
+      this.#remove(reply.key);
+      // The core decides what the run waits for now (the same request if the answer was refused); show that.
+      if (conversationId !== null) await this.#reloadKeepingError(conversationId);
+    } finally {
+      this.stopping = false;
+      await this.refreshConversations();
+    }
+  }
+
+  /**
+   * Runs one call into the core that streams a turn (send, answer, resume) into `reply`, and settles it once:
+   * with the result's answer and outcome, or as paused with the request the run waits for. Rejects with the
+   * command's error when the command itself failed and the turn had not settled.
+   */
+  async #stream(reply: ChatMessage, call: TurnCall, onFinal?: (result: TurnResult) => void): Promise<void> {
+    this.streaming = true;
+    this.stopping = false;
+    this.activeRunId = null;
     let final = false;
+
+    const settle = () => {
+      final = true;
+      reply.streaming = false;
+      reply.activity = null;
+      this.streaming = false;
+      this.activeRunId = null;
+      this.settled += 1;
+    };
+
+    const pause = (request: UserRequest) => {
+      if (final) return;
+      settle();
+      reply.runId = request.run_id;
+      this.waiting = request;
+      this.replyDraft = "";
+      // A paused run has no answer yet; its card stands in for the reply until the user answers.
+      if (reply.text === "") this.#remove(reply.key);
+    };
+
     const finalise = (result: TurnResult) => {
       if (final) return;
-      final = true;
+      this.conversationId = result.conversation_id;
+      if (result.waiting) {
+        pause(result.waiting);
+        return;
+      }
+      settle();
       reply.text = result.answer;
       reply.runId = result.run_id;
       reply.outcome = result.outcome;
-      reply.streaming = false;
-      this.#outcomes.set(result.run_id, result.outcome);
-      this.conversationId = result.conversation_id;
-      this.streaming = false;
-      this.activeRunId = null;
-      if (result.outcome.status === "failed") {
+      if (result.outcome) this.#outcomes.set(result.run_id, result.outcome);
+      if (result.outcome?.status === "failed") {
         this.error = { kind: "backend", message: result.outcome.error, hint: null };
         if (reply.text === "") this.#remove(reply.key);
-        if (this.draft === "") this.draft = typed;
       }
+      onFinal?.(result);
     };
 
     const onEvent = (event: TurnEvent) => {
@@ -154,9 +330,17 @@ export class ChatStore {
           }
           break;
         case "token":
-          reply.text += event.text;
+          if (!reply.toolRun) reply.text += event.text;
           break;
-        case "step":
+        case "step": {
+          const e = event.event.event;
+          if (e.kind === "RunStarted" && (e.mode ?? "chat") !== "chat") reply.toolRun = true;
+          const activity = runActivity(e);
+          if (activity !== null) reply.activity = activity;
+          break;
+        }
+        case "paused":
+          pause(event.request);
           break;
         case "finished":
           finalise(event.result);
@@ -165,21 +349,13 @@ export class ChatStore {
     };
 
     try {
-      finalise(await api.sendMessage(startedIn, text, onEvent));
+      finalise(await call(onEvent));
     } catch (e) {
+      if (final) return; // The turn settled from its events; the command's late failure changes nothing shown.
       final = true;
-      this.error = toAppError(e);
-      this.#remove(reply.key);
-      this.#remove(user.key);
-      // Never lose what the user typed: put it back unless they have started typing something else.
-      if (this.draft === "") this.draft = typed;
       this.streaming = false;
       this.activeRunId = null;
-      // The core may have stored part of the turn; show what it kept.
-      if (this.conversationId !== null) await this.#reloadKeepingError(this.conversationId);
-    } finally {
-      this.stopping = false;
-      await this.refreshConversations();
+      throw e;
     }
   }
 

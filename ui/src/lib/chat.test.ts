@@ -1,9 +1,12 @@
 import { beforeEach, describe, expect, it, vi } from "vitest";
-import type { TurnEvent, TurnResult } from "./bindings";
+import type { ConversationDetail, Message, StoredEvent, TurnEvent, TurnResult, UserRequest } from "./bindings";
 
 // The store talks to the core only through ./api; these tests play the core's side of a turn.
 const core = vi.hoisted(() => ({
   sendMessage: vi.fn(),
+  answerRun: vi.fn(),
+  resumeRun: vi.fn(),
+  runWaiting: vi.fn(),
   listConversations: vi.fn(async () => []),
   getConversation: vi.fn(),
   cancelRun: vi.fn(async () => true),
@@ -18,6 +21,7 @@ function result(answer: string, outcome: TurnResult["outcome"] = { status: "answ
     run_id: 9,
     answer,
     outcome,
+    waiting: null,
     prompt_tokens: 10,
     completion_tokens: 3,
     duration_ms: 100,
@@ -86,5 +90,216 @@ describe("ChatStore.send", () => {
     expect(chat.error).toEqual(error);
     expect(chat.messages).toEqual([]);
     expect(chat.streaming).toBe(false);
+  });
+});
+
+const approval: UserRequest = {
+  type: "approval",
+  run_id: 9,
+  call_id: "c1",
+  tool: "files_write",
+  arguments: { path: "notes/todo.txt", content: "buy milk" },
+  effect: "write",
+  reason: "files_write can change things (Write); the user decides",
+};
+
+function paused(request: UserRequest): TurnResult {
+  return { ...result(""), outcome: null, waiting: request };
+}
+
+function step(seq: number, event: StoredEvent["event"]): TurnEvent {
+  return { type: "step", event: { run_id: 9, seq, at_ms: 1_000 + seq, event } };
+}
+
+const reactStarted: StoredEvent["event"] = {
+  kind: "RunStarted",
+  conversation_id: 5,
+  input: "Save a note to a file: buy milk",
+  backend: "scripted",
+  model: "script",
+  max_steps: 8,
+  settings: { max_tokens: 64, temperature: 0.7, top_p: null, top_k: null, repeat_penalty: 1.1, seed: 1 },
+  mode: "react",
+  limits: null,
+  tools: ["files_write"],
+  auto_approve: [],
+};
+
+describe("a run that pauses for the user", () => {
+  it("shows the request instead of a reply, and hides the tool run's JSON tokens", async () => {
+    const chat = new ChatStore();
+    core.sendMessage.mockImplementation(async (_id: number | null, _text: string, onEvent: (e: TurnEvent) => void) => {
+      onEvent({ type: "started", conversation_id: 5, run_id: 9 });
+      onEvent(step(0, reactStarted));
+      onEvent({ type: "token", text: '{"tool": "files_write"' });
+      expect(chat.messages[1]!.text).toBe("");
+      expect(chat.messages[1]!.activity).toBe("Working on it…");
+      onEvent({ type: "paused", request: approval });
+      return paused(approval);
+    });
+    chat.draft = "Save a note to a file: buy milk";
+    await chat.send();
+
+    expect(chat.waiting).toEqual(approval);
+    expect(chat.streaming).toBe(false);
+    expect(chat.messages.map((m) => m.role)).toEqual(["user"]);
+    expect(chat.error).toBeNull();
+  });
+
+  it("pauses from the command's result when the paused event trails it", async () => {
+    const chat = new ChatStore();
+    let emit: (e: TurnEvent) => void = () => {};
+    core.sendMessage.mockImplementation(async (_id: number | null, _text: string, onEvent: (e: TurnEvent) => void) => {
+      emit = onEvent;
+      return paused(approval);
+    });
+    chat.draft = "Save a note to a file: buy milk";
+    await chat.send();
+    emit({ type: "paused", request: { ...approval, call_id: "late" } });
+    expect(chat.waiting).toEqual(approval);
+    expect(chat.conversationId).toBe(5);
+  });
+
+  it("approves, streams the rest of the run into a new reply and shows the answer", async () => {
+    const chat = new ChatStore();
+    core.sendMessage.mockResolvedValue(paused(approval));
+    chat.draft = "Save a note to a file: buy milk";
+    await chat.send();
+
+    let during: { streaming: boolean; waiting: UserRequest | null; activity: string | null } | null = null;
+    core.answerRun.mockImplementation(async (_run: number, _answer: unknown, onEvent: (e: TurnEvent) => void) => {
+      onEvent({ type: "started", conversation_id: 5, run_id: 9 });
+      onEvent(step(7, { kind: "UserAnswered", answer: { type: "approve", call_id: "c1" } }));
+      onEvent(
+        step(8, {
+          kind: "ToolCalled",
+          call_id: "c1",
+          tool: "files_write",
+          arguments: approval.type === "approval" ? approval.arguments : null,
+          attempt: 1,
+          effect: "write",
+          idempotent: true,
+        }),
+      );
+      onEvent({ type: "token", text: '{"answer":' });
+      const reply = chat.messages.at(-1)!;
+      during = { streaming: chat.streaming, waiting: chat.waiting, activity: reply.activity };
+      return result("Saved your note.");
+    });
+    await chat.approve();
+
+    expect(core.answerRun).toHaveBeenCalledWith(9, { type: "approve", call_id: "c1" }, expect.any(Function));
+    expect(during).toEqual({ streaming: true, waiting: null, activity: "Running files_write…" });
+    expect(chat.waiting).toBeNull();
+    expect(chat.messages.map((m) => [m.role, m.text, m.runId, m.streaming])).toEqual([
+      ["user", "Save a note to a file: buy milk", null, false],
+      ["assistant", "Saved your note.", 9, false],
+    ]);
+  });
+
+  it("denies with a note", async () => {
+    const chat = new ChatStore();
+    core.sendMessage.mockResolvedValue(paused(approval));
+    core.answerRun.mockResolvedValue(result("I did not save it."));
+    chat.draft = "Save a note to a file: sell milk";
+    await chat.send();
+    await chat.deny("  not now ");
+    expect(core.answerRun).toHaveBeenCalledWith(9, { type: "deny", call_id: "c1", note: "not now" }, expect.any(Function));
+    expect(chat.messages.at(-1)!.text).toBe("I did not save it.");
+  });
+
+  it("replies to a question with the reply box's text", async () => {
+    const chat = new ChatStore();
+    const question: UserRequest = { type: "question", run_id: 9, question: "Which file?" };
+    core.sendMessage.mockResolvedValue(paused(question));
+    core.answerRun.mockResolvedValue(result("Done."));
+    chat.draft = "Read the file";
+    await chat.send();
+    expect(chat.waiting).toEqual(question);
+    await chat.reply(); // Nothing typed: nothing sent.
+    expect(core.answerRun).not.toHaveBeenCalled();
+    chat.replyDraft = "notes/todo.txt";
+    await chat.reply();
+    expect(core.answerRun).toHaveBeenCalledWith(9, { type: "reply", text: "notes/todo.txt" }, expect.any(Function));
+    expect(chat.replyDraft).toBe("");
+  });
+
+  it("does not send a new message while a request waits", async () => {
+    const chat = new ChatStore();
+    core.sendMessage.mockResolvedValue(paused(approval));
+    chat.draft = "Save a note to a file: buy milk";
+    await chat.send();
+    chat.draft = "something else";
+    await chat.send();
+    expect(core.sendMessage).toHaveBeenCalledTimes(1);
+    expect(chat.draft).toBe("something else");
+  });
+
+  it("shows the core's request again when the answer is refused", async () => {
+    const chat = new ChatStore();
+    core.sendMessage.mockResolvedValue(paused(approval));
+    chat.draft = "Save a note to a file: buy milk";
+    await chat.send();
+    const refused = { kind: "invalid_input", message: "the run is not waiting for that answer", hint: null };
+    core.answerRun.mockRejectedValue(refused);
+    core.getConversation.mockResolvedValue(detail([userMessage("awaiting_user")]));
+    core.runWaiting.mockResolvedValue(approval);
+    await chat.approve();
+    expect(chat.error).toEqual(refused);
+    expect(chat.waiting).toEqual(approval);
+    expect(chat.streaming).toBe(false);
+  });
+});
+
+function userMessage(run_status: Message["run_status"]): Message {
+  return {
+    id: 1,
+    conversation_id: 5,
+    role: "user",
+    content: "Save a note to a file: buy milk",
+    run_id: 9,
+    run_status,
+    created_ms: 1_000,
+  };
+}
+
+function detail(messages: Message[]): ConversationDetail {
+  return {
+    conversation: { id: 5, title: "Save a note", created_ms: 1_000, updated_ms: 1_000, message_count: messages.length },
+    messages,
+  };
+}
+
+describe("ChatStore.openConversation", () => {
+  it("asks the core what a waiting last run waits for, and shows it again", async () => {
+    const chat = new ChatStore();
+    core.getConversation.mockResolvedValue(detail([userMessage("awaiting_user")]));
+    core.runWaiting.mockResolvedValue(approval);
+    await chat.openConversation(5);
+    expect(core.runWaiting).toHaveBeenCalledWith(9);
+    expect(chat.waiting).toEqual(approval);
+  });
+
+  it("offers to resume an interrupted run that waits for nothing", async () => {
+    const chat = new ChatStore();
+    core.getConversation.mockResolvedValue(detail([userMessage("interrupted")]));
+    core.runWaiting.mockResolvedValue(null);
+    await chat.openConversation(5);
+    expect(chat.waiting).toBeNull();
+    expect(chat.interruptedRunId).toBe(9);
+
+    core.resumeRun.mockResolvedValue(result("Resumed answer."));
+    await chat.resume();
+    expect(core.resumeRun).toHaveBeenCalledWith(9, expect.any(Function));
+    expect(chat.interruptedRunId).toBeNull();
+    expect(chat.messages.at(-1)!.text).toBe("Resumed answer.");
+  });
+
+  it("does not ask about a finished run", async () => {
+    const chat = new ChatStore();
+    core.getConversation.mockResolvedValue(detail([userMessage("answered")]));
+    await chat.openConversation(5);
+    expect(core.runWaiting).not.toHaveBeenCalled();
+    expect(chat.waiting).toBeNull();
   });
 });

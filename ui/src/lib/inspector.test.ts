@@ -1,8 +1,13 @@
 import { render } from "svelte/server";
 import { describe, expect, it } from "vitest";
 import InspectorMemory from "../components/InspectorMemory.svelte";
-import type { RecordedCandidate } from "./bindings";
+import InspectorTool from "../components/InspectorTool.svelte";
+import RequestCard from "../components/RequestCard.svelte";
+import type { RecordedCandidate, UserRequest } from "./bindings";
+import { ChatStore } from "./chat.svelte";
 import type { MemoryRetrievedEvent } from "./steps";
+import { toolCalls } from "./toolcalls";
+import { toolRuns } from "./toolcalls.fixtures";
 
 function candidate(item_id: number, decision: RecordedCandidate["decision"], bm25: number | null): RecordedCandidate {
   return {
@@ -67,5 +72,67 @@ describe("InspectorMemory", () => {
     const dropped = body.slice(body.indexOf('data-item-id="2"'));
     expect(dropped).toMatch(/data-testid="hit-bm25"[^>]*>–</);
     expect(dropped.slice(0, dropped.indexOf("hit-cosine"))).not.toContain("data-value");
+  });
+});
+
+describe("InspectorTool", () => {
+  const [call] = toolCalls(toolRuns.approvedWrite.map((event, seq) => ({ run_id: 3, seq, at_ms: seq, event })));
+  const { body } = render(InspectorTool, { props: { call: call! } });
+
+  it("shows the call's tool, exact arguments, attempts, latency and result", () => {
+    expect(body).toMatch(/data-testid="inspector-tool" data-call-id="c1" data-tool="files_write" data-status="ok"/);
+    expect(body).toMatch(/data-testid="tool-attempts" data-count="1"[^>]*>1 attempt</);
+    expect(body).toMatch(/data-testid="tool-latency" data-ms="12"[^>]*>\s*12 ms\s*</);
+    const args = body.match(/data-testid="tool-arguments"[^>]*>([^<]*)</)![1]!;
+    expect(JSON.parse(args.replaceAll("&quot;", '"'))).toEqual({ path: "notes/todo.txt", content: "buy milk" });
+    expect(body).toMatch(/data-testid="tool-result"[^>]*>[^<]*"created": true/);
+  });
+
+  it("shows the policy's decision and the user's approval", () => {
+    expect(body).toContain('data-testid="tool-policy" data-decision="needs_approval"');
+    expect(body).toContain('data-testid="tool-approval" data-answer="approved"');
+    expect(body).toContain("Approved by you");
+  });
+
+  it("lists retries and the alternative chosen", () => {
+    const [fetch] = toolCalls(toolRuns.retriedThenAlternative.map((event, seq) => ({ run_id: 3, seq, at_ms: seq, event })));
+    const html = render(InspectorTool, { props: { call: fetch! } }).body;
+    expect(html).toMatch(/data-testid="tool-attempts" data-count="3"[^>]*>3 attempts</);
+    expect(html.match(/data-testid="tool-attempt"/g)).toHaveLength(3);
+    expect(html).toMatch(/data-testid="tool-retry"[^>]*>\s*Retry: attempt 2 after 250 ms/);
+    expect(html).toMatch(/data-testid="tool-alternative"[^>]*>Switched from http_fetch to mirror_fetch/);
+  });
+});
+
+describe("RequestCard", () => {
+  it("shows an approval's tool, effect, reason and exact arguments with Approve and Deny", () => {
+    const chat = new ChatStore();
+    const request: UserRequest = {
+      type: "approval",
+      run_id: 9,
+      call_id: "c1",
+      tool: "files_write",
+      arguments: { path: "notes/todo.txt", content: "buy milk" },
+      effect: "write",
+      reason: "files_write can change things (Write); the user decides",
+    };
+    const { body } = render(RequestCard, { props: { chat, request } });
+    expect(body).toContain('data-testid="approval" data-run-id="9" data-call-id="c1" data-tool="files_write"');
+    expect(body).toMatch(/data-testid="approval-tool"[^>]*>files_write</);
+    expect(body).toMatch(/data-testid="approval-effect" data-effect="write"/);
+    expect(body).toContain("the user decides");
+    const args = body.match(/data-testid="approval-arguments"[^>]*>([^<]*)</)![1]!;
+    expect(args.replaceAll("&quot;", '"')).toBe('{\n  "path": "notes/todo.txt",\n  "content": "buy milk"\n}');
+    expect(body).toMatch(/data-testid="approve"[^>]*>\s*Approve\s*</);
+    expect(body).toMatch(/data-testid="deny"[^>]*>Deny</);
+  });
+
+  it("shows a question with a reply box", () => {
+    const chat = new ChatStore();
+    const { body } = render(RequestCard, { props: { chat, request: { type: "question", run_id: 4, question: "Which file?" } } });
+    expect(body).toContain('data-testid="question" data-run-id="4"');
+    expect(body).toMatch(/data-testid="question-text"[^>]*>Which file\?</);
+    expect(body).toContain('data-testid="reply-input"');
+    expect(body).toMatch(/data-testid="reply"[^>]*>\s*Reply\s*</);
   });
 });

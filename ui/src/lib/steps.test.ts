@@ -2,7 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { RecordedCandidate, RunDetail, RunEvent, StoredEvent } from "./bindings";
 import { hintParts, toAppError } from "./errors";
 import { formatDuration, formatScore, tail } from "./format";
-import { runDuration, splitCandidates, stepRows, stepSummary } from "./steps";
+import { outcomeLabel, runDuration, splitCandidates, statusLabel, stepRows, stepSummary, stepTone } from "./steps";
 
 const settings = { max_tokens: 64, temperature: 0.7, top_p: null, top_k: null, repeat_penalty: 1.1, seed: 1 };
 
@@ -35,6 +35,10 @@ const events: StoredEvent[] = [
       model: "smollm2",
       max_steps: 4,
       settings,
+      mode: "chat",
+      limits: null,
+      tools: [],
+      auto_approve: [],
     },
   },
   {
@@ -288,5 +292,126 @@ describe("tail", () => {
   it("keeps the end of a long path", () => {
     expect(tail("/home/me/notes/sourdough.md", 14)).toBe("…/sourdough.md");
     expect(tail("chat", 14)).toBe("chat");
+  });
+});
+
+describe("the tool and control steps", () => {
+  // Each new event kind's one-line summary, as a reader scans the timeline.
+  const cases: [RunEvent, string][] = [
+    [
+      { ...(events[1]!.event as Extract<RunEvent, { kind: "RunStarted" }>), mode: "react", tools: ["calculator", "files_write"] },
+      "smollm2 on local, ReAct with 2 tools, up to 4 steps",
+    ],
+    [{ kind: "ActionParsed", step: 1, action: { type: "answer", text: "Paris." } }, "step 1: answer"],
+    [
+      { kind: "ActionParsed", step: 1, action: { type: "tool_call", call_id: "c1", tool: "files_write", arguments: {} } },
+      "step 1: call files_write (c1)",
+    ],
+    [
+      {
+        kind: "ActionParsed",
+        step: 1,
+        action: { type: "plan", steps: [{ type: "tool", tool: "clock", arguments: {} }, { type: "answer" }] },
+      },
+      "step 1: plan of 2 steps: clock → answer",
+    ],
+    [{ kind: "ActionParsed", step: 2, action: { type: "ask", question: "Which file?" } }, 'step 2: ask "Which file?"'],
+    [
+      { kind: "ActionRejected", step: 1, error: "the reply is not JSON", reprompt: true },
+      "step 1: rejected (the reply is not JSON), asked again",
+    ],
+    [
+      { kind: "ActionRejected", step: 2, error: "the reply is not JSON", reprompt: false },
+      "step 2: rejected (the reply is not JSON)",
+    ],
+    [
+      { kind: "PolicyChecked", call_id: "c1", tool: "files_write", effect: "write", decision: "needs_approval", reason: "the user decides" },
+      "files_write: needs approval (the user decides)",
+    ],
+    [
+      { kind: "ApprovalRequested", call_id: "c1", tool: "files_write", arguments: {}, effect: "write", reason: "the user decides" },
+      "files_write needs your approval: the user decides",
+    ],
+    [{ kind: "UserAsked", question: "Which file?" }, 'asked you "Which file?"'],
+    [{ kind: "UserAnswered", answer: { type: "approve", call_id: "c1" } }, "approved c1"],
+    [{ kind: "UserAnswered", answer: { type: "deny", call_id: "c1", note: "not now" } }, "denied c1: not now"],
+    [{ kind: "UserAnswered", answer: { type: "reply", text: "notes.txt" } }, 'replied "notes.txt"'],
+    [
+      { kind: "ToolCalled", call_id: "c1", tool: "files_write", arguments: {}, attempt: 2, effect: "write", idempotent: true },
+      "files_write (c1), attempt 2",
+    ],
+    [
+      {
+        kind: "ToolReturned",
+        call_id: "c1",
+        tool: "http_fetch",
+        attempt: 1,
+        duration_ms: 5_000,
+        result: { status: "err", error: { class: "timeout", tool: "http_fetch", after_ms: 5_000 } },
+      },
+      "http_fetch (c1), attempt 1: timeout: no result after 5.00 s",
+    ],
+    [
+      { kind: "RetryScheduled", call_id: "c1", tool: "http_fetch", next_attempt: 2, delay_ms: 250, reason: "timed out" },
+      "http_fetch: attempt 2 in 250 ms (timed out)",
+    ],
+    [
+      { kind: "ErrorReported", call_id: "c1", tool: "x", error: { class: "unknown_tool", name: "x" } },
+      "x: unknown tool: there is no tool named x",
+    ],
+    [
+      { kind: "AlternativeChosen", call_id: "c1", from: "http_fetch", to: "mirror_fetch", reason: "failed twice" },
+      "http_fetch → mirror_fetch (failed twice)",
+    ],
+    [
+      { kind: "LoopDetected", call_id: "c3", tool: "clock", arguments: {}, times: 1 },
+      "clock asked for again with the same arguments (1 time before)",
+    ],
+    [{ kind: "Verified", check: "recompute arithmetic", passed: false, detail: "2 + 2 = 5" }, "recompute arithmetic: failed (2 + 2 = 5)"],
+    [{ kind: "LimitReached", limit: "tool calls", used: 12, max: 12 }, "tool calls limit reached: 12 of 12"],
+    [{ kind: "RunCancelled", reason: "stopped by the user" }, "stopped by the user"],
+    [{ kind: "RunInterrupted", reason: "Keel stopped" }, "Keel stopped"],
+    [{ kind: "RunResumed", reason: "the user answered" }, "the user answered"],
+    [
+      { kind: "OutcomeUnknown", call_id: "c1", tool: "files_write" },
+      "files_write (c1): Keel stopped during the call; whether it took effect is unknown",
+    ],
+  ];
+
+  it.each(cases)("summarises %j", (event, expected) => {
+    expect(stepSummary(event)).toBe(expected);
+  });
+
+  it("colours checks, failures and warnings", () => {
+    expect(stepTone({ kind: "Verified", check: "c", passed: true, detail: "" })).toBe("ok");
+    expect(stepTone({ kind: "Verified", check: "c", passed: false, detail: "" })).toBe("bad");
+    expect(stepTone({ kind: "LimitReached", limit: "steps", used: 8, max: 8 })).toBe("warn");
+    expect(stepTone({ kind: "UserAsked", question: "?" })).toBeNull();
+  });
+
+  it("reads a RunStarted stored before tools as chat", () => {
+    const old = JSON.parse(
+      '{"kind":"RunStarted","conversation_id":1,"input":"hi","backend":"local","model":"smollm2","max_steps":4,"settings":{}}',
+    );
+    expect(stepSummary(old as RunEvent)).toBe("smollm2 on local, chat, up to 4 steps");
+  });
+
+  it("gives an event kind newer than the UI a row without a summary", () => {
+    const [row] = stepRows([{ run_id: 1, seq: 0, at_ms: 0, event: { kind: "FromTheFuture" } as unknown as RunEvent }]);
+    expect(row!.summary).toBe("");
+    expect(row!.kind).toBe("FromTheFuture");
+  });
+});
+
+describe("statusLabel and outcomeLabel", () => {
+  it("name every run status, the paused and interrupted ones included", () => {
+    expect(
+      (["running", "awaiting_user", "interrupted", "answered", "partial", "stopped", "failed"] as const).map(statusLabel),
+    ).toEqual(["running", "waiting for you", "interrupted", "answered", "partial", "stopped", "failed"]);
+  });
+
+  it("says a run without an outcome waits for the user", () => {
+    expect(outcomeLabel(null)).toBe("waiting for you");
+    expect(outcomeLabel({ status: "failed", error: "boom" })).toBe("failed: boom");
   });
 });

@@ -1,0 +1,138 @@
+//! `keel bench orchestration` (the orchestrator's own per-step cost, two commit modes side by side) and
+//! `keel eval tools` (the embedded model's tool calls under constrained decoding).
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+
+use clap::{Args, Subcommand};
+use keel::{App, AppError, ErrorKind};
+
+use super::print_json;
+
+#[derive(Args)]
+pub struct OrchestrationArgs {
+    /// Tool steps per run.
+    #[arg(long, default_value_t = 20)]
+    steps: u32,
+    #[arg(long, default_value_t = 15)]
+    runs: u32,
+    #[arg(long)]
+    json: bool,
+}
+
+impl OrchestrationArgs {
+    pub fn json(&self) -> bool {
+        self.json
+    }
+}
+
+#[derive(Subcommand)]
+pub enum EvalCommand {
+    /// One ReAct step of the embedded model per prompt, under constrained decoding: do its tool calls parse and
+    /// validate, and does it pick the right tool?
+    Tools {
+        #[arg(long, default_value = "tests/evals/tools/prompts.jsonl")]
+        dataset: PathBuf,
+        /// Write the JSON report here too.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl EvalCommand {
+    pub fn json(&self) -> bool {
+        match self {
+            EvalCommand::Tools { json, .. } => *json,
+        }
+    }
+}
+
+fn err(e: impl std::fmt::Display) -> AppError {
+    AppError::new(ErrorKind::Internal, e.to_string(), None)
+}
+
+pub fn orchestration(args: OrchestrationArgs) -> Result<(), AppError> {
+    let dir = tempfile_dir()?;
+    let tty = std::io::stderr().is_terminal();
+    let report = keel::eval::overhead::run(&dir, args.steps, args.runs, &mut |mode, done, total| {
+        if tty {
+            eprint!("\r\x1b[2K{mode}: run {done}/{total}");
+        }
+    })
+    .map_err(err)?;
+    let _ = std::fs::remove_dir_all(&dir);
+    if tty {
+        eprintln!();
+    }
+    if args.json {
+        print_json(&report);
+    } else {
+        for m in &report.modes {
+            println!(
+                "{:<62} {:>5} steps  {:.1} events/step  p50 {:>6} µs  p95 {:>6} µs",
+                m.commit_mode, m.steps, m.events_per_step, m.step_p50_us, m.step_p95_us
+            );
+        }
+        println!("p95 ratio (Keel / every event flushed): {:.2}", report.p95_ratio);
+    }
+    Ok(())
+}
+
+/// A scratch folder for the benchmark's databases, removed afterwards.
+fn tempfile_dir() -> Result<PathBuf, AppError> {
+    let dir = std::env::temp_dir().join(format!("keel-bench-orchestration-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).map_err(err)?;
+    Ok(dir)
+}
+
+pub fn eval(command: EvalCommand) -> Result<(), AppError> {
+    match command {
+        EvalCommand::Tools { dataset, out, json } => {
+            let app = App::open_default()?;
+            let prompts = keel::eval::tool_calls::load_prompts(&dataset).map_err(|e| AppError::new(ErrorKind::InvalidInput, e, None))?;
+            let tty = std::io::stderr().is_terminal();
+            let model = app.local_model(&mut |p| {
+                if tty {
+                    eprint!("\r\x1b[2K{} {}%", p.stage, if p.total > 0 { p.done * 100 / p.total } else { 0 });
+                }
+            })?;
+            let toolbox = app.toolbox();
+            let settings = keel::GenerationSettings { max_tokens: 160, ..Default::default() };
+            let report = keel::eval::tool_calls::run(model.as_ref(), &toolbox, &prompts, &settings, &mut |done, total| {
+                if tty {
+                    eprint!("\r\x1b[2Kprompt {done}/{total}");
+                }
+            })
+            .map_err(err)?;
+            if tty {
+                eprintln!();
+            }
+            if let Some(path) = out {
+                std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap_or_default()).map_err(err)?;
+            }
+            if json {
+                print_json(&report);
+            } else {
+                for r in &report.results {
+                    println!("{:<12} {:<14} {:<14} {}", r.action, r.expected, r.tool.as_deref().unwrap_or("-"), r.prompt);
+                }
+                println!(
+                    "{} prompts: {} tool calls, {} valid ({}%), right tool {} ({}%), {} answers, {} questions; p50 {} ms, p95 {} ms",
+                    report.prompts,
+                    report.tool_calls,
+                    report.valid_tool_calls,
+                    if report.tool_calls > 0 { report.valid_tool_calls * 100 / report.tool_calls } else { 100 },
+                    report.right_tool,
+                    report.right_tool * 100 / report.prompts.max(1),
+                    report.answers,
+                    report.asks,
+                    report.p50_ms,
+                    report.p95_ms
+                );
+            }
+        }
+    }
+    Ok(())
+}
