@@ -29,7 +29,8 @@ pub struct ToolPrompt {
 pub struct ToolPromptResult {
     pub prompt: String,
     pub expected: String,
-    /// `tool_call`, `answer`, `ask`, or `invalid` (the reply broke the contract).
+    /// `tool_call`, `answer`, `ask`, `cut` (an answer cut at the token limit), or `invalid` (a tool call that
+    /// broke the contract).
     pub action: String,
     pub tool: Option<String>,
     pub arguments: Option<serde_json::Value>,
@@ -48,10 +49,18 @@ pub struct ToolCallReport {
     pub right_tool: usize,
     pub answers: usize,
     pub asks: usize,
+    /// Answers cut at the token limit (not tool calls).
+    pub cut: usize,
     pub invalid: usize,
     pub p50_ms: u64,
     pub p95_ms: u64,
     pub results: Vec<ToolPromptResult>,
+}
+
+/// Whether a reply's first key is `"tool"`: the model set out to call a tool.
+fn began_as_tool_call(reply: &str) -> bool {
+    let rest = reply.trim_start().strip_prefix('{').unwrap_or("").trim_start();
+    rest.starts_with("\"tool\"")
 }
 
 pub fn load_prompts(path: &Path) -> Result<Vec<ToolPrompt>, String> {
@@ -86,6 +95,9 @@ pub fn run(
             Ok(Action::Answer { .. }) => ("answer", None, None, None),
             Ok(Action::Ask { .. }) => ("ask", None, None, None),
             Ok(Action::Plan { .. }) => ("plan", None, None, None),
+            // A reply cut at the token limit inside an answer is not a broken tool call; one that began as a tool
+            // call and does not validate is.
+            Err(e) if completion.stop == crate::llm::StopReason::MaxTokens && !began_as_tool_call(&completion.text) => ("cut", None, None, Some(e)),
             Err(e) => ("invalid", None, None, Some(e)),
         };
         results.push(ToolPromptResult {
@@ -115,6 +127,7 @@ pub fn run(
         right_tool: results.iter().filter(|r| r.tool.as_deref() == Some(r.expected.as_str())).count(),
         answers: count("answer"),
         asks: count("ask"),
+        cut: count("cut"),
         invalid,
         p50_ms: pct(0.5),
         p95_ms: pct(0.95),

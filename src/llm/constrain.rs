@@ -157,7 +157,15 @@ fn scan_string(b: &[u8], i: usize) -> Scanned {
                 let Some(&e) = b.get(j + 1) else { return Scanned::Open(chars, content) };
                 match e {
                     b'"' | b'\\' | b'/' | b'b' | b'f' | b'n' | b'r' | b't' => {
-                        content.push(e);
+                        // The decoded byte, so that `"expressio\n"` is not mistaken for the key `expression`.
+                        content.push(match e {
+                            b'b' => 0x08,
+                            b'f' => 0x0C,
+                            b'n' => b'\n',
+                            b'r' => b'\r',
+                            b't' => b'\t',
+                            other => other,
+                        });
                         j += 2;
                     }
                     b'u' => {
@@ -449,6 +457,7 @@ mod tests {
             r#"{"answer": "hi", "answer""#,
             r#"{"tool": "calculator"}"#,
             r#"{"tool": "calculator", "arguments": {"expression": "1", "#,
+            r#"{"tool": "calculator", "arguments": {"expressio\n""#,
             "{   ",
             "[",
         ] {

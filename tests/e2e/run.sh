@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # End-to-end WebDriver tests of the keel-desktop app on a virtual display. See tests/e2e/README.md.
 #
-#   KEEL_DESKTOP_BIN=/abs/path/to/target/debug/keel-desktop [KEEL_MODELS_DIR=...] [E2E_OUT=...] tests/e2e/run.sh
+#   KEEL_DESKTOP_BIN=/abs/path/to/target/debug/keel-desktop [KEEL_MODELS_DIR=...] [E2E_OUT=...] [E2E_ONLY=tools] tests/e2e/run.sh
 #
 # This script owns the display: it starts Xvfb on a free display number and stops it on exit. The tests own
 # tauri-driver: the app inherits tauri-driver's environment, so each test starts one with its own KEEL_HOME
@@ -83,7 +83,8 @@ export E2E_TMPDIR="$work/homes"
 # A non-interactive shell runs background jobs in its own process group, so setsid does not fork here and
 # $! is node's pid, which becomes the new group's id.
 set +e
-setsid node --test --test-reporter=tap --test-concurrency=1 "$e2e"/*.test.mjs &
+# E2E_ONLY=name runs tests/e2e/name.test.mjs alone (while working on one test); the suite runs them all.
+setsid node --test --test-reporter=tap --test-concurrency=1 "$e2e"/${E2E_ONLY:-*}.test.mjs &
 node_pid=$!
 node_pgid=$node_pid
 wait "$node_pid"

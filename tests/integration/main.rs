@@ -16,4 +16,5 @@ mod run_crash;
 mod retrieval_eval;
 mod store;
 mod tidy;
+mod tool_calls;
 mod tools_cli;
