@@ -211,6 +211,10 @@ fn number(s: &Value, b: &[u8], i: usize, integer: bool) -> Vec<End> {
     let mut j = i;
     let negative = b[j] == b'-';
     if negative {
+        // No dead ends: a minus sign only where a negative number is allowed.
+        if integer && bounds(s).0 >= 0 {
+            return Vec::new();
+        }
         j += 1;
     }
     let digits_start = j;
@@ -327,6 +331,10 @@ fn members(s: &Value, b: &[u8], i: usize, depth: usize, seen: Vec<String>) -> Ve
     let props = s.get("properties").and_then(Value::as_object);
     let closed = s.get("additionalProperties") == Some(&Value::Bool(false));
     let allowed = |key: &str| !seen.iter().any(|k| k == key) && (!closed || props.is_some_and(|p| p.contains_key(key)));
+    // A declared key never needs an escape, and a half-written escape could lead nowhere: refuse them there.
+    if closed && b[i + 1..].iter().take_while(|c| **c != b'"').any(|c| *c == b'\\') {
+        return Vec::new();
+    }
     let (key, after_key) = match scan_string(b, i) {
         Scanned::Bad => return Vec::new(),
         Scanned::Open(_, partial) => {
@@ -458,6 +466,7 @@ mod tests {
             r#"{"tool": "calculator"}"#,
             r#"{"tool": "calculator", "arguments": {"expression": "1", "#,
             r#"{"tool": "calculator", "arguments": {"expressio\n""#,
+            r#"{"tool": "calculator", "arguments": {"expressio\u03b"#,
             "{   ",
             "[",
         ] {
@@ -477,6 +486,7 @@ mod tests {
         assert_eq!(c.check(br#"{"limit": 0"#), Verdict::Dead, "0 cannot grow into 1..=20");
         assert_eq!(c.check(br#"{"limit": 21}"#), Verdict::Dead);
         assert_eq!(c.check(br#"{"limit": 1.5"#), Verdict::Dead);
+        assert_eq!(c.check(br#"{"limit": -"#), Verdict::Dead, "no negative number is in range");
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
-use super::events::{RunEvent, RunStatus, StoredEvent, EVENT_SCHEMA_VERSION};
+use super::events::{RunEvent, RunStatus, StoredEvent, UserAnswer, EVENT_SCHEMA_VERSION};
 use crate::llm::Role;
 use crate::store::{ConversationSummary, MessageRow, Projection, RunRow, Store, StoreError};
 
@@ -74,6 +74,7 @@ pub fn append(store: &Store, run_id: i64, event: &RunEvent) -> Result<StoredEven
         }
         RunEvent::ApprovalRequested { .. } | RunEvent::UserAsked { .. } => Projection::Status(RunStatus::AwaitingUser.as_str()),
         RunEvent::RunInterrupted { .. } => Projection::Status(RunStatus::Interrupted.as_str()),
+        RunEvent::UserAnswered { answer: UserAnswer::Reply { text } } => Projection::Reply { text },
         RunEvent::UserAnswered { .. } | RunEvent::RunResumed { .. } => Projection::Status(RunStatus::Running.as_str()),
         RunEvent::RunStarted { .. }
         | RunEvent::ModelCalled { .. }

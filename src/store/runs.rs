@@ -37,6 +37,9 @@ pub enum Projection<'a> {
     AddTokens { prompt: u32, completion: u32 },
     /// The run's status changes without it ending (paused for the user, interrupted, running again).
     Status(&'a str),
+    /// The user replied to the run's question: the run goes on, and the reply joins the conversation as the
+    /// user's message (linked to the run) in the same transaction.
+    Reply { text: &'a str },
     /// The run ends with this status; `answer`, when given, joins the run's conversation as the assistant's
     /// message in the same transaction, so a finished run and its answer are never seen one without the other.
     Finish { status: &'a str, answer: Option<&'a str> },
@@ -114,6 +117,13 @@ impl Store {
             }
             Projection::Status(status) => {
                 tx.execute("UPDATE runs SET status = ?2 WHERE id = ?1", params![run_id, status]).map_err(|e| self.err(e))?;
+            }
+            Projection::Reply { text } => {
+                tx.execute("UPDATE runs SET status = 'running' WHERE id = ?1", params![run_id]).map_err(|e| self.err(e))?;
+                let conversation_id: i64 = tx
+                    .query_row("SELECT conversation_id FROM runs WHERE id = ?1", [run_id], |r| r.get(0))
+                    .map_err(|e| self.err(e))?;
+                super::chat::insert_message(&tx, conversation_id, "user", text, Some(run_id), at_ms).map_err(|e| self.err(e))?;
             }
             Projection::Finish { status, answer } => {
                 tx.execute("UPDATE runs SET status = ?2, finished_ms = ?3 WHERE id = ?1", params![run_id, status, at_ms])

@@ -273,6 +273,11 @@ fn malformed_arguments_get_one_constrained_reprompt_then_the_user_is_asked() {
     check_log(&app, r.run_id);
     assert_eq!(done.outcome, Some(RunOutcome::Answered));
     assert_eq!(done.answer, "Hi!");
+    // The reply is part of the conversation, so a reopened chat shows it.
+    let messages = app.conversation(done.conversation_id).unwrap().messages;
+    let texts: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
+    assert_eq!(texts, ["compute 1+1 please", "just say hi", "Hi!"]);
+    assert!(messages.iter().all(|m| m.run_id == Some(r.run_id)));
 }
 
 #[test]

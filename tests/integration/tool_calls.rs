@@ -30,3 +30,51 @@ fn every_tool_call_of_the_embedded_model_parses_and_validates() {
     assert!(broken.is_empty(), "tool calls that broke the contract: {broken:#?}");
     assert!(report.tool_calls >= prompts.len() / 2, "the model called a tool for only {} of {} prompts", report.tool_calls, report.prompts);
 }
+
+/// Constrained decoding must never lead the model into a dead end: from every viable prefix of the real action
+/// schema, some byte keeps it viable (or it is complete). Random walks over a byte alphabet that covers JSON's
+/// structure, escapes, numbers and UTF-8 (every printable ASCII byte and a few UTF-8 ones) check that.
+#[test]
+fn the_action_constraint_has_no_dead_ends() {
+    use keel::llm::constrain::{JsonConstraint, Verdict};
+    use keel::orchestration::{action, RunMode};
+    let home = tempfile::tempdir().unwrap();
+    let app = App::open(OpenOptions { home: home.path().to_owned(), models_dir: home.path().join("models") }).unwrap();
+    let specs = app.toolbox().specs();
+    let alphabet: Vec<u8> = (0x20u8..0x7F).chain([b'\n', 0xC3, 0xA9, 0xE6, 0x97, 0xA5]).collect();
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for mode in [RunMode::React, RunMode::Plan] {
+        for compose in [false, true] {
+            let schema = action::action_schema(mode, &specs, compose);
+            let c = JsonConstraint::new(&schema);
+            for walk in 0..40 {
+                let mut text: Vec<u8> = Vec::new();
+                for _ in 0..300 {
+                    if c.check(&text) == Verdict::Complete {
+                        break;
+                    }
+                    let viable: Vec<u8> = alphabet
+                        .iter()
+                        .copied()
+                        .filter(|b| {
+                            let mut t = text.clone();
+                            t.push(*b);
+                            c.check(&t) != Verdict::Dead
+                        })
+                        .collect();
+                    assert!(!viable.is_empty(), "{mode:?} walk {walk}: a dead end after {:?}", String::from_utf8_lossy(&text));
+                    // Prefer structure over long strings, so that walks reach nested parts of the schema.
+                    let structural: Vec<u8> = viable.iter().copied().filter(|b| b"{}[]\":,".contains(b)).collect();
+                    let pool = if !structural.is_empty() && next() % 3 != 0 { &structural } else { &viable };
+                    text.push(pool[(next() % pool.len() as u64) as usize]);
+                }
+            }
+        }
+    }
+}
