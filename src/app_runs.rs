@@ -289,7 +289,7 @@ impl App {
         Ok(Replay { run_id, events: detail.events, state, consistent, matches_projection })
     }
 
-    /// Starts a new run from step `from_step` of another: its events up to the end of that step are copied into
+    /// Starts a new run from step `from_step` of another (on `backend`, when named): its events up to the end of that step are copied into
     /// a new run in a new conversation (a branch holding the parent's conversation up to that run), `message` (if given) is added as the user's word, and the run goes on
     /// from there with the current backend.
     pub fn fork_run(
@@ -297,9 +297,20 @@ impl App {
         run_id: i64,
         from_step: u32,
         message: Option<&str>,
+        backend: Option<&str>,
         settings: &GenerationSettings,
         on_event: &mut dyn FnMut(TurnEvent),
     ) -> Result<TurnResult, AppError> {
+        if let Some(name) = backend {
+            let current = self.backend()?.info().name;
+            if name != current {
+                return Err(AppError::new(
+                    ErrorKind::InvalidInput,
+                    format!("there is no backend named {name:?}; this Keel has {current:?}"),
+                    Some("backend profiles for remote servers are added with `keel backends add` once that lands".into()),
+                ));
+            }
+        }
         let detail = journal::load(&self.inner.store, run_id)?;
         let steps = detail.events.iter().filter(|e| matches!(e.event, RunEvent::ModelCalled { .. })).count() as u32;
         if from_step > steps {

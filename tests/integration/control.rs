@@ -585,7 +585,8 @@ fn replay_shows_the_same_steps_and_fork_continues_from_a_step() {
     assert_eq!(replay.state.outcome, Some(RunOutcome::Answered));
     assert_eq!(replay.state.tools_used[0].result.as_ref().unwrap()["result"], "42");
 
-    let fork = app.fork_run(r.run_id, 1, Some("say it in words"), &GenerationSettings::default(), &mut |_| {}).unwrap();
+    assert!(app.fork_run(r.run_id, 1, None, Some("elsewhere"), &GenerationSettings::default(), &mut |_| {}).is_err());
+    let fork = app.fork_run(r.run_id, 1, Some("say it in words"), Some("scripted"), &GenerationSettings::default(), &mut |_| {}).unwrap();
     check_log(&app, fork.run_id);
     assert_ne!(fork.run_id, r.run_id);
     assert_ne!(fork.conversation_id, r.conversation_id, "a fork is a branch of its own");

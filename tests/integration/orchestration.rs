@@ -18,7 +18,11 @@ fn scripted_app_with(home: &std::path::Path, backend: ScriptedBackend) -> App {
     App::open_with_backend(options, Arc::new(backend)).unwrap()
 }
 
+/// The kinds of a run's events; every run a test looks at this way is also replayed from its log, which must
+/// reproduce the stored projection.
 fn kinds(app: &App, run_id: i64) -> Vec<&'static str> {
+    let replay = app.replay_run(run_id).unwrap();
+    assert!(replay.consistent && replay.matches_projection, "run {run_id}: {replay:?}");
     app.run(run_id).unwrap().events.iter().map(|e| e.event.kind()).collect()
 }
 

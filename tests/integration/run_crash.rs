@@ -144,3 +144,26 @@ fn a_run_killed_at_twenty_random_points_resumes_to_the_same_answer_or_waits_for_
     eprintln!("20 kills: {resumed} resumed, {asked} waited for the user, {not_started} before the run began");
     assert!(resumed + asked >= 15, "too few kills landed inside the run: {resumed} resumed, {asked} asked");
 }
+
+#[test]
+fn runs_replay_and_fork_from_the_command_line() {
+    let home = tempfile::tempdir().unwrap();
+    let script = script(home.path());
+    let out = ask(home.path(), &script).output().unwrap();
+    assert!(out.status.success(), "{}", stderr(&out));
+    let id = serde_json::from_str::<Value>(&stdout(&out)).unwrap()["run_id"].as_i64().unwrap();
+    let replay = keel_scripted(home.path(), &script).args(["runs", "replay", &id.to_string(), "--json"]).output().unwrap();
+    let r: Value = serde_json::from_str(&stdout(&replay)).unwrap();
+    assert_eq!((r["consistent"].as_bool(), r["matches_projection"].as_bool()), (Some(true), Some(true)), "{r}");
+    assert_eq!(r["events"], Value::Array(events(home.path(), &script, id)));
+    assert_eq!(r["state"]["budget_used"]["tool_calls"], 3);
+    // From step 2 (after the first calculation and the memory save were asked for), the fork goes on alone.
+    let fork = keel_scripted(home.path(), &script).args(["runs", "fork", &id.to_string(), "--from-step", "2", "--json"]).output().unwrap();
+    assert!(fork.status.success(), "{}\n{}", stdout(&fork), stderr(&fork));
+    let f: Value = serde_json::from_str(&stdout(&fork)).unwrap();
+    assert_eq!(f["answer"], ANSWER);
+    assert_ne!(f["run_id"], id);
+    check_log(&events(home.path(), &script, f["run_id"].as_i64().unwrap()));
+    let bad = keel_scripted(home.path(), &script).args(["runs", "fork", &id.to_string(), "--from-step", "99", "--json"]).output().unwrap();
+    assert_eq!(bad.status.code(), Some(2));
+}

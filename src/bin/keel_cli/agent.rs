@@ -212,6 +212,9 @@ pub enum RunControl {
         from_step: u32,
         #[arg(long)]
         message: Option<String>,
+        /// The backend to continue on (default: the current one).
+        #[arg(long)]
+        backend: Option<String>,
         #[arg(long)]
         json: bool,
     },
@@ -299,8 +302,8 @@ pub fn run_control(command: RunControl) -> Result<(), AppError> {
             let result = app.answer_run(id, answer, &settings, &mut stream(json))?;
             finish(&app, result, json)?;
         }
-        RunControl::Fork { id, from_step, message, json } => {
-            let result = app.fork_run(id, from_step, message.as_deref(), &settings, &mut stream(json))?;
+        RunControl::Fork { id, from_step, message, backend, json } => {
+            let result = app.fork_run(id, from_step, message.as_deref(), backend.as_deref(), &settings, &mut stream(json))?;
             finish(&app, result, json)?;
         }
     }
