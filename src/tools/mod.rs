@@ -273,6 +273,11 @@ impl Toolbox {
         };
         let result = loop {
             match rx.recv_timeout(Duration::from_millis(10).min(cx.remaining().max(Duration::from_millis(1)))) {
+                // A tool that stopped because its context said so, when the caller did not cancel, stopped at
+                // the deadline: that is a timeout, whichever side noticed it first.
+                Ok(Ok(Err(ToolError::Cancelled { .. }))) if !cancelled() => {
+                    return Err(ToolError::Timeout { tool: name.to_owned(), after_ms: limit.as_millis() as u64 })
+                }
                 Ok(Ok(result)) => break result,
                 Ok(Err(panic)) => {
                     let what = panic
