@@ -333,7 +333,7 @@ impl App {
         for event in &kept {
             journal::append(&self.inner.store, new_id, event)?;
         }
-        let state = RunState::fold(kept.iter().map(|e| StoredEvent { run_id: new_id, seq: 0, at_ms: 0, event: e.clone() }).collect::<Vec<_>>().iter());
+        let state = kept.iter().fold(RunState::default(), |s, e| s.apply(e));
         let answer = message.map(|m| UserAnswer::Reply { text: m.to_owned() });
         // A fork from inside a pause needs the answer; a fork without a message continues where the copy ends.
         if answer.is_none() && matches!(state.pending, Pending::Approval { .. } | Pending::Question { .. }) {
@@ -355,7 +355,6 @@ fn tool_error(e: ToolError) -> AppError {
     let hint = match &e {
         ToolError::UnknownTool { .. } => Some("`keel tools list` shows the tools".to_string()),
         ToolError::InvalidArguments { tool, .. } => Some(format!("`keel tools list --json` shows {tool}'s input schema")),
-        ToolError::Refused { .. } => None,
         _ => None,
     };
     let kind = match &e {

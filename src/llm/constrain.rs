@@ -359,32 +359,9 @@ fn members(s: &Value, b: &[u8], i: usize, depth: usize, seen: Vec<String>) -> Ve
     let sub = props.and_then(|p| p.get(&key)).unwrap_or(&ANY);
     let mut seen = seen;
     seen.push(key);
-    let mut out = Vec::new();
-    for end in value(sub, b, j, depth + 1) {
-        let End::At(k) = end else {
-            out.push(End::Open);
-            continue;
-        };
-        let Some(k) = ws(b, k) else { continue };
-        if k == b.len() {
-            out.push(End::Open);
-            continue;
-        }
-        match b[k] {
-            b'}' if !missing_required(s, &seen) => out.push(End::At(k + 1)),
-            // A comma promises another member: only where one is still allowed.
-            b',' if !closed || props.is_some_and(|p| p.keys().any(|k| !seen.contains(k))) => {
-                let Some(n) = ws(b, k + 1) else { continue };
-                if n == b.len() {
-                    out.push(End::Open);
-                } else {
-                    out.extend(members(s, b, n, depth, seen.clone()));
-                }
-            }
-            _ => {}
-        }
-    }
-    dedup(out)
+    let more = !closed || props.is_some_and(|p| p.keys().any(|k| !seen.contains(k)));
+    // A comma promises another member: only where one is still allowed.
+    after_value(value(sub, b, j, depth + 1), b, (b'}', !missing_required(s, &seen)), more, |n| members(s, b, n, depth, seen.clone()))
 }
 
 fn array(s: &Value, b: &[u8], i: usize, depth: usize) -> Vec<End> {
@@ -409,8 +386,14 @@ fn elements(items: &Value, b: &[u8], i: usize, depth: usize, n: usize, min: usiz
     if n > max {
         return Vec::new();
     }
+    after_value(value(items, b, i, depth + 1), b, (b']', n >= min), n < max, |m| elements(items, b, m, depth, n + 1, min, max))
+}
+
+/// What may follow a member's or an element's value: white space, then the closing bracket (when `close.1`
+/// allows it) or a comma and the next one (when `more` allows it), parsed by `next` from its offset.
+fn after_value(ends: Vec<End>, b: &[u8], close: (u8, bool), more: bool, next: impl Fn(usize) -> Vec<End>) -> Vec<End> {
     let mut out = Vec::new();
-    for end in value(items, b, i, depth + 1) {
+    for end in ends {
         let End::At(k) = end else {
             out.push(End::Open);
             continue;
@@ -420,17 +403,15 @@ fn elements(items: &Value, b: &[u8], i: usize, depth: usize, n: usize, min: usiz
             out.push(End::Open);
             continue;
         }
-        match b[k] {
-            b']' if n >= min => out.push(End::At(k + 1)),
-            b',' if n < max => {
-                let Some(m) = ws(b, k + 1) else { continue };
-                if m == b.len() {
-                    out.push(End::Open);
-                } else {
-                    out.extend(elements(items, b, m, depth, n + 1, min, max));
-                }
+        if b[k] == close.0 && close.1 {
+            out.push(End::At(k + 1));
+        } else if b[k] == b',' && more {
+            let Some(n) = ws(b, k + 1) else { continue };
+            if n == b.len() {
+                out.push(End::Open);
+            } else {
+                out.extend(next(n));
             }
-            _ => {}
         }
     }
     dedup(out)

@@ -148,11 +148,6 @@ pub struct RunState {
     /// Memory items this run saved, and the ones its context used.
     pub memories_saved: Vec<i64>,
     pub memories_used: Vec<i64>,
-    // Kept for the callers that predate `budget_used`.
-    pub prompt_tokens: u32,
-    pub completion_tokens: u32,
-    /// True between a `ModelCalled` and its `ModelReplied`.
-    pub awaiting_model: bool,
 }
 
 impl RunState {
@@ -178,16 +173,12 @@ impl RunState {
             RunEvent::ModelCalled { step, .. } => {
                 self.step = *step;
                 self.budget_used.steps = *step;
-                self.awaiting_model = true;
                 self.pending = Pending::InModel;
             }
             RunEvent::ModelReplied { text, prompt_tokens, completion_tokens, stop, .. } => {
-                self.prompt_tokens += prompt_tokens;
-                self.completion_tokens += completion_tokens;
                 self.budget_used.prompt_tokens += prompt_tokens;
                 self.budget_used.completion_tokens += completion_tokens;
                 self.last_reply = Some(text.clone());
-                self.awaiting_model = false;
                 self.pending = Pending::Reply { text: text.clone(), stop: *stop };
             }
             RunEvent::ActionParsed { action, .. } => {
@@ -371,7 +362,6 @@ impl RunState {
             RunEvent::OutcomeUnknown { .. } => {}
             RunEvent::RunFinished { outcome, .. } => {
                 self.outcome = Some(outcome.clone());
-                self.awaiting_model = false;
                 self.pending = Pending::Nothing;
             }
         }
