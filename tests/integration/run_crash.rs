@@ -1,16 +1,14 @@
 //! Crash recovery with real processes: a multi-step run (`keel ask` with the scripted backend, a calculator, a
 //! non-idempotent memory save, another calculation, an answer) is killed with SIGKILL at 20 random points.
+//! A kill point is "after the run's k-th event is committed, plus d milliseconds" with k and d drawn from a
+//! seeded generator, so the points fall inside the run however fast or slow this machine is today.
 //! After each kill a new process resumes it: it must end with the same answer as an uninterrupted run, or (if it
 //! was killed inside the memory save, whose outcome is then unknown) wait for the user, and finish once
 //! approved. No event may be lost or recorded twice.
 
 use std::path::Path;
 use std::process::Stdio;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-fn now_ms() -> i64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_millis() as i64
-}
+use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
@@ -86,17 +84,19 @@ fn a_run_killed_at_twenty_random_points_resumes_to_the_same_answer_or_waits_for_
     let home = tempfile::tempdir().unwrap();
     let script = script(home.path());
 
-    // The uninterrupted run: its answer, and when (from the spawn) the run began and ended, so that the kill
-    // points fall inside the run rather than in the process's start-up.
-    let spawned_ms = now_ms();
+    // The uninterrupted run: its answer and how many events a whole run has.
     let reference = ask(home.path(), &script).output().unwrap();
     assert!(reference.status.success(), "{}\n{}", stdout(&reference), stderr(&reference));
     let v: Value = serde_json::from_str(&stdout(&reference)).unwrap();
     assert_eq!(v["answer"], ANSWER);
     let log = events(home.path(), &script, v["run_id"].as_i64().unwrap());
     check_log(&log);
-    let begun = (log[0]["at_ms"].as_i64().unwrap() - spawned_ms).max(0) as u64;
-    let ended = (log.last().unwrap()["at_ms"].as_i64().unwrap() - spawned_ms).max(0) as u64 + 10;
+    let total_events = log.len() as u64;
+    let db = rusqlite::Connection::open(home.path().join("keel.sqlite3")).unwrap();
+    db.busy_timeout(Duration::from_secs(5)).unwrap();
+    let events_after = |run: i64| -> u64 {
+        db.query_row("SELECT count(*) FROM run_events WHERE run_id > ?1", [run], |r| r.get::<_, i64>(0)).unwrap() as u64
+    };
 
     // Pseudo-random kill points over the whole run, reproducible from the seed.
     let mut seed: u64 = 0x5EED_2026;
@@ -109,9 +109,17 @@ fn a_run_killed_at_twenty_random_points_resumes_to_the_same_answer_or_waits_for_
     let (mut resumed, mut asked, mut not_started) = (0, 0, 0);
     for i in 0..20 {
         let known: Vec<i64> = runs(home.path(), &script).iter().map(|r| r["id"].as_i64().unwrap()).collect();
-        let at = Duration::from_millis(begun + next() % (ended - begun));
+        let last = known.iter().copied().max().unwrap_or(0);
+        // After event k (1 = RunStarted; never the last one), then up to one model call's delay more.
+        let k = 1 + next() % (total_events - 1);
+        let extra = Duration::from_millis(next() % 120);
+        let at = format!("event {k} + {extra:?}");
         let mut child = ask(home.path(), &script).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
-        std::thread::sleep(at);
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while events_after(last) < k && child.try_wait().unwrap().is_none() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        std::thread::sleep(extra);
         let _ = child.kill();
         let _ = child.wait();
         let new: Vec<Value> = runs(home.path(), &script).into_iter().filter(|r| !known.contains(&r["id"].as_i64().unwrap())).collect();
@@ -134,11 +142,11 @@ fn a_run_killed_at_twenty_random_points_resumes_to_the_same_answer_or_waits_for_
                 assert!(evs.iter().any(|e| e["event"]["kind"] == "OutcomeUnknown"), "kill {i}: waits without an unknown outcome");
                 keel_scripted(home.path(), &script).args(["runs", "answer", &id.to_string(), "--approve", "--json"]).output().unwrap()
             }
-            other => panic!("kill {i} at {at:?}: the run was left {other}"),
+            other => panic!("kill {i} at {at}: the run was left {other}"),
         };
-        assert!(out.status.success(), "kill {i} at {at:?}: {}\n{}", stdout(&out), stderr(&out));
+        assert!(out.status.success(), "kill {i} at {at}: {}\n{}", stdout(&out), stderr(&out));
         let v: Value = serde_json::from_str(&stdout(&out)).unwrap();
-        assert_eq!(v["answer"], ANSWER, "kill {i} at {at:?}");
+        assert_eq!(v["answer"], ANSWER, "kill {i} at {at}");
         check_log(&events(home.path(), &script, id));
     }
     eprintln!("20 kills: {resumed} resumed, {asked} waited for the user, {not_started} before the run began");
