@@ -137,22 +137,32 @@ pub struct Completion {
     pub duration_ms: u64,
 }
 
-/// A cancellation flag shared between whoever may cancel (UI Stop, Ctrl-C) and the generating thread.
+/// A cancellation flag shared between whoever may cancel (UI Stop, Ctrl-C) and the generating thread, with an
+/// optional deadline after which it reads as cancelled too (a model call under the run's wall-time bound needs
+/// no thread to watch the clock).
 #[derive(Debug, Clone, Default)]
-pub struct CancelFlag(Arc<AtomicBool>);
+pub struct CancelFlag {
+    flag: Arc<AtomicBool>,
+    deadline: Option<std::time::Instant>,
+}
 
 impl CancelFlag {
     pub fn cancel(&self) {
-        self.0.store(true, Ordering::SeqCst);
+        self.flag.store(true, Ordering::SeqCst);
     }
 
     pub fn is_cancelled(&self) -> bool {
-        self.0.load(Ordering::SeqCst)
+        self.flag.load(Ordering::SeqCst) || self.deadline.is_some_and(|d| std::time::Instant::now() >= d)
+    }
+
+    /// The same flag, also cancelled once `deadline` passes. Cancelling the result cancels this flag too.
+    pub fn until(&self, deadline: std::time::Instant) -> CancelFlag {
+        CancelFlag { flag: self.flag.clone(), deadline: Some(self.deadline.map_or(deadline, |d| d.min(deadline))) }
     }
 
     /// True when both are the same flag (clones of one another).
     pub fn same(&self, other: &CancelFlag) -> bool {
-        Arc::ptr_eq(&self.0, &other.0)
+        Arc::ptr_eq(&self.flag, &other.flag)
     }
 }
 

@@ -9,8 +9,6 @@
 //! with backoff, an alternative tool, the error reported to the model, asking the user) and, when none is left,
 //! ends the run as `Partial` with what was found, or `Failed` — never with an invented answer.
 
-use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use super::action;
@@ -354,7 +352,8 @@ impl<'a> Run<'a> {
         )?;
         let call_started = Instant::now();
         let schema = mode.uses_tools().then(|| action::action_schema(mode, &specs, compose));
-        let (call_cancel, watchdog) = self.watch(self.wall_left());
+        // The user's Stop or the end of the wall-time budget, whichever comes first, stops the call.
+        let call_cancel = self.cancel.until(Instant::now() + self.wall_left());
         let reply: Result<Completion, String> = guarded(&info.name, || {
             let sink = &mut |piece: &str| on_event(TurnEvent::Token { text: piece.to_owned() });
             match &schema {
@@ -362,7 +361,6 @@ impl<'a> Run<'a> {
                 None => backend.chat(&window.messages, &settings, &call_cancel, sink),
             }
         });
-        watchdog.store(true, Ordering::SeqCst);
         let completion = match reply {
             Ok(c) => c,
             Err(error) => return self.finish(RunOutcome::Failed { error }, self.partial_answer("the model failed"), on_event),
@@ -380,24 +378,6 @@ impl<'a> Run<'a> {
             },
             on_event,
         )
-    }
-
-    /// A cancel flag for one model call, raised by the user's Stop or when the wall-time bound runs out.
-    fn watch(&self, wall_left: Duration) -> (CancelFlag, Arc<AtomicBool>) {
-        let flag = CancelFlag::default();
-        let done = Arc::new(AtomicBool::new(false));
-        let (f, d, user) = (flag.clone(), done.clone(), self.cancel.clone());
-        let deadline = Instant::now() + wall_left;
-        std::thread::spawn(move || {
-            while !d.load(Ordering::SeqCst) {
-                if user.is_cancelled() || Instant::now() >= deadline {
-                    f.cancel();
-                    return;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-        });
-        (flag, done)
     }
 
     fn read_reply(&mut self, text: &str, stop: StopReason, on_event: &mut dyn FnMut(TurnEvent)) -> Result<(), StoreError> {

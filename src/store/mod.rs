@@ -3,7 +3,8 @@
 //! One file (`keel.sqlite3` in the data dir) in WAL mode. Writes are `synchronous = FULL` (flushed to disk
 //! before the commit returns), except a run's step events, which commit with `synchronous = NORMAL`: committed
 //! to the WAL before anyone hears of them, so they survive a crash or kill of the process, and flushed by the
-//! next `FULL` commit — the run's pause, its end, or any other write. A power cut mid-run can lose the run's
+//! next `FULL` commit — the run's pause, its end, or any other write. Step events never run a WAL checkpoint
+//! either: the next durable commit does, when the WAL has grown past SQLite's default 1,000 pages. A power cut mid-run can lose the run's
 //! latest steps (the run then resumes from the ones that remain); it cannot lose a finished run, an answer or a
 //! memory, nor corrupt the file. This keeps the orchestrator's per-step overhead well under its 2 ms budget
 //! (`keel bench orchestration` measures both modes side by side). Write transactions are `IMMEDIATE`: they take the write lock
@@ -15,6 +16,10 @@
 mod chat;
 mod memory;
 mod runs;
+
+/// How every write but a run's step events commits: flushed before the commit returns, and the WAL
+/// checkpointed into the database once it passes 1,000 pages (SQLite's default).
+const DURABLE_PRAGMAS: &str = "PRAGMA synchronous = FULL; PRAGMA wal_autocheckpoint = 1000";
 
 use std::path::{Path, PathBuf};
 use std::sync::{Mutex, MutexGuard};
@@ -177,7 +182,7 @@ impl Store {
         if !mode.eq_ignore_ascii_case("wal") {
             return Err(StoreError::ReadOnly { path: self.path.clone(), reason: format!("journal mode stayed {mode}") });
         }
-        conn.execute_batch("PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON;").map_err(|e| self.err(e))
+        conn.execute_batch(DURABLE_PRAGMAS).and_then(|_| conn.execute_batch("PRAGMA foreign_keys = ON;")).map_err(|e| self.err(e))
     }
 
     fn migrate(&self) -> Result<(), StoreError> {

@@ -73,14 +73,16 @@ impl Store {
     ) -> Result<(u32, i64), StoreError> {
         let at_ms = now_ms();
         let mut conn = self.conn();
-        // A step commits to the WAL without a flush; a pause or an end flushes it and everything before it.
+        // A step commits to the WAL without a flush and never runs a checkpoint (which flushes the WAL and the
+        // database, milliseconds on a laptop disk); a pause or an end flushes everything before it and lets the
+        // WAL be checkpointed, so that cost is paid once per run, at a point the user waits at anyway.
         let step = matches!(projection, Projection::Unchanged | Projection::AddTokens { .. }) && !self.fsync_every_event();
         if step {
-            conn.execute_batch("PRAGMA synchronous = NORMAL").map_err(|e| self.err(e))?;
+            conn.execute_batch("PRAGMA synchronous = NORMAL; PRAGMA wal_autocheckpoint = 0").map_err(|e| self.err(e))?;
         }
         let result = self.append_in(&mut conn, run_id, kind, version, payload, projection, at_ms);
         if step {
-            conn.execute_batch("PRAGMA synchronous = FULL").map_err(|e| self.err(e))?;
+            conn.execute_batch(super::DURABLE_PRAGMAS).map_err(|e| self.err(e))?;
         }
         result
     }
@@ -98,21 +100,20 @@ impl Store {
     ) -> Result<(u32, i64), StoreError> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
         let seq: u32 = tx
-            .query_row("SELECT COALESCE(MAX(seq), 0) + 1 FROM run_events WHERE run_id = ?1", [run_id], |r| r.get(0))
+            .prepare_cached("SELECT COALESCE(MAX(seq), 0) + 1 FROM run_events WHERE run_id = ?1")
+            .and_then(|mut s| s.query_row([run_id], |r| r.get(0)))
             .map_err(|e| self.err(e))?;
-        tx.execute(
-            "INSERT INTO run_events (run_id, seq, at_ms, kind, version, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![run_id, seq, at_ms, kind, version, payload],
-        )
-        .map_err(|e| self.err(e))?;
+        tx.prepare_cached("INSERT INTO run_events (run_id, seq, at_ms, kind, version, payload) VALUES (?1, ?2, ?3, ?4, ?5, ?6)")
+            .and_then(|mut s| s.execute(params![run_id, seq, at_ms, kind, version, payload]))
+            .map_err(|e| self.err(e))?;
         match projection {
             Projection::Unchanged => {}
             Projection::AddTokens { prompt, completion } => {
-                tx.execute(
+                tx.prepare_cached(
                     "UPDATE runs SET prompt_tokens = prompt_tokens + ?2, completion_tokens = completion_tokens + ?3
                      WHERE id = ?1",
-                    params![run_id, prompt, completion],
                 )
+                .and_then(|mut s| s.execute(params![run_id, prompt, completion]))
                 .map_err(|e| self.err(e))?;
             }
             Projection::Status(status) => {
