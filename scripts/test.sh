@@ -31,6 +31,13 @@ step "UI type check and unit tests"
 npm --prefix ui run check
 npm --prefix ui test -- --reporter=default 2>&1 | tee "$logs/ui.log"
 
+step "building"
+cargo build --locked --workspace --bins --tests
+# The guard embeds its exemplars once per embedding model and caches them beside the models; doing it here
+# keeps the tests that need it from each computing it at once.
+step "embedding the guard's exemplars (cached under $KEEL_MODELS_DIR/.cache)"
+echo '{"text": "warm up"}' | KEEL_HOME="$(mktemp -d)" "${CARGO_TARGET_DIR:-$KEEL_ROOT/target}/debug/keel" guard > /dev/null
+
 step "Rust tests"
 cargo nextest run --locked --workspace --no-fail-fast 2>&1 | tee "$logs/rust.log"
 

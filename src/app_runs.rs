@@ -253,12 +253,14 @@ impl App {
         };
         let toolbox = self.toolbox();
         let port = self.memory_port();
+        let screen = self.screen();
         let services = Services {
             store: &self.inner.store,
             backend: backend.as_ref(),
             toolbox: &toolbox,
             memory: &access,
             memory_port: Some(&port),
+            screen: Some(&screen),
         };
         let cancel = crate::llm::CancelFlag::default();
         self.inner.running.lock().expect("lock").insert(run_id, cancel.clone());

@@ -5,6 +5,7 @@
 //! `orchestration` runs the turn, `llm` generates, `store` records. The embedded model is loaded on first use
 //! (or on request, with progress) and kept for the life of the `App`.
 
+mod app_guard;
 mod app_memory;
 mod app_runs;
 pub mod error;
@@ -31,6 +32,7 @@ pub use error::{AppError, ErrorKind};
 pub use llm::GenerationSettings;
 pub use orchestration::journal::{ConversationDetail, Message, RunDetail, RunSummary};
 pub use orchestration::{TurnEvent, TurnResult};
+pub use app_guard::{GuardModel, GuardReport};
 pub use app_memory::{ExportedItem, RestoreReport, INDEX_DIR};
 pub use app_runs::{Replay, RunOptions, FILES_DIR, MCP_CONFIG};
 pub use orchestration::events::{Action, RunOutcome as Outcome, UserAnswer};
@@ -143,6 +145,8 @@ struct Inner {
     /// The memory layer, opened on first use; `memory_load` makes that happen once.
     memory: Mutex<Option<Arc<memory::Memory>>>,
     memory_load: Mutex<()>,
+    /// The guard's embedded exemplars and intent centroids, built on first use.
+    guard: Mutex<Option<Arc<app_guard::GuardModel>>>,
     import_cancel: Arc<AtomicBool>,
     /// The tools runs are offered, built on first use; `add_tool` adds to `extra_tools` and clears it.
     toolbox: Mutex<Option<Arc<tools::Toolbox>>>,
@@ -212,6 +216,7 @@ impl App {
                 tool_problems: Mutex::new(Vec::new()),
                 memory: Mutex::new(None),
                 memory_load: Mutex::new(()),
+                guard: Mutex::new(None),
                 import_cancel: Arc::new(AtomicBool::new(false)),
                 _liveness: liveness,
             }),
@@ -408,7 +413,15 @@ impl App {
         };
         let toolbox = self.toolbox();
         let port = self.memory_port();
-        let services = Services { store, backend: backend.as_ref(), toolbox: &toolbox, memory: &access, memory_port: Some(&port) };
+        let screen = self.screen();
+        let services = Services {
+            store,
+            backend: backend.as_ref(),
+            toolbox: &toolbox,
+            memory: &access,
+            memory_port: Some(&port),
+            screen: Some(&screen),
+        };
 
         let mut turn = Turn {
             conversation_id: conversation_id.unwrap_or(0),

@@ -15,6 +15,8 @@ mod agent;
 mod bench_memory;
 #[path = "keel_cli/evals.rs"]
 mod evals;
+#[path = "keel_cli/guard.rs"]
+mod guard_cli;
 #[path = "keel_cli/memory.rs"]
 mod memory_cli;
 use keel::llm::GenerationSettings;
@@ -75,6 +77,8 @@ enum Command {
     },
     /// What Keel remembers: add, list, search, show, edit, rm, pin, import, export, reindex.
     Memory(memory_cli::MemoryArgs),
+    /// Checks JSON lines `{"text", "source"}` from stdin for prompt injection: one verdict line per input line.
+    Guard(guard_cli::GuardArgs),
     /// Evaluations of the real stack on committed datasets.
     Eval {
         #[command(subcommand)]
@@ -245,7 +249,7 @@ fn main() -> ExitCode {
         Command::Bench { command: BenchCommand::Orchestration(a) } => a.json(),
         Command::Eval { command } => command.json(),
         Command::Memory(m) => m.command.json(),
-        Command::Chat { .. } => false,
+        Command::Chat { .. } | Command::Guard(_) => false,
     };
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
@@ -281,6 +285,7 @@ fn run(command: Command) -> Result<(), AppError> {
         Command::Bench { command: BenchCommand::Memory(args) } => bench_memory::memory(args),
         Command::Bench { command: BenchCommand::Orchestration(args) } => evals::orchestration(args),
         Command::Eval { command } => evals::eval(command),
+        Command::Guard(args) => guard_cli::run(args),
     }
 }
 

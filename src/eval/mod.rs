@@ -1,6 +1,7 @@
 //! Evaluation and benchmarks: measured figures with their peers side by side, never asserted in timed tests.
 
 pub mod bench;
+pub mod guard;
 pub mod memory_bench;
 pub mod retrieval;
 pub mod overhead;

@@ -78,7 +78,7 @@ pub fn run(dir: &Path, steps: u32, runs: u32, on_progress: &mut dyn FnMut(&str, 
             let conversation = [ChatMessage::new(Role::User, "go")];
             let limits = Limits { max_steps: steps + 2, max_tool_calls: steps + 1, max_tokens: u32::MAX, ..Limits::default() };
             let memory = MemoryAccess::Off;
-            let services = Services { store: &store, backend: &backend, toolbox: &toolbox, memory: &memory, memory_port: None };
+            let services = Services { store: &store, backend: &backend, toolbox: &toolbox, memory: &memory, memory_port: None, screen: None };
             let mut turn = Turn {
                 conversation_id: 0,
                 run_id: 0,

@@ -1,12 +1,13 @@
 //! The interface layer: every inbound text is checked here before anything else sees it.
 //!
-//! It owns no state. It turns raw bytes or strings into an [`Accepted`] text (valid UTF-8, Unicode NFC, control
-//! characters removed, within the size limit) together with a report of what it changed, or refuses them with an
-//! [`InputError`] that says why and what to do instead. Intent detection and injection scoring join it later.
+//! It owns no state. It turns raw bytes or strings into an [`Accepted`] text (valid UTF-8, normalised by
+//! [`normalise`], within the size limit) together with a report of what it changed, or refuses them with an
+//! [`InputError`] that says why and what to do instead. [`intent`] says what a message asks for and [`guard`]
+//! how strongly a text reads as a prompt injection.
 
-use serde::{Deserialize, Serialize};
-use ts_rs::TS;
-use unicode_normalization::{is_nfc, UnicodeNormalization};
+pub mod guard;
+pub mod intent;
+pub mod normalise;
 
 /// The largest chat message accepted, in bytes of UTF-8 after normalisation.
 pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
@@ -18,17 +19,7 @@ pub struct Accepted {
     pub changes: Vec<Change>,
 }
 
-/// One kind of change the interface made to an inbound text.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
-#[serde(tag = "change", rename_all = "snake_case")]
-pub enum Change {
-    /// The text was not in Unicode NFC and was normalised.
-    NormalisedNfc,
-    /// Control characters (other than newline and tab) were removed.
-    RemovedControls { count: usize },
-    /// Leading and trailing white space was trimmed.
-    Trimmed,
-}
+pub use normalise::Change;
 
 /// Why an inbound text was refused. Nothing is stored when this happens.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -60,25 +51,9 @@ pub fn accept_bytes(raw: &[u8]) -> Result<Accepted, InputError> {
     accept(text)
 }
 
-/// Accepts a chat message: strips control characters, normalises to NFC, trims, and checks the size limit.
+/// Accepts a chat message: normalised for the model (see [`normalise`]), trimmed, and within the size limit.
 pub fn accept(text: &str) -> Result<Accepted, InputError> {
-    let mut changes = Vec::new();
-    // Newline and tab carry meaning in a message; every other C0/C1 control (NUL included) does not, and some
-    // (ESC) can drive a terminal, so they are removed and the removal is reported.
-    let is_unwanted = |c: char| c.is_control() && c != '\n' && c != '\t';
-    let removed = text.chars().filter(|&c| is_unwanted(c)).count();
-    let cleaned: String = if removed > 0 {
-        changes.push(Change::RemovedControls { count: removed });
-        text.chars().filter(|&c| !is_unwanted(c)).collect()
-    } else {
-        text.to_owned()
-    };
-    let normalised = if is_nfc(&cleaned) {
-        cleaned
-    } else {
-        changes.push(Change::NormalisedNfc);
-        cleaned.nfc().collect()
-    };
+    let normalise::Normalised { text: normalised, mut changes } = normalise::normalise(text, normalise::Destination::Model);
     let trimmed = normalised.trim();
     if trimmed.is_empty() {
         return Err(InputError::Empty);
@@ -92,16 +67,10 @@ pub fn accept(text: &str) -> Result<Accepted, InputError> {
     Ok(Accepted { text: trimmed.to_owned(), changes })
 }
 
-/// Cleans text that arrives in bulk (an imported document): CR LF to LF, control characters other than newline
-/// and tab removed, NFC. No size limit: documents are chunked, not sent whole.
+/// Cleans text that arrives in bulk (an imported document) for the index and the model: normalised like a
+/// message, without the size limit (documents are chunked, not sent whole).
 pub fn clean_document(text: &str) -> String {
-    let text = text.replace("\r\n", "\n").replace('\r', "\n");
-    let cleaned: String = text.chars().filter(|&c| !c.is_control() || c == '\n' || c == '\t').collect();
-    if is_nfc(&cleaned) {
-        cleaned
-    } else {
-        cleaned.nfc().collect()
-    }
+    normalise::normalise(text, normalise::Destination::Model).text
 }
 
 /// True when a message reads as a task that needs tools (arithmetic, the time or date, files, a web page), so
@@ -109,16 +78,19 @@ pub fn clean_document(text: &str) -> String {
 /// only; a classifier over the embeddings is the interface issue's work.
 pub fn needs_tools(text: &str) -> bool {
     let lower = text.to_lowercase();
-    let arithmetic = {
-        let compact: String = lower.chars().filter(|c| !c.is_whitespace()).collect();
-        let b = compact.as_bytes();
-        (1..b.len().saturating_sub(1)).any(|i| b"+-*/^%x".contains(&b[i]) && b[i - 1].is_ascii_digit() && (b[i + 1].is_ascii_digit() || b[i + 1] == b'('))
-    };
+    let arithmetic = has_arithmetic(&lower);
     const CUES: &[&str] = &[
         "calculate", "compute", "how much is", "what time", "the time in", "today's date", "what date", "what day",
         "which day", "file", "folder", "http://", "https://", "fetch", "download", "search my memory", "look up",
     ];
     arithmetic || CUES.iter().any(|c| lower.contains(c))
+}
+
+/// True when the text holds an arithmetic expression: a digit, an operator, and a digit or a bracket.
+pub fn has_arithmetic(lower: &str) -> bool {
+    let compact: String = lower.chars().filter(|c| !c.is_whitespace()).collect();
+    let b = compact.as_bytes();
+    (1..b.len().saturating_sub(1)).any(|i| b"+-*/^%x".contains(&b[i]) && b[i - 1].is_ascii_digit() && (b[i + 1].is_ascii_digit() || b[i + 1] == b'('))
 }
 
 /// The fact in a "remember that …" message, if the message is one: the user's words after the request,
@@ -158,8 +130,8 @@ mod tests {
     #[test]
     fn controls_are_removed_and_reported() {
         let a = accept("a\u{0}b\u{1b}[31mc").unwrap();
-        assert_eq!(a.text, "ab[31mc");
-        assert_eq!(a.changes, vec![Change::RemovedControls { count: 2 }]);
+        assert_eq!(a.text, "abc");
+        assert_eq!(a.changes, vec![Change::RemovedAnsi { count: 1 }, Change::RemovedControls { count: 1 }]);
     }
 
     #[test]

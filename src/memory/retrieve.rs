@@ -64,6 +64,8 @@ pub enum CandidateDecision {
     Redundant,
     OverBudget,
     OverLimit,
+    /// Kept by retrieval, then withheld by the guard: untrusted text that reads as a prompt injection.
+    Quarantined,
 }
 
 /// One candidate with every score that decided its fate.

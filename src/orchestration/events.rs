@@ -7,11 +7,13 @@
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
+use crate::interface::guard::{Reason, Source, Verdict};
 use crate::llm::{GenerationSettings, StopReason};
 use crate::memory::retrieve::{CandidateDecision, RetrievalCandidate};
 use crate::store::MemoryKind;
 use crate::tools::{Effect, ToolError};
 
+use super::policy::GuardAction;
 use super::{Limits, RunMode};
 
 /// The version of the stored event payloads. Bump it, and teach `store` to read the old one, when an existing
@@ -43,6 +45,17 @@ pub enum RunEvent {
         /// Tools the user's policy lets run without asking (side-effecting ones otherwise ask).
         #[serde(default)]
         auto_approve: Vec<String>,
+    },
+    /// The guard checked a text entering the run and the policy decided what to do with it. `origin` names the
+    /// text: `message` (the user's), `tool:<call id>` (a tool's output) or `memory:<item id>`.
+    InputChecked {
+        origin: String,
+        source: Source,
+        verdict: Verdict,
+        score: f32,
+        reasons: Vec<Reason>,
+        action: GuardAction,
+        explanation: String,
     },
     /// The user asked Keel to remember something ("remember that …"); the item was committed before this event.
     MemorySaved {
@@ -119,6 +132,10 @@ pub enum RunEvent {
         attempt: u32,
         effect: Effect,
         idempotent: bool,
+        /// Whether what the tool returns is untrusted text (it reads files or memory, fetches, or is an MCP
+        /// tool); absent in older logs, where only `External` tools counted.
+        #[serde(default)]
+        untrusted_output: bool,
     },
     /// The attempt's result, validated against the tool's output schema, or its error class.
     ToolReturned {
@@ -180,6 +197,7 @@ impl RunEvent {
         match self {
             RunEvent::RunStarted { .. } => "RunStarted",
             RunEvent::MemorySaved { .. } => "MemorySaved",
+            RunEvent::InputChecked { .. } => "InputChecked",
             RunEvent::MemoryRetrieved { .. } => "MemoryRetrieved",
             RunEvent::MemoryUnavailable { .. } => "MemoryUnavailable",
             RunEvent::ModelCalled { .. } => "ModelCalled",
@@ -274,6 +292,9 @@ pub struct RecordedCandidate {
     pub item_id: i64,
     pub kind: MemoryKind,
     pub source: String,
+    /// Who the item's text came from (`user`, `assistant`, `document`, …); absent in older logs: `user`.
+    #[serde(default = "user_provenance")]
+    pub provenance: String,
     /// Up to 200 characters of the item's text.
     pub text: String,
     pub bm25: Option<f32>,
@@ -286,6 +307,10 @@ pub struct RecordedCandidate {
     pub reason: String,
 }
 
+fn user_provenance() -> String {
+    "user".into()
+}
+
 impl From<&RetrievalCandidate> for RecordedCandidate {
     fn from(c: &RetrievalCandidate) -> Self {
         let text: String = c.item.text.chars().take(200).collect();
@@ -293,6 +318,7 @@ impl From<&RetrievalCandidate> for RecordedCandidate {
             item_id: c.item.id,
             kind: c.item.kind,
             source: c.item.source.clone(),
+            provenance: c.item.provenance.clone(),
             text,
             bm25: c.bm25,
             bm25_rank: c.bm25_rank,

@@ -80,6 +80,7 @@ pub fn append(store: &Store, run_id: i64, event: &RunEvent) -> Result<StoredEven
         | RunEvent::ModelCalled { .. }
         | RunEvent::MemorySaved { .. }
         | RunEvent::MemoryRetrieved { .. }
+        | RunEvent::InputChecked { .. }
         | RunEvent::MemoryUnavailable { .. }
         | RunEvent::ActionParsed { .. }
         | RunEvent::ActionRejected { .. }

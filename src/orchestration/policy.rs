@@ -2,12 +2,79 @@
 //! policy and what is in the context.
 //!
 //! `Pure` and `Read` calls go ahead. `Write` and `External` calls need the user's approval unless the user's
-//! policy allows that tool, and always need it while untrusted content (the result of an `External` call, such
-//! as a web page or an MCP server's output) is in the run's context: taint gates effects.
+//! policy allows that tool, and always need it while untrusted content (what a tool read or fetched, an MCP
+//! server's output, a document or a memory not from the user) is in the run's context: taint gates effects,
+//! and the approval prompt names the untrusted sources. The guard's decisions on flagged text are here too.
 
-use super::events::PolicyDecision;
+use serde::{Deserialize, Serialize};
+use ts_rs::TS;
+
+use super::events::{PolicyDecision, RunEvent};
 use super::state::RunState;
+use crate::interface::guard::{Scan, Screen, Source, Verdict};
+use crate::interface::intent::Intent;
 use crate::tools::{Effect, ToolSpec};
+
+/// What happens to a text the guard checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardAction {
+    /// Nothing suspicious.
+    Allow,
+    /// Flagged, shown to the user with its reasons, and the run goes on.
+    Warn,
+    /// Withheld from the model: the context gets a notice in its place.
+    Quarantine,
+    /// The run stops before any model call, with the reasons.
+    Block,
+}
+
+/// The policy for a checked text, by where it came from and what the user meant: the user's own flagged
+/// message is a warning (it is their assistant) unless it scores as near-certain, or it asks Keel to remember
+/// it (a flagged instruction is not stored as a trusted fact); flagged text from anywhere else is quarantined.
+pub fn on_scan(scan: &Scan, source: Source, intent: Option<Intent>) -> (GuardAction, String) {
+    let rules: Vec<&str> = scan.reasons.iter().map(|r| r.rule.as_str()).collect();
+    let why = format!("it reads as a prompt injection (score {:.2}: {})", scan.score, rules.join(", "));
+    match (scan.verdict, source.is_trusted()) {
+        (Verdict::Allow, _) => (GuardAction::Allow, "nothing suspicious".into()),
+        (Verdict::Block, true) => (GuardAction::Block, format!("Keel did not send this message: {why}. Rephrase it if this was not meant as one.")),
+        (Verdict::Flag, true) if intent == Some(Intent::Remember) => {
+            (GuardAction::Block, format!("Keel did not remember this: {why}."))
+        }
+        (Verdict::Flag, true) => (GuardAction::Warn, format!("sent, with a warning: {why}")),
+        (_, false) => (GuardAction::Quarantine, format!("withheld from the model as data only: {why}")),
+    }
+}
+
+/// Checks a text entering the run and returns the `InputChecked` event that records the decision, or `None`
+/// when there is nothing to record (the text is allowed).
+pub fn screen_text(screen: &dyn Screen, text: &str, source: Source, origin: String, intent: Option<Intent>) -> Option<RunEvent> {
+    let scan = screen.scan(text, source);
+    let (action, explanation) = on_scan(&scan, source, intent);
+    (action != GuardAction::Allow).then(|| RunEvent::InputChecked {
+        origin,
+        source,
+        verdict: scan.verdict,
+        score: scan.score,
+        reasons: scan.reasons,
+        action,
+        explanation,
+    })
+}
+
+/// Where a tool's output counts as coming from, when it is not Keel's own computation: what a tool reads
+/// (files, memory) or fetches, and anything an MCP server returns, is untrusted.
+pub fn output_source(spec: &ToolSpec) -> Option<Source> {
+    let mcp = spec.name.contains('.');
+    match spec.effect {
+        _ if spec.name.starts_with("memory_search") => Some(Source::Memory),
+        _ if spec.name.starts_with("http") => Some(Source::Web),
+        Effect::Read if spec.name.starts_with("files_") => Some(Source::Document),
+        Effect::Read | Effect::External => Some(Source::Tool),
+        _ if mcp => Some(Source::Tool),
+        _ => None,
+    }
+}
 
 /// The decision for one call, with the reason recorded next to it.
 pub fn check(spec: &ToolSpec, state: &RunState, approved: bool) -> (PolicyDecision, String) {
@@ -32,11 +99,7 @@ pub fn check(spec: &ToolSpec, state: &RunState, approved: bool) -> (PolicyDecisi
     (PolicyDecision::NeedsApproval, format!("{} can change things ({:?}); the user decides", spec.name, spec.effect))
 }
 
-/// The first untrusted source whose output is in the context: a successful `External` call's result.
+/// The untrusted sources in the run's context, named for the approval prompt.
 fn tainted_by(state: &RunState) -> Option<String> {
-    state
-        .tools_used
-        .iter()
-        .find(|u| u.effect == Effect::External && u.ok == Some(true))
-        .map(|u| format!("the {} tool", u.tool))
+    (!state.untrusted.is_empty()).then(|| state.untrusted.join(", "))
 }

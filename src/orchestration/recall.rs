@@ -6,7 +6,10 @@
 //! window. When nothing passes retrieval's gate there is no section at all: no header, no "no memories" filler.
 
 use super::events::{RecordedCandidate, RunEvent};
+use super::policy;
 use crate::interface;
+use crate::interface::guard::{Screen, Source};
+use crate::memory::retrieve::CandidateDecision;
 use crate::llm::{Backend, ChatMessage, Role};
 use crate::memory::retrieve::RetrieveOptions;
 use crate::memory::{ItemSpec, Memory};
@@ -46,7 +49,7 @@ pub struct Recall {
 
 /// Runs the memory step for `input`. Memory failures do not fail the turn: they are recorded and the turn goes
 /// on without memory.
-pub fn recall(memory: &MemoryAccess<'_>, store: &Store, backend: &dyn Backend, input: &str) -> Recall {
+pub fn recall(memory: &MemoryAccess<'_>, store: &Store, backend: &dyn Backend, input: &str, screen: Option<&dyn Screen>) -> Recall {
     let mut events = Vec::new();
     let memory = match memory {
         MemoryAccess::Off => return Recall { events, section: None, used: Vec::new() },
@@ -84,7 +87,28 @@ pub fn recall(memory: &MemoryAccess<'_>, store: &Store, backend: &dyn Backend, i
     };
     let count = |item: &MemoryItem| tokens_of(&item_line(item)) + 1;
     match memory.search(store, input, &options, &count) {
-        Ok(r) => {
+        Ok(mut r) => {
+            // Kept items whose text is not the user's are checked; flagged ones are withheld from the context.
+            if let Some(screen) = screen {
+                let mut quarantined = Vec::new();
+                for hit in r.hits.iter().filter(|h| h.item.provenance != "user") {
+                    let source = if hit.item.kind == MemoryKind::DocumentChunk { Source::Document } else { Source::Memory };
+                    let origin = format!("memory:{}", hit.item.id);
+                    if let Some(event) = policy::screen_text(screen, &hit.item.text, source, origin, None) {
+                        if let RunEvent::InputChecked { explanation, .. } = &event {
+                            quarantined.push((hit.item.id, explanation.clone()));
+                        }
+                        events.push(event);
+                    }
+                }
+                r.hits.retain(|h| !quarantined.iter().any(|(id, _)| *id == h.item.id));
+                for c in r.candidates.iter_mut() {
+                    if let Some((_, why)) = quarantined.iter().find(|(id, _)| *id == c.item.id) {
+                        c.decision = CandidateDecision::Quarantined;
+                        c.reason = why.clone();
+                    }
+                }
+            }
             let used: Vec<i64> = r.hits.iter().map(|h| h.item.id).collect();
             let section = (!r.hits.is_empty()).then(|| {
                 let lines: Vec<String> = r.hits.iter().map(|h| item_line(&h.item)).collect();

@@ -23,6 +23,8 @@ use super::{Limits, RunMode, TurnEvent, TurnResult, UserRequest};
 use crate::llm::{Backend, BackendError, CancelFlag, ChatMessage, Completion, GenerationSettings, StopReason};
 use crate::store::{Store, StoreError};
 use crate::tools::memory::MemoryPort;
+use crate::interface::guard::{Screen, Source};
+use crate::interface::intent;
 use crate::tools::{ToolError, Toolbox};
 
 /// What a run works with: where it is recorded, the model, the tools and (for verification) memory.
@@ -33,6 +35,9 @@ pub struct Services<'a> {
     pub toolbox: &'a Toolbox,
     pub memory: &'a MemoryAccess<'a>,
     pub memory_port: Option<&'a dyn MemoryPort>,
+    /// The guard that checks the user's message, tools' outputs and recalled memories; `None` checks nothing
+    /// (tests of the bare loop).
+    pub screen: Option<&'a dyn Screen>,
 }
 
 /// One turn to run: the conversation so far (ending with the new user message) and its settings.
@@ -82,8 +87,20 @@ pub fn run_turn(
         on_event(TurnEvent::Step { event: stored });
     }
 
+    // The user's message: a flagged one is recorded with its reasons; a blocked one ends the run here.
+    if let Some(screen) = services.screen {
+        let intent = intent::by_rules(turn.input).map(|g| g.intent);
+        if let Some(event) = policy::screen_text(screen, turn.input, Source::User, "message".into(), intent) {
+            run.commit(event, on_event)?;
+            if matches!(run.state.pending, Pending::Stop { .. }) {
+                // A blocked message: the fold turned the block into a stop, and the loop records the run's end.
+                return run.drive(on_event);
+            }
+        }
+    }
+
     // Memory: a failure here is recorded and the turn goes on without it; a panic inside is a failed run.
-    let recalled = match guarded("memory", || Ok(recall::recall(services.memory, store, services.backend, turn.input))) {
+    let recalled = match guarded("memory", || Ok(recall::recall(services.memory, store, services.backend, turn.input, services.screen))) {
         Ok(r) => r,
         Err(error) => recall::Recall {
             events: vec![RunEvent::MemoryUnavailable { reason: error }],
@@ -507,6 +524,7 @@ impl<'a> Run<'a> {
                 attempt: call.attempt,
                 effect: spec.effect,
                 idempotent: spec.idempotent,
+                untrusted_output: policy::output_source(&spec).is_some(),
             },
             on_event,
         )?;
@@ -518,6 +536,13 @@ impl<'a> Run<'a> {
             Ok(value) => ToolOutcome::Ok { value },
             Err(error) => ToolOutcome::Err { error },
         };
+        // Untrusted output is checked before the model sees it; flagged output is quarantined.
+        let check = match (&result, policy::output_source(&spec), self.services.screen) {
+            (ToolOutcome::Ok { value }, Some(source), Some(screen)) => {
+                policy::screen_text(screen, &value.to_string(), source, format!("tool:{}", call.call_id), None)
+            }
+            _ => None,
+        };
         self.commit(
             RunEvent::ToolReturned {
                 call_id: call.call_id,
@@ -527,7 +552,11 @@ impl<'a> Run<'a> {
                 result,
             },
             on_event,
-        )
+        )?;
+        match check {
+            Some(event) => self.commit(event, on_event),
+            None => Ok(()),
+        }
     }
 
     /// A call that was in flight when Keel stopped: repeat it when that is safe, otherwise ask the user.

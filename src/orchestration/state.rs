@@ -8,6 +8,7 @@ use serde::Serialize;
 use serde_json::Value;
 
 use super::events::{Action, PlanStep, PolicyDecision, RunEvent, RunOutcome, StoredEvent, ToolOutcome, UserAnswer};
+use super::policy::GuardAction;
 use super::{Limits, RunMode};
 use crate::llm::StopReason;
 use crate::tools::{Effect, ToolError};
@@ -66,7 +67,8 @@ pub enum HistoryEntry {
     /// The model's own reply.
     Assistant { text: String },
     /// A tool's result or error, as data.
-    Observation { call_id: String, tool: String, content: String, ok: bool },
+    /// A tool's result; `untrusted` when it is outside text (spotlighted as such in the prompt).
+    Observation { call_id: String, tool: String, content: String, ok: bool, untrusted: bool },
     /// The user's answer to a question or an approval.
     User { text: String },
     /// Feedback from the runner (a contract broken, a check failed, a repeated call).
@@ -88,6 +90,8 @@ pub struct ToolUse {
     pub arguments: Value,
     pub attempts: u32,
     pub effect: Effect,
+    /// Whether its output is untrusted text (see `policy::output_source`), as recorded in `ToolCalled`.
+    pub untrusted_output: bool,
     pub ok: Option<bool>,
     pub result: Option<Value>,
 }
@@ -148,6 +152,9 @@ pub struct RunState {
     /// Memory items this run saved, and the ones its context used.
     pub memories_saved: Vec<i64>,
     pub memories_used: Vec<i64>,
+    /// The untrusted sources whose text is in the context (a tool's output, a document, a memory not from the
+    /// user), named for the approval prompt: while any is present, side effects need the user's approval.
+    pub untrusted: Vec<String>,
 }
 
 impl RunState {
@@ -164,11 +171,34 @@ impl RunState {
             RunEvent::MemoryUnavailable { .. } => {}
             RunEvent::MemorySaved { item_id, .. } => self.memories_saved.push(*item_id),
             RunEvent::MemoryRetrieved { candidates, .. } => {
-                self.memories_used = candidates
-                    .iter()
-                    .filter(|c| c.decision == crate::memory::retrieve::CandidateDecision::Kept)
-                    .map(|c| c.item_id)
-                    .collect();
+                use crate::memory::retrieve::CandidateDecision;
+                self.memories_used = candidates.iter().filter(|c| c.decision == CandidateDecision::Kept).map(|c| c.item_id).collect();
+                // A quarantined item was withheld from the model, but something untrusted tried to steer the run:
+                // it taints the run like a kept one.
+                let reached = candidates.iter().filter(|c| matches!(c.decision, CandidateDecision::Kept | CandidateDecision::Quarantined));
+                for c in reached.filter(|c| c.provenance != "user") {
+                    let name = match c.kind {
+                        crate::store::MemoryKind::DocumentChunk => format!("the document {}", c.source),
+                        _ => format!("memory item {} (from {})", c.item_id, c.provenance),
+                    };
+                    self.taint(name);
+                }
+            }
+            RunEvent::InputChecked { origin, action, explanation, .. } => {
+                if *action == GuardAction::Block {
+                    self.pending = Pending::Stop { reason: explanation.clone(), partial: false };
+                }
+                if *action == GuardAction::Quarantine {
+                    if let Some(call_id) = origin.strip_prefix("tool:") {
+                        for h in self.history.iter_mut() {
+                            if let HistoryEntry::Observation { call_id: c, content, .. } = h {
+                                if c == call_id {
+                                    *content = format!("[Keel withheld this output: {explanation}]");
+                                }
+                            }
+                        }
+                    }
+                }
             }
             RunEvent::ModelCalled { step, .. } => {
                 self.step = *step;
@@ -255,7 +285,7 @@ impl RunState {
                 }
                 (_, other) => self.pending = other,
             },
-            RunEvent::ToolCalled { call_id, tool, arguments, attempt, effect, idempotent } => {
+            RunEvent::ToolCalled { call_id, tool, arguments, attempt, effect, idempotent, untrusted_output } => {
                 self.budget_used.tool_calls += 1;
                 let mut call = self.current_call(call_id).unwrap_or_else(|| ToolCallState {
                     call_id: call_id.clone(),
@@ -274,6 +304,7 @@ impl RunState {
                     Some(u) => {
                         u.tool = tool.clone();
                         u.effect = *effect;
+                        u.untrusted_output = *untrusted_output || *effect == Effect::External;
                         u.attempts += 1;
                     }
                     None => self.tools_used.push(ToolUse {
@@ -282,6 +313,7 @@ impl RunState {
                         arguments: arguments.clone(),
                         attempts: 1,
                         effect: *effect,
+                        untrusted_output: *untrusted_output || *effect == Effect::External,
                         ok: None,
                         result: None,
                     }),
@@ -292,9 +324,14 @@ impl RunState {
                 let call = self.current_call(call_id);
                 match result {
                     ToolOutcome::Ok { value } => {
+                        let mut untrusted = None;
                         if let Some(u) = self.tools_used.iter_mut().find(|u| u.call_id == *call_id) {
                             u.ok = Some(true);
                             u.result = Some(value.clone());
+                            untrusted = u.untrusted_output.then(|| format!("the output of {}", u.tool));
+                        }
+                        if let Some(name) = untrusted {
+                            self.taint(name);
                         }
                         self.observe(call_id, tool, value.to_string(), true);
                         self.pending = self.after_call_succeeded();
@@ -397,8 +434,15 @@ impl RunState {
         }
     }
 
+    fn taint(&mut self, name: String) {
+        if !self.untrusted.contains(&name) {
+            self.untrusted.push(name);
+        }
+    }
+
     fn observe(&mut self, call_id: &str, tool: &str, content: String, ok: bool) {
-        self.history.push(HistoryEntry::Observation { call_id: call_id.to_owned(), tool: tool.to_owned(), content, ok });
+        let untrusted = ok && self.tools_used.iter().any(|u| u.call_id == call_id && u.untrusted_output);
+        self.history.push(HistoryEntry::Observation { call_id: call_id.to_owned(), tool: tool.to_owned(), content, ok, untrusted });
     }
 
     /// The next step of the plan, or composing the answer when the plan is done.

@@ -14,6 +14,8 @@ use keel::{
     MemoryItem, MemoryKind, MemoryPage, MemoryQuery, ModelState, ModelStatus, RecordedCandidate, Retrieval,
     RetrievalCandidate,
 };
+use keel::interface::guard::{Reason, Source, Verdict};
+use keel::orchestration::policy::GuardAction;
 use ts_rs::TS;
 
 fn generated() -> String {
@@ -62,6 +64,10 @@ fn generated() -> String {
         ImportProgress::decl(),
         ImportError::decl(),
         ImportReport::decl(),
+        Source::decl(),
+        Verdict::decl(),
+        Reason::decl(),
+        GuardAction::decl(),
     ];
     let mut out = String::from(
         "// Generated from Keel's Rust types by tests/integration/bindings.rs; do not edit.\n\

@@ -383,7 +383,7 @@ fn standing_policy_allows_a_tool_unless_untrusted_content_is_in_the_context() {
     let r = send(&app, "read the page, then save b", &options);
     let Some(UserRequest::Approval { tool, reason, .. }) = &r.waiting else { panic!("{r:?}") };
     assert_eq!(tool, "notes_write");
-    assert!(reason.contains("untrusted content from the web_get tool"), "{reason}");
+    assert!(reason.contains("untrusted content from the output of web_get"), "{reason}");
 }
 
 #[test]
@@ -531,7 +531,7 @@ fn leave_in_tool(home: &std::path::Path, tool: &str, effect: Effect, idempotent:
         RunEvent::ModelReplied { step: 1, text: call, prompt_tokens: 9, completion_tokens: 5, duration_ms: 1, ttft_ms: Some(1), stop: keel::llm::StopReason::Eos },
         RunEvent::ActionParsed { step: 1, action: Action::ToolCall { call_id: "c1".into(), tool: tool.into(), arguments: json!({"q": "x"}) } },
         RunEvent::PolicyChecked { call_id: "c1".into(), tool: tool.into(), effect, decision: PolicyDecision::Allow, reason: "test".into() },
-        RunEvent::ToolCalled { call_id: "c1".into(), tool: tool.into(), arguments: json!({"q": "x"}), attempt: 1, effect, idempotent },
+        RunEvent::ToolCalled { call_id: "c1".into(), tool: tool.into(), arguments: json!({"q": "x"}), attempt: 1, effect, idempotent, untrusted_output: false },
     ];
     for e in &events {
         keel::orchestration::journal::append(&store, run, e).unwrap();

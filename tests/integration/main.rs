@@ -10,6 +10,8 @@ mod memory_crash;
 mod common;
 mod control;
 mod embeddings;
+mod guard;
+mod guard_eval;
 mod orchestration;
 mod reference;
 mod run_crash;

@@ -117,7 +117,7 @@ fn a_server_that_cannot_start_is_named_with_the_reason() {
     assert!(error.to_string().contains("no mcp here"), "{error}");
 }
 
-fn write_config(home: &std::path::Path) {
+pub(crate) fn write_config(home: &std::path::Path) {
     let config = format!(
         "[[servers]]\nname = \"echo\"\ncommand = {:?}\nargs = [{:?}]\n",
         mcp_python(),

@@ -39,12 +39,28 @@ pub enum EvalCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The injection scorer on the committed guard set: per layer, the flag threshold chosen on the validation
+    /// split at 1% false positives, and detection of direct and indirect injections on the test split.
+    Guard {
+        #[arg(long, default_value = "tests/evals/guard/guard.jsonl")]
+        dataset: PathBuf,
+        /// Write the JSON report here too.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The intent detector on the test split of the committed intent set: accuracy and the confusion matrix.
+    Intent {
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 impl EvalCommand {
     pub fn json(&self) -> bool {
         match self {
-            EvalCommand::Tools { json, .. } => *json,
+            EvalCommand::Tools { json, .. } | EvalCommand::Guard { json, .. } | EvalCommand::Intent { json } => *json,
         }
     }
 }
@@ -87,12 +103,82 @@ fn tempfile_dir() -> Result<PathBuf, AppError> {
     Ok(dir)
 }
 
+/// Ends the progress line, writes the report to `out` when given, and prints it as JSON when asked; true
+/// when it was printed (otherwise the caller prints its table).
+fn emit(report: &impl serde::Serialize, out: Option<&std::path::Path>, json: bool, tty: bool) -> Result<bool, AppError> {
+    if tty {
+        eprintln!();
+    }
+    if let Some(path) = out {
+        std::fs::write(path, serde_json::to_string_pretty(report).unwrap_or_default()).map_err(err)?;
+    }
+    if json {
+        print_json(report);
+    }
+    Ok(json)
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
+}
+
 pub fn eval(command: EvalCommand) -> Result<(), AppError> {
+    let tty = std::io::stderr().is_terminal();
+    let show = move |stage: &str, done: u64, total: u64| {
+        if tty {
+            eprint!("\r\x1b[2K{stage} {done}/{total}");
+        }
+    };
     match command {
+        EvalCommand::Guard { dataset, out, json } => {
+            let app = App::open_default()?;
+            let text = std::fs::read_to_string(&dataset)
+                .map_err(|e| AppError::new(ErrorKind::InvalidInput, format!("cannot read {}: {e}", dataset.display()), None))?;
+            let items = keel::eval::guard::load(&text).map_err(|e| AppError::new(ErrorKind::InvalidInput, format!("{}: {e}", dataset.display()), None))?;
+            let model = app.guard_model(&mut |p| show(&p.stage, p.done, p.total))?;
+            let texts = keel::eval::guard::texts(&items);
+            let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
+            let windows = app.guard_windows(&model, &refs, &mut |d, t| show("embedding the texts' windows", d as u64, t as u64))?;
+            let report = keel::eval::guard::evaluate(&model, &dataset.display().to_string(), &items, &windows).map_err(err)?;
+            if !emit(&report, out.as_deref(), json, tty)? {
+                println!("{} ({:?})", report.dataset, report.counts);
+                println!("{:<11} {:>9} {:>14} {:>16} {:>9}   {:>17} {:>19}", "layer", "threshold", "direct found", "indirect found", "test FPR", "direct @1% (test)", "indirect @1% (test)");
+                for l in &report.layers {
+                    println!(
+                        "{:<11} {:>9.3} {:>14} {:>16} {:>9}   {:>17} {:>19}",
+                        l.layer,
+                        l.threshold,
+                        pct(l.test_direct_detected),
+                        pct(l.test_indirect_detected),
+                        pct(l.test_false_positive_rate),
+                        pct(l.test_direct_at_1pct),
+                        pct(l.test_indirect_at_1pct)
+                    );
+                }
+                println!("thresholds chosen on the validation split at 1% false positives; {} ms", report.duration_ms);
+            }
+        }
+        EvalCommand::Intent { json } => {
+            let app = App::open_default()?;
+            let model = app.guard_model(&mut |p| show(&p.stage, p.done, p.total))?;
+            let report = keel::eval::guard::evaluate_intent(&model).map_err(err)?;
+            if tty {
+                eprintln!();
+            }
+            if json {
+                print_json(&report);
+            } else {
+                println!("{} test examples, accuracy {}", report.examples, pct(report.accuracy));
+                println!("{:<10} {}", "true \\ got", report.labels.iter().map(|l| format!("{l:>9}")).collect::<String>());
+                for (label, row) in report.labels.iter().zip(&report.confusion) {
+                    println!("{label:<10} {}", row.iter().map(|c| format!("{c:>9}")).collect::<String>());
+                }
+                println!("decided by: {:?}", report.decided_by);
+            }
+        }
         EvalCommand::Tools { dataset, out, json } => {
             let app = App::open_default()?;
             let prompts = keel::eval::tool_calls::load_prompts(&dataset).map_err(|e| AppError::new(ErrorKind::InvalidInput, e, None))?;
-            let tty = std::io::stderr().is_terminal();
             let model = app.local_model(&mut |p| {
                 if tty {
                     eprint!("\r\x1b[2K{} {}%", p.stage, if p.total > 0 { p.done * 100 / p.total } else { 0 });
@@ -106,15 +192,7 @@ pub fn eval(command: EvalCommand) -> Result<(), AppError> {
                 }
             })
             .map_err(err)?;
-            if tty {
-                eprintln!();
-            }
-            if let Some(path) = out {
-                std::fs::write(&path, serde_json::to_string_pretty(&report).unwrap_or_default()).map_err(err)?;
-            }
-            if json {
-                print_json(&report);
-            } else {
+            if !emit(&report, out.as_deref(), json, tty)? {
                 for r in &report.results {
                     println!("{:<12} {:<14} {:<14} {}", r.action, r.expected, r.tool.as_deref().unwrap_or("-"), r.prompt);
                 }

@@ -28,7 +28,7 @@ tools: Array<string>,
 /**
  * Tools the user's policy lets run without asking (side-effecting ones otherwise ask).
  */
-auto_approve: Array<string>, } | { "kind": "MemorySaved", item_id: number, memory_kind: MemoryKind, text: string, provenance: string, } | { "kind": "MemoryRetrieved", query: string, threshold: number, token_budget: number, tokens_used: number, duration_ms: number, candidates: Array<RecordedCandidate>, } | { "kind": "MemoryUnavailable", reason: string, } | { "kind": "ModelCalled", step: number, backend: string, prompt_tokens: number, 
+auto_approve: Array<string>, } | { "kind": "InputChecked", origin: string, source: Source, verdict: Verdict, score: number, reasons: Array<Reason>, action: GuardAction, explanation: string, } | { "kind": "MemorySaved", item_id: number, memory_kind: MemoryKind, text: string, provenance: string, } | { "kind": "MemoryRetrieved", query: string, threshold: number, token_budget: number, tokens_used: number, duration_ms: number, candidates: Array<RecordedCandidate>, } | { "kind": "MemoryUnavailable", reason: string, } | { "kind": "ModelCalled", step: number, backend: string, prompt_tokens: number, 
 /**
  * How many chat messages went into the window.
  */
@@ -40,7 +40,12 @@ dropped_messages: number,
 /**
  * Memory items in the window's memory section (0: the window has no memory section).
  */
-memory_items: number, } | { "kind": "ModelReplied", step: number, text: string, prompt_tokens: number, completion_tokens: number, duration_ms: number, ttft_ms: number | null, stop: StopReason, } | { "kind": "ActionParsed", step: number, action: Action, } | { "kind": "ActionRejected", step: number, error: string, reprompt: boolean, } | { "kind": "PolicyChecked", call_id: string, tool: string, effect: Effect, decision: PolicyDecision, reason: string, } | { "kind": "ApprovalRequested", call_id: string, tool: string, arguments: unknown, effect: Effect, reason: string, } | { "kind": "UserAsked", question: string, } | { "kind": "UserAnswered", answer: UserAnswer, } | { "kind": "ToolCalled", call_id: string, tool: string, arguments: unknown, attempt: number, effect: Effect, idempotent: boolean, } | { "kind": "ToolReturned", call_id: string, tool: string, attempt: number, duration_ms: number, result: ToolOutcome, } | { "kind": "RetryScheduled", call_id: string, tool: string, next_attempt: number, delay_ms: number, reason: string, } | { "kind": "ErrorReported", call_id: string, tool: string, error: ToolError, } | { "kind": "AlternativeChosen", call_id: string, from: string, to: string, reason: string, } | { "kind": "LoopDetected", call_id: string, tool: string, arguments: unknown, times: number, } | { "kind": "Verified", check: string, passed: boolean, detail: string, } | { "kind": "LimitReached", limit: string, used: number, max: number, } | { "kind": "RunCancelled", reason: string, } | { "kind": "RunInterrupted", reason: string, } | { "kind": "RunResumed", reason: string, } | { "kind": "OutcomeUnknown", call_id: string, tool: string, } | { "kind": "RunFinished", outcome: RunOutcome, answer: string | null, duration_ms: number, prompt_tokens: number, completion_tokens: number, };
+memory_items: number, } | { "kind": "ModelReplied", step: number, text: string, prompt_tokens: number, completion_tokens: number, duration_ms: number, ttft_ms: number | null, stop: StopReason, } | { "kind": "ActionParsed", step: number, action: Action, } | { "kind": "ActionRejected", step: number, error: string, reprompt: boolean, } | { "kind": "PolicyChecked", call_id: string, tool: string, effect: Effect, decision: PolicyDecision, reason: string, } | { "kind": "ApprovalRequested", call_id: string, tool: string, arguments: unknown, effect: Effect, reason: string, } | { "kind": "UserAsked", question: string, } | { "kind": "UserAnswered", answer: UserAnswer, } | { "kind": "ToolCalled", call_id: string, tool: string, arguments: unknown, attempt: number, effect: Effect, idempotent: boolean, 
+/**
+ * Whether what the tool returns is untrusted text (it reads files or memory, fetches, or is an MCP
+ * tool); absent in older logs, where only `External` tools counted.
+ */
+untrusted_output: boolean, } | { "kind": "ToolReturned", call_id: string, tool: string, attempt: number, duration_ms: number, result: ToolOutcome, } | { "kind": "RetryScheduled", call_id: string, tool: string, next_attempt: number, delay_ms: number, reason: string, } | { "kind": "ErrorReported", call_id: string, tool: string, error: ToolError, } | { "kind": "AlternativeChosen", call_id: string, from: string, to: string, reason: string, } | { "kind": "LoopDetected", call_id: string, tool: string, arguments: unknown, times: number, } | { "kind": "Verified", check: string, passed: boolean, detail: string, } | { "kind": "LimitReached", limit: string, used: number, max: number, } | { "kind": "RunCancelled", reason: string, } | { "kind": "RunInterrupted", reason: string, } | { "kind": "RunResumed", reason: string, } | { "kind": "OutcomeUnknown", call_id: string, tool: string, } | { "kind": "RunFinished", outcome: RunOutcome, answer: string | null, duration_ms: number, prompt_tokens: number, completion_tokens: number, };
 export type Action = { "type": "answer", text: string, } | { "type": "tool_call", call_id: string, tool: string, arguments: unknown, } | { "type": "ask", question: string, } | { "type": "plan", steps: Array<PlanStep>, };
 export type PlanStep = { "type": "tool", tool: string, arguments: unknown, } | { "type": "answer" };
 export type PolicyDecision = "allow" | "needs_approval" | "refuse";
@@ -175,7 +180,7 @@ source: string,
 provenance: string, pinned: boolean, created_ms: number, updated_ms: number, deleted: boolean, document_id: number | null, embedding_model: string | null, };
 export type MemoryQuery = { kind: MemoryKind | null, source: string | null, include_deleted: boolean, offset: number, limit: number, };
 export type MemoryPage = { items: Array<MemoryItem>, total: number, offset: number, };
-export type CandidateDecision = "kept" | "below_threshold" | "redundant" | "over_budget" | "over_limit";
+export type CandidateDecision = "kept" | "below_threshold" | "redundant" | "over_budget" | "over_limit" | "quarantined";
 export type RetrievalCandidate = { item: MemoryItem, bm25: number | null, bm25_rank: number | null, cosine: number, vector_rank: number | null, fused: number, tokens: number, decision: CandidateDecision, reason: string, };
 export type Retrieval = { query: string, limit: number, threshold: number, token_budget: number, tokens_used: number, duration_ms: number, 
 /**
@@ -188,6 +193,10 @@ hits: Array<RetrievalCandidate>,
 candidates: Array<RetrievalCandidate>, };
 export type RecordedCandidate = { item_id: number, kind: MemoryKind, source: string, 
 /**
+ * Who the item's text came from (`user`, `assistant`, `document`, …); absent in older logs: `user`.
+ */
+provenance: string, 
+/**
  * Up to 200 characters of the item's text.
  */
 text: string, bm25: number | null, bm25_rank: number | null, cosine: number, vector_rank: number | null, fused: number, tokens: number, decision: CandidateDecision, reason: string, };
@@ -198,3 +207,11 @@ export type ImportReport = { files_seen: number, documents_added: number,
  * Documents whose content was already imported (same sha256).
  */
 documents_skipped: number, chunks_added: number, cancelled: boolean, errors: Array<ImportError>, };
+export type Source = "user" | "system" | "document" | "tool" | "memory" | "web";
+export type Verdict = "allow" | "flag" | "block";
+export type Reason = { rule: string, 
+/**
+ * The matched words (cut to 80 characters), or the nearest exemplar's similarity.
+ */
+evidence: string, weight: number, };
+export type GuardAction = "allow" | "warn" | "quarantine" | "block";

@@ -41,7 +41,7 @@ describe("candidateView", () => {
   });
 
   it("reads a recorded candidate's flat fields, never deleted", () => {
-    const recorded: RecordedCandidate = { item_id: 7, kind: item.kind, source: item.source, text: item.text, ...scores };
+    const recorded: RecordedCandidate = { item_id: 7, kind: item.kind, source: item.source, provenance: "document", text: item.text, ...scores };
     expect(candidateView(recorded)).toEqual({ ...candidateView({ item, ...scores }), deleted: false });
   });
 });

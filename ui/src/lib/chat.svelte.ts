@@ -11,6 +11,11 @@
 // A paused run (an approval or a question) is the core's state, not the UI's: the request is what the core
 // sent, and a reopened conversation whose last run waits asks the core again (`run_waiting`), so the pause
 // survives a restart.
+//
+// What the guard decided about the run's inputs travels with the run's messages (`notices`): the user's bubble
+// shows its own message flagged or not sent, the reply shows what was withheld from the model. A streamed run
+// gathers them from its step events; a reopened conversation reads them from its last runs' logs, after the
+// messages are on screen.
 
 import { answerActivity, runActivity } from "./activity";
 import * as api from "./api";
@@ -26,6 +31,10 @@ import type {
   UserRequest,
 } from "./bindings";
 import { toAppError } from "./errors";
+import { addNotice, noNotices, runNotices, type RunNotices } from "./guard";
+
+/** How many of a reopened conversation's latest runs are read for their guard notices (older ones: the Inspector). */
+const NOTICE_RUNS = 20;
 
 export type ChatMessage = {
   key: string;
@@ -39,6 +48,11 @@ export type ChatMessage = {
   activity: string | null;
   /** The run uses tools, so its streamed tokens are JSON actions, not answer text, and are not shown. */
   toolRun: boolean;
+  /**
+   * What the guard decided about the run's inputs: the user's message shows the check of itself, a reply the
+   * untrusted texts withheld from the model while it was produced.
+   */
+  notices: RunNotices;
 };
 
 type TurnCall = (onEvent: (event: TurnEvent) => void) => Promise<TurnResult>;
@@ -120,6 +134,7 @@ export class ChatStore {
       this.conversationId = detail.conversation.id;
       this.messages = detail.messages.flatMap((m) => this.#fromStored(m));
       this.#clearRun();
+      void this.#loadNotices(detail.conversation.id, detail.messages);
       // A last run that waits for the user (or that Keel stopped in) is taken up where it is: ask the core.
       const last = [...detail.messages].reverse().find((m) => m.run_id !== null);
       if (last?.run_id != null && (last.run_status === "awaiting_user" || last.run_status === "interrupted")) {
@@ -133,6 +148,25 @@ export class ChatStore {
     } finally {
       if (request === this.#openRequest) this.loadingConversation = false;
     }
+  }
+
+  /**
+   * Reads the guard's notices of a reopened conversation's latest runs from their logs, and puts them on the
+   * runs' messages. In the background: the conversation is readable before, and a run that cannot be read
+   * (an older core, a deleted run) just shows no notice.
+   */
+  async #loadNotices(conversationId: number, stored: readonly Message[]): Promise<void> {
+    const runIds = [...new Set(stored.flatMap((m) => (m.run_id === null ? [] : [m.run_id])))].slice(-NOTICE_RUNS);
+    const reads = await Promise.allSettled(
+      runIds.map(async (id) => runNotices((await api.getRun(id)).events.map((e) => e.event))),
+    );
+    if (this.conversationId !== conversationId) return;
+    reads.forEach((read, i) => {
+      if (read.status !== "fulfilled") return;
+      const notices = read.value;
+      if (notices.message === null && notices.withheld.length === 0) return;
+      for (const m of this.messages) if (m.runId === runIds[i]) m.notices = notices;
+    });
   }
 
   #fromStored(m: Message): ChatMessage[] {
@@ -150,6 +184,7 @@ export class ChatStore {
             : (this.#outcomes.get(m.run_id) ?? storedOutcome(m.run_status)),
         activity: null,
         toolRun: false,
+        notices: noNotices(),
       },
     ];
   }
@@ -172,9 +207,12 @@ export class ChatStore {
     const reply = this.messages[this.messages.length - 1]!; // The reactive proxy, so edits re-render.
 
     try {
-      await this.#stream(reply, (onEvent) => api.sendMessage(startedIn, text, onEvent), (result) => {
-        // Never lose what the user typed: put it back unless they have started typing something else.
-        if (result.outcome?.status === "failed" && this.draft === "") this.draft = typed;
+      await this.#stream(reply, (onEvent) => api.sendMessage(startedIn, text, onEvent), {
+        user,
+        onFinal: (result) => {
+          // Never lose what the user typed: put it back unless they have started typing something else.
+          if (result.outcome?.status === "failed" && this.draft === "") this.draft = typed;
+        },
       });
     } catch (e) {
       this.error = toAppError(e);
@@ -238,6 +276,7 @@ export class ChatStore {
       outcome: null,
       activity: null,
       toolRun: false,
+      notices: noNotices(),
     };
   }
 
@@ -271,10 +310,15 @@ export class ChatStore {
 
   /**
    * Runs one call into the core that streams a turn (send, answer, resume) into `reply`, and settles it once:
-   * with the result's answer and outcome, or as paused with the request the run waits for. Rejects with the
+   * with the result's answer and outcome, or as paused with the request the run waits for. The run's guard
+   * notices go on the reply and, for a new turn, on the `user` message that started it. Rejects with the
    * command's error when the command itself failed and the turn had not settled.
    */
-  async #stream(reply: ChatMessage, call: TurnCall, onFinal?: (result: TurnResult) => void): Promise<void> {
+  async #stream(
+    reply: ChatMessage,
+    call: TurnCall,
+    { user, onFinal }: { user?: ChatMessage; onFinal?: (result: TurnResult) => void } = {},
+  ): Promise<void> {
     this.streaming = true;
     this.stopping = false;
     this.activeRunId = null;
@@ -295,8 +339,9 @@ export class ChatStore {
       reply.runId = request.run_id;
       this.waiting = request;
       this.replyDraft = "";
-      // A paused run has no answer yet; its card stands in for the reply until the user answers.
-      if (reply.text === "") this.#remove(reply.key);
+      // A paused run has no answer yet; its card stands in for the reply until the user answers. A reply that
+      // says what was withheld from the model stays, so that the notice is there while the user decides.
+      if (reply.text === "" && reply.notices.withheld.length === 0) this.#remove(reply.key);
     };
 
     const finalise = (result: TurnResult) => {
@@ -337,6 +382,11 @@ export class ChatStore {
           if (e.kind === "RunStarted" && (e.mode ?? "chat") !== "chat") reply.toolRun = true;
           const activity = runActivity(e);
           if (activity !== null) reply.activity = activity;
+          const notices = addNotice(reply.notices, e);
+          if (notices !== reply.notices) {
+            reply.notices = notices;
+            if (user) user.notices = notices;
+          }
           break;
         }
         case "paused":

@@ -10,10 +10,12 @@ const core = vi.hoisted(() => ({
   listConversations: vi.fn(async () => []),
   getConversation: vi.fn(),
   cancelRun: vi.fn(async () => true),
+  getRun: vi.fn(),
 }));
 vi.mock("./api", () => core);
 
 const { ChatStore } = await import("./chat.svelte");
+const { attack, blockedCheck, guardRuns, quarantinedOutput, taintReason } = await import("./guard.fixtures");
 
 function result(answer: string, outcome: TurnResult["outcome"] = { status: "answered" }): TurnResult {
   return {
@@ -179,6 +181,7 @@ describe("a run that pauses for the user", () => {
           attempt: 1,
           effect: "write",
           idempotent: true,
+          untrusted_output: false,
         }),
       );
       onEvent({ type: "token", text: '{"answer":' });
@@ -301,5 +304,77 @@ describe("ChatStore.openConversation", () => {
     await chat.openConversation(5);
     expect(core.runWaiting).not.toHaveBeenCalled();
     expect(chat.waiting).toBeNull();
+  });
+});
+
+describe("the guard's notices", () => {
+  function streamRun(events: StoredEvent["event"][], final: TurnResult, request?: UserRequest) {
+    core.sendMessage.mockImplementation(async (_id: number | null, _text: string, onEvent: (e: TurnEvent) => void) => {
+      onEvent({ type: "started", conversation_id: 5, run_id: 9 });
+      events.forEach((e, seq) => onEvent(step(seq, e)));
+      if (request) onEvent({ type: "paused", request });
+      return final;
+    });
+  }
+
+  it("puts a blocked message's check under the message, and keeps the empty stopped reply to inspect", async () => {
+    const chat = new ChatStore();
+    const stopped = { status: "stopped", reason: blockedCheck.explanation } as const;
+    streamRun(guardRuns.blocked, result("", stopped));
+    chat.draft = attack;
+    await chat.send();
+
+    const [user, reply] = chat.messages;
+    expect(chat.messages.map((m) => m.role)).toEqual(["user", "assistant"]);
+    expect(user!.notices.message).toEqual(blockedCheck);
+    expect(reply).toMatchObject({ text: "", runId: 9, streaming: false, outcome: stopped });
+    expect(reply!.notices.message?.action).toBe("block");
+    expect(chat.error).toBeNull();
+    expect(chat.draft).toBe(""); // Not a failure: the text is not put back.
+  });
+
+  it("keeps a paused reply that says what was withheld, next to the tainted call's card", async () => {
+    const chat = new ChatStore();
+    const tainted: UserRequest = { ...approval, call_id: "c2", arguments: { path: "notes.txt", content: "pwned" }, reason: taintReason };
+    streamRun(guardRuns.taintedWrite, paused(tainted), tainted);
+    chat.draft = "Read my todo file please";
+    await chat.send();
+
+    expect(chat.waiting).toEqual(tainted);
+    expect(chat.messages.map((m) => [m.role, m.text, m.runId])).toEqual([
+      ["user", "Read my todo file please", null],
+      ["assistant", "", 9],
+    ]);
+    expect(chat.messages[0]!.notices.message).toBeNull();
+    expect(chat.messages[1]!.notices.withheld).toEqual([
+      { origin: "tool:c1", what: "the output of files_read (call c1)", check: quarantinedOutput },
+    ]);
+  });
+
+  it("reads a reopened conversation's notices from its runs' logs", async () => {
+    const chat = new ChatStore();
+    const reply: Message = { ...userMessage("stopped"), id: 2, role: "assistant", content: "" };
+    core.getConversation.mockResolvedValue(detail([{ ...userMessage("stopped"), content: attack }, reply]));
+    core.getRun.mockResolvedValue({
+      run: { id: 9, conversation_id: 5, status: "stopped", input: attack, started_ms: 1, finished_ms: 2, prompt_tokens: 0, completion_tokens: 0 },
+      events: guardRuns.blocked.map((event, seq) => ({ run_id: 9, seq, at_ms: seq, event })),
+    });
+    await chat.openConversation(5);
+
+    expect(chat.messages.map((m) => m.role)).toEqual(["user", "assistant"]);
+    await vi.waitFor(() => expect(chat.messages[0]!.notices.message).toEqual(blockedCheck));
+    expect(chat.messages[1]!.notices.message?.action).toBe("block");
+    expect(core.getRun).toHaveBeenCalledTimes(1);
+    expect(core.getRun).toHaveBeenCalledWith(9);
+  });
+
+  it("shows the conversation without notices when a run's log cannot be read", async () => {
+    const chat = new ChatStore();
+    core.getConversation.mockResolvedValue(detail([userMessage("answered")]));
+    core.getRun.mockRejectedValue({ kind: "not_found", message: "no run 9", hint: null });
+    await chat.openConversation(5);
+    await vi.waitFor(() => expect(core.getRun).toHaveBeenCalled());
+    expect(chat.error).toBeNull();
+    expect(chat.messages[0]!.notices.message).toBeNull();
   });
 });

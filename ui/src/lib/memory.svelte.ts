@@ -43,6 +43,7 @@ const decisionLabels: Record<CandidateDecision, string> = {
   redundant: "redundant",
   over_budget: "over token budget",
   over_limit: "over the limit",
+  quarantined: "quarantined",
 };
 
 export function decisionLabel(decision: CandidateDecision): string {

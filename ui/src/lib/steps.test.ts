@@ -2,6 +2,7 @@ import { describe, expect, it } from "vitest";
 import type { RecordedCandidate, RunDetail, RunEvent, StoredEvent } from "./bindings";
 import { hintParts, toAppError } from "./errors";
 import { formatDuration, formatScore, tail } from "./format";
+import { blockedCheck, guardRuns, quarantinedMemory, quarantinedOutput, warnedCheck } from "./guard.fixtures";
 import { outcomeLabel, runDuration, splitCandidates, statusLabel, stepRows, stepSummary, stepTone } from "./steps";
 
 const settings = { max_tokens: 64, temperature: 0.7, top_p: null, top_k: null, repeat_penalty: 1.1, seed: 1 };
@@ -112,6 +113,7 @@ function candidate(item_id: number, decision: RecordedCandidate["decision"], fus
     item_id,
     kind: "fact",
     source: "chat",
+    provenance: "user",
     text: `memory ${item_id}`,
     bm25: decision === "below_threshold" ? null : 3.2,
     bm25_rank: decision === "below_threshold" ? null : 1,
@@ -337,7 +339,7 @@ describe("the tool and control steps", () => {
     [{ kind: "UserAnswered", answer: { type: "deny", call_id: "c1", note: "not now" } }, "denied c1: not now"],
     [{ kind: "UserAnswered", answer: { type: "reply", text: "notes.txt" } }, 'replied "notes.txt"'],
     [
-      { kind: "ToolCalled", call_id: "c1", tool: "files_write", arguments: {}, attempt: 2, effect: "write", idempotent: true },
+      { kind: "ToolCalled", call_id: "c1", tool: "files_write", arguments: {}, attempt: 2, effect: "write", idempotent: true, untrusted_output: false },
       "files_write (c1), attempt 2",
     ],
     [
@@ -413,5 +415,38 @@ describe("statusLabel and outcomeLabel", () => {
   it("says a run without an outcome waits for the user", () => {
     expect(outcomeLabel(null)).toBe("waiting for you");
     expect(outcomeLabel({ status: "failed", error: "boom" })).toBe("failed: boom");
+  });
+});
+
+describe("guard checks in the timeline", () => {
+  it("sums up each check: the action, the text, its score and the rules", () => {
+    expect(stepSummary(blockedCheck)).toBe(
+      "blocked your message (score 0.99: ignore instructions, role marker, new persona, reveal prompt)",
+    );
+    expect(stepSummary(warnedCheck)).toBe("warned your message (score 0.60: reveal prompt)");
+    expect(stepSummary(quarantinedMemory)).toBe("quarantined memory item 12 from a document (score 0.85: exfiltration url)");
+  });
+
+  it("shows a block as bad and a warning or a quarantine as a warning", () => {
+    expect([blockedCheck, warnedCheck, quarantinedOutput].map(stepTone)).toEqual(["bad", "warn", "warn"]);
+    expect(stepTone({ ...warnedCheck, action: "allow" })).toBeNull();
+  });
+
+  it("ends a blocked run stopped, with the guard's explanation", () => {
+    const rows = stepRows(guardRuns.blocked.map((event, seq) => ({ run_id: 4, seq, at_ms: 5_000 + seq, event })));
+    expect(rows.map((r) => [r.kind, r.tone])).toEqual([
+      ["RunStarted", null],
+      ["InputChecked", "bad"],
+      ["RunFinished", "warn"],
+    ]);
+    expect(rows[2]!.summary).toBe(`stopped: ${blockedCheck.explanation}`);
+  });
+
+  it("counts the memories the guard withheld apart from the dropped ones", () => {
+    const retrieved = guardRuns.quarantinedMemory.find((e) => e.kind === "MemoryRetrieved")!;
+    expect(stepSummary(retrieved)).toBe("1 of 3 memories kept, 1 withheld as suspicious, 14/1,024 tokens");
+    if (retrieved.kind !== "MemoryRetrieved") throw new Error("not a retrieval");
+    const { kept, quarantined, dropped } = splitCandidates(retrieved.candidates);
+    expect([kept, quarantined, dropped].map((part) => part.map((c) => c.item_id))).toEqual([[3], [12], [8]]);
   });
 });

@@ -19,6 +19,7 @@ import type {
   UserAnswer,
 } from "./bindings";
 import { excerpt, formatCount, formatDuration } from "./format";
+import { checkSummary } from "./guard";
 import { toolErrorLabel } from "./toolcalls";
 
 export type MemoryRetrievedEvent = Extract<RunEvent, { kind: "MemoryRetrieved" }>;
@@ -140,15 +141,18 @@ function plural(n: number, one: string, many: string): string {
 
 /**
  * A retrieval's candidates split by decision, each part in the order recorded (the kept ones in the order they
- * went into the context, the dropped ones by fused score).
+ * went into the context, the dropped ones by fused score). The quarantined ones are apart: retrieval kept
+ * them, then the guard withheld them from the model as likely prompt injections.
  */
 export function splitCandidates(candidates: readonly RecordedCandidate[]): {
   kept: RecordedCandidate[];
+  quarantined: RecordedCandidate[];
   dropped: RecordedCandidate[];
 } {
   return {
     kept: candidates.filter((c) => c.decision === "kept"),
-    dropped: candidates.filter((c) => c.decision !== "kept"),
+    quarantined: candidates.filter((c) => c.decision === "quarantined"),
+    dropped: candidates.filter((c) => c.decision !== "kept" && c.decision !== "quarantined"),
   };
 }
 
@@ -165,9 +169,12 @@ export function stepSummary(event: RunEvent): string {
     case "MemoryRetrieved": {
       if (event.candidates.length === 0) return `no memories found (budget ${formatCount(event.token_budget)} tokens)`;
       const tokens = `${formatCount(event.tokens_used)}/${formatCount(event.token_budget)} tokens`;
-      const kept = splitCandidates(event.candidates).kept.length;
-      return `${formatCount(kept)} of ${plural(event.candidates.length, "memory", "memories")} kept, ${tokens}`;
+      const { kept, quarantined } = splitCandidates(event.candidates);
+      const withheld = quarantined.length > 0 ? `, ${formatCount(quarantined.length)} withheld as suspicious` : "";
+      return `${formatCount(kept.length)} of ${plural(event.candidates.length, "memory", "memories")} kept${withheld}, ${tokens}`;
     }
+    case "InputChecked":
+      return checkSummary(event);
     case "MemoryUnavailable":
       return `memory unavailable: ${event.reason}`;
     case "ModelCalled": {
@@ -235,6 +242,8 @@ export function stepTone(event: RunEvent): StepTone {
       return event.decision === "refuse" ? "bad" : event.decision === "needs_approval" ? "warn" : null;
     case "UserAnswered":
       return event.answer.type === "deny" ? "warn" : null;
+    case "InputChecked":
+      return event.action === "block" ? "bad" : event.action === "allow" ? null : "warn";
     case "ActionRejected":
     case "RetryScheduled":
     case "AlternativeChosen":

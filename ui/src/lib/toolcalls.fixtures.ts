@@ -18,7 +18,7 @@ export const toolRuns: Record<"approvedWrite" | "deniedWrite" | "crashedWrite" |
     { kind: "UserAnswered", answer: { type: "approve", call_id: "c1" } },
     { kind: "RunResumed", reason: "the user answered" },
     { kind: "ModelCalled", step: 2, backend: "scripted", prompt_tokens: 10, messages: 3, dropped_messages: 0, memory_items: 0 },
-    { kind: "ToolCalled", call_id: "c1", tool: "files_write", arguments: note, attempt: 1, effect: "write", idempotent: true },
+    { kind: "ToolCalled", call_id: "c1", tool: "files_write", arguments: note, attempt: 1, effect: "write", idempotent: true, untrusted_output: false },
     {
       kind: "ToolReturned",
       call_id: "c1",
@@ -31,7 +31,7 @@ export const toolRuns: Record<"approvedWrite" | "deniedWrite" | "crashedWrite" |
   deniedWrite: [...asked, { kind: "UserAnswered", answer: { type: "deny", call_id: "c1", note: "not now" } }],
   crashedWrite: [
     { kind: "ActionParsed", step: 1, action: { type: "tool_call", call_id: "c1", tool: "files_write", arguments: note } },
-    { kind: "ToolCalled", call_id: "c1", tool: "files_write", arguments: note, attempt: 1, effect: "write", idempotent: false },
+    { kind: "ToolCalled", call_id: "c1", tool: "files_write", arguments: note, attempt: 1, effect: "write", idempotent: false, untrusted_output: false },
     { kind: "RunInterrupted", reason: "Keel stopped while this run was in flight" },
     { kind: "OutcomeUnknown", call_id: "c1", tool: "files_write" },
     {
@@ -50,7 +50,7 @@ export const toolRuns: Record<"approvedWrite" | "deniedWrite" | "crashedWrite" |
       action: { type: "tool_call", call_id: "c1", tool: "http_fetch", arguments: { url: "https://example.com" } },
     },
     { kind: "PolicyChecked", call_id: "c1", tool: "http_fetch", effect: "external", decision: "allow", reason: "allowed by the user's policy" },
-    { kind: "ToolCalled", call_id: "c1", tool: "http_fetch", arguments: { url: "https://example.com" }, attempt: 1, effect: "external", idempotent: true },
+    { kind: "ToolCalled", call_id: "c1", tool: "http_fetch", arguments: { url: "https://example.com" }, attempt: 1, effect: "external", idempotent: true, untrusted_output: true },
     {
       kind: "ToolReturned",
       call_id: "c1",
@@ -60,7 +60,7 @@ export const toolRuns: Record<"approvedWrite" | "deniedWrite" | "crashedWrite" |
       result: { status: "err", error: { class: "timeout", tool: "http_fetch", after_ms: 5_000 } },
     },
     { kind: "RetryScheduled", call_id: "c1", tool: "http_fetch", next_attempt: 2, delay_ms: 250, reason: "timed out" },
-    { kind: "ToolCalled", call_id: "c1", tool: "http_fetch", arguments: { url: "https://example.com" }, attempt: 2, effect: "external", idempotent: true },
+    { kind: "ToolCalled", call_id: "c1", tool: "http_fetch", arguments: { url: "https://example.com" }, attempt: 2, effect: "external", idempotent: true, untrusted_output: true },
     {
       kind: "ToolReturned",
       call_id: "c1",
@@ -70,7 +70,7 @@ export const toolRuns: Record<"approvedWrite" | "deniedWrite" | "crashedWrite" |
       result: { status: "err", error: { class: "failed", tool: "http_fetch", message: "HTTP 500" } },
     },
     { kind: "AlternativeChosen", call_id: "c1", from: "http_fetch", to: "mirror_fetch", reason: "HTTP 500" },
-    { kind: "ToolCalled", call_id: "c1", tool: "mirror_fetch", arguments: { url: "https://example.com" }, attempt: 3, effect: "external", idempotent: true },
+    { kind: "ToolCalled", call_id: "c1", tool: "mirror_fetch", arguments: { url: "https://example.com" }, attempt: 3, effect: "external", idempotent: true, untrusted_output: true },
     {
       kind: "ToolReturned",
       call_id: "c1",
@@ -80,7 +80,7 @@ export const toolRuns: Record<"approvedWrite" | "deniedWrite" | "crashedWrite" |
       result: { status: "ok", value: { status: 200, text: "Example Domain" } },
     },
     { kind: "ActionParsed", step: 2, action: { type: "tool_call", call_id: "c2", tool: "clock", arguments: {} } },
-    { kind: "ToolCalled", call_id: "c2", tool: "clock", arguments: {}, attempt: 1, effect: "pure", idempotent: true },
+    { kind: "ToolCalled", call_id: "c2", tool: "clock", arguments: {}, attempt: 1, effect: "pure", idempotent: true, untrusted_output: false },
     { kind: "ToolReturned", call_id: "c2", tool: "clock", attempt: 1, duration_ms: 0, result: { status: "ok", value: { now: "12:00" } } },
   ],
 };

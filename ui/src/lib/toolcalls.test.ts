@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import type { RunEvent, StoredEvent } from "./bindings";
+import { guardRuns, quarantinedOutput } from "./guard.fixtures";
 import { toolRuns } from "./toolcalls.fixtures";
 import {
   attemptsLabel,
@@ -128,5 +129,23 @@ describe("labels", () => {
   it("prints arguments exactly, as indented JSON", () => {
     expect(prettyJson(note)).toBe('{\n  "path": "notes/todo.txt",\n  "content": "buy milk"\n}');
     expect(prettyJson(undefined)).toBe("");
+  });
+});
+
+describe("toolCalls with the guard", () => {
+  it("records whether a call's output is untrusted, and when the guard withheld it", () => {
+    const [read, write] = toolCalls(stored(guardRuns.taintedWrite));
+    expect(read).toMatchObject({ callId: "c1", tool: "files_read", status: "ok", untrustedOutput: true });
+    expect(read!.quarantine).toEqual({ explanation: quarantinedOutput.explanation, score: quarantinedOutput.score, seq: 5 });
+    expect(write).toMatchObject({ callId: "c2", tool: "files_write", status: "waiting", untrustedOutput: null, quarantine: null });
+    expect(write!.approval?.reason).toContain("untrusted content from the output of files_read");
+  });
+
+  it("leaves the calls of a run without checks unmarked", () => {
+    const calls = toolCalls(stored(toolRuns.retriedThenAlternative));
+    expect(calls.map((c) => [c.tool, c.untrustedOutput, c.quarantine])).toEqual([
+      ["http_fetch", true, null],
+      ["clock", false, null],
+    ]);
   });
 });

@@ -1,6 +1,7 @@
 // A run's tool calls for the inspector, one per call id: what the model asked for, the policy's decision, the
 // user's approval, every attempt with its latency and result, the retries and the alternatives, gathered from
-// the run's events. A pure function of the stored log: the inspector re-reads the log and calls it again.
+// the run's events, and whether the guard withheld its output from the model. A pure function of the stored
+// log: the inspector re-reads the log and calls it again.
 
 import type { Effect, PolicyDecision, StoredEvent, ToolError, ToolOutcome } from "./bindings";
 import { formatDuration } from "./format";
@@ -25,6 +26,10 @@ export type ToolCallGroup = {
   arguments: unknown;
   effect: Effect | null;
   idempotent: boolean | null;
+  /** Whether the tool's output is untrusted text (it read files or memory, fetched, or is an MCP tool). */
+  untrustedOutput: boolean | null;
+  /** The guard found the output to read as a prompt injection and withheld it from the model. */
+  quarantine: { explanation: string; score: number; seq: number } | null;
   /** The first event of the call, to order the calls. */
   firstSeq: number;
   policy: { decision: PolicyDecision; reason: string; seq: number }[];
@@ -54,6 +59,8 @@ function group(groups: Map<string, ToolCallGroup>, callId: string, tool: string,
       arguments: undefined,
       effect: null,
       idempotent: null,
+      untrustedOutput: null,
+      quarantine: null,
       firstSeq: seq,
       policy: [],
       approval: null,
@@ -111,6 +118,7 @@ export function toolCalls(events: readonly StoredEvent[]): ToolCallGroup[] {
         withArguments(g, e.arguments);
         g.effect = e.effect;
         g.idempotent = e.idempotent;
+        g.untrustedOutput = e.untrusted_output;
         g.attempts.push({ attempt: e.attempt, tool: e.tool, seq, durationMs: null, result: null });
         break;
       }
@@ -148,6 +156,12 @@ export function toolCalls(events: readonly StoredEvent[]): ToolCallGroup[] {
       case "OutcomeUnknown":
         group(groups, e.call_id, e.tool, seq).outcomeUnknown = true;
         break;
+      case "InputChecked": {
+        // `tool:<call id>` names a tool's output; the call has been gathered by then (its ToolReturned came first).
+        const g = e.origin.startsWith("tool:") ? groups.get(e.origin.slice("tool:".length)) : undefined;
+        if (g && e.action === "quarantine") g.quarantine = { explanation: e.explanation, score: e.score, seq };
+        break;
+      }
       default:
         break;
     }
