@@ -59,6 +59,8 @@ pub fn run(args: GuardArgs) -> Result<(), AppError> {
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let (mut n, mut lines, mut bad) = (0usize, 0usize, 0usize);
+    // Whether a progress line (loading the model) is showing, to end it before the summary.
+    let mut progress = false;
     let mut buf = Vec::new();
     loop {
         let mut batch: Vec<Line> = Vec::new();
@@ -79,7 +81,12 @@ pub fn run(args: GuardArgs) -> Result<(), AppError> {
         }
         let items: Vec<(String, Source)> =
             batch.iter().filter_map(|l| if let Line::Item(t, s) = l { Some((t.clone(), *s)) } else { None }).collect();
-        let mut reports = app.guard_texts(&items, args.patterns_only, &mut |p| eprint!("\r\x1b[2K{} {}/{}", p.stage, p.done, p.total))?.into_iter();
+        let mut reports = app
+            .guard_texts(&items, args.patterns_only, &mut |p| {
+                progress = true;
+                eprint!("\r\x1b[2K{} {}/{}", p.stage, p.done, p.total)
+            })?
+            .into_iter();
         for line in batch {
             let value = match line {
                 Line::Item(..) => serde_json::to_value(reports.next().expect("one report per item")).map_err(err)?,
@@ -96,6 +103,9 @@ pub fn run(args: GuardArgs) -> Result<(), AppError> {
         if eof {
             break;
         }
+    }
+    if progress {
+        eprintln!();
     }
     let secs = started.elapsed().as_secs_f64();
     eprintln!("{lines} lines ({bad} unreadable) in {secs:.2} s: {:.0} lines/s", lines as f64 / secs.max(1e-9));
