@@ -24,7 +24,7 @@ APT_PACKAGES=(
   libwebkit2gtk-4.1-dev libgtk-3-dev libayatana-appindicator3-dev librsvg2-dev libssl-dev
   build-essential pkg-config file curl
   webkit2gtk-driver xvfb xauth dbus dbus-x11 gnome-keyring libsecret-tools libdbus-1-dev
-  python3 python3-pip python3-venv util-linux
+  python3 python3-pip python3-venv util-linux cmake
 )
 
 # The UI toolchain (Vite 8) needs Node.js 20.19 or newer; Debian 12's own nodejs is 18. When the machine's Node
@@ -137,6 +137,24 @@ install_mcp_fixture() {
     echo "$want" > "$stamp"
   fi
   export KEEL_MCP_PYTHON="$venv/bin/python"
+}
+
+# llama-cpp-python's OpenAI-compatible server and the official OpenAI client (tests/fixtures/llama/requirements.txt)
+# in their own venv, for the tests and the benchmark against a real server on loopback. llama-cpp-python is an sdist:
+# the first install builds llama.cpp with CMake (flags in requirements.txt), about 7 minutes on 2 idle cores; pip keeps
+# the built wheel in its cache, so a later change of requirements.txt that keeps the version reinstalls in seconds.
+# Reinstalled only when the requirements change.
+install_llama_server() {
+  local venv="$KEEL_CACHE/llama-venv" req="$KEEL_ROOT/tests/fixtures/llama/requirements.txt"
+  local stamp="$venv/.keel-requirements-sha256" want
+  want="$(sha256sum "$req" | cut -d' ' -f1)"
+  [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
+  if [ ! -f "$stamp" ] || [ "$(cat "$stamp")" != "$want" ]; then
+    step "installing llama-cpp-python's server into $venv (builds llama.cpp: about 7 minutes the first time)"
+    CMAKE_BUILD_PARALLEL_LEVEL=2 "$venv/bin/pip" install --disable-pip-version-check -q -r "$req"
+    echo "$want" > "$stamp"
+  fi
+  export KEEL_LLAMA_PYTHON="$venv/bin/python"
 }
 
 keel_setup() {

@@ -21,6 +21,9 @@ python3 "$KEEL_ROOT/tests/evals/retrieval/fetch.py" "$KEEL_RETRIEVAL_DIR"
 npm_install "$KEEL_ROOT/tests/e2e"
 # A real MCP server for the MCP tests: the official Python SDK (pinned) in a venv under the cache.
 install_mcp_fixture
+# A real OpenAI-compatible server (llama-cpp-python on the pinned SmolLM2 GGUF) for the LLM client tests and the
+# benchmark: pinned in tests/fixtures/llama/requirements.txt, built once into a venv under the cache.
+install_llama_server
 
 cd "$KEEL_ROOT"
 mkdir -p test-output
@@ -38,11 +41,13 @@ cargo build --locked --workspace --bins --tests
 step "embedding the guard's exemplars (cached under $KEEL_MODELS_DIR/.cache)"
 echo '{"text": "warm up"}' | KEEL_HOME="$(mktemp -d)" "${CARGO_TARGET_DIR:-$KEEL_ROOT/target}/debug/keel" guard > /dev/null
 
+# The API-key tests need a real Secret Service: both runners go inside a private D-Bus session with an unlocked
+# gnome-keyring whose keyring files are thrown away afterwards (scripts/with-keyring.sh).
 step "Rust tests"
-cargo nextest run --locked --workspace --no-fail-fast 2>&1 | tee "$logs/rust.log"
+scripts/with-keyring.sh cargo nextest run --locked --workspace --no-fail-fast 2>&1 | tee "$logs/rust.log"
 
 step "end-to-end desktop test"
-E2E_OUT="$KEEL_ROOT/test-output/e2e" tests/e2e/run.sh 2>&1 | tee "$logs/e2e.log"
+E2E_OUT="$KEEL_ROOT/test-output/e2e" scripts/with-keyring.sh tests/e2e/run.sh 2>&1 | tee "$logs/e2e.log"
 
 strip() { sed 's/\x1b\[[0-9;]*m//g' "$1"; }
 ui=$(strip "$logs/ui.log" | sed -n 's/^ *Tests *\([0-9]*\) passed.*/\1/p' | tail -1)

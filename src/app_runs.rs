@@ -49,6 +49,10 @@ pub struct RunOptions {
     pub limits: Limits,
     /// Side-effecting tools the user lets run without asking.
     pub auto_approve: Vec<String>,
+    /// The backend profile the run uses (`None`: the default backend).
+    #[serde(default)]
+    #[ts(optional)]
+    pub backend: Option<String>,
 }
 
 /// A run re-folded from its log without calling any model or tool.
@@ -201,12 +205,12 @@ impl App {
         settings: &GenerationSettings,
         on_event: &mut dyn FnMut(TurnEvent),
     ) -> Result<TurnResult, AppError> {
-        self.continue_run(run_id, Some(answer), settings, on_event)
+        self.continue_run(run_id, Some(answer), None, settings, on_event)
     }
 
     /// Continues a run that Keel stopped in the middle of, from its log.
     pub fn resume_run(&self, run_id: i64, settings: &GenerationSettings, on_event: &mut dyn FnMut(TurnEvent)) -> Result<TurnResult, AppError> {
-        self.continue_run(run_id, None, settings, on_event)
+        self.continue_run(run_id, None, None, settings, on_event)
     }
 
     /// What a paused run waits for, if it waits.
@@ -232,10 +236,12 @@ impl App {
         Ok(self.inner.store.runs_with_status("interrupted")?)
     }
 
+    /// `backend`: the one to continue on; `None` is the one the run started on (or the default, if it is gone).
     fn continue_run(
         &self,
         run_id: i64,
         answer: Option<UserAnswer>,
+        backend: Option<Arc<dyn crate::llm::Backend>>,
         settings: &GenerationSettings,
         on_event: &mut dyn FnMut(TurnEvent),
     ) -> Result<TurnResult, AppError> {
@@ -245,7 +251,19 @@ impl App {
         let messages = journal::conversation(&self.inner.store, conversation_id)?.messages;
         let end = messages.iter().position(|m| m.run_id == Some(run_id) && m.role == Role::User).map(|i| i + 1).unwrap_or(messages.len());
         let conversation: Vec<ChatMessage> = messages[..end].iter().map(|m| ChatMessage::new(m.role, m.content.clone())).collect();
-        let backend = self.backend()?;
+        let backend = match backend {
+            Some(b) => b,
+            None => {
+                let started_on = detail.events.iter().find_map(|e| match &e.event {
+                    RunEvent::RunStarted { backend, .. } => Some(backend.clone()),
+                    _ => None,
+                });
+                match started_on {
+                    Some(name) => self.backend_of(&name)?,
+                    None => self.backend_named(None)?,
+                }
+            }
+        };
         let memory = self.memory(&mut |_| {});
         let access = match &memory {
             Ok(m) => MemoryAccess::Available(m.as_ref()),
@@ -303,16 +321,8 @@ impl App {
         settings: &GenerationSettings,
         on_event: &mut dyn FnMut(TurnEvent),
     ) -> Result<TurnResult, AppError> {
-        if let Some(name) = backend {
-            let current = self.backend()?.info().name;
-            if name != current {
-                return Err(AppError::new(
-                    ErrorKind::InvalidInput,
-                    format!("there is no backend named {name:?}; this Keel has {current:?}"),
-                    Some("backend profiles for remote servers are added with `keel backends add` once that lands".into()),
-                ));
-            }
-        }
+        // An unknown name is refused before anything is copied.
+        let backend = backend.map(|name| self.backend_named(Some(name))).transpose()?;
         let detail = journal::load(&self.inner.store, run_id)?;
         let steps = detail.events.iter().filter(|e| matches!(e.event, RunEvent::ModelCalled { .. })).count() as u32;
         if from_step > steps {
@@ -343,12 +353,12 @@ impl App {
         }
         journal::append(&self.inner.store, new_id, &RunEvent::RunInterrupted { reason: format!("forked from run {run_id} at step {from_step}") })?;
         match answer {
-            Some(a) if matches!(state.pending, Pending::Question { .. }) => self.continue_run(new_id, Some(a), settings, on_event),
+            Some(a) if matches!(state.pending, Pending::Question { .. }) => self.continue_run(new_id, Some(a), backend, settings, on_event),
             Some(UserAnswer::Reply { text }) => {
                 journal::append(&self.inner.store, new_id, &RunEvent::UserAnswered { answer: UserAnswer::Reply { text } })?;
-                self.continue_run(new_id, None, settings, on_event)
+                self.continue_run(new_id, None, backend.clone(), settings, on_event)
             }
-            _ => self.continue_run(new_id, None, settings, on_event),
+            _ => self.continue_run(new_id, None, backend.clone(), settings, on_event),
         }
     }
 }

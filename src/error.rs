@@ -27,6 +27,8 @@ pub enum ErrorKind {
     Store,
     /// The language model backend failed while generating.
     Backend,
+    /// The OS keyring (Secret Service) is missing, locked or failing; API keys are kept nowhere else.
+    Keyring,
     /// The named conversation or run does not exist.
     NotFound,
     /// A tool call failed (`keel tools call`); the message carries the tool's error class.

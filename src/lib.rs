@@ -5,8 +5,10 @@
 //! `orchestration` runs the turn, `llm` generates, `store` records. The embedded model is loaded on first use
 //! (or on request, with progress) and kept for the life of the `App`.
 
+mod app_backends;
 mod app_guard;
 mod app_memory;
+mod app_models;
 mod app_runs;
 pub mod error;
 pub mod eval;
@@ -15,6 +17,7 @@ pub mod llm;
 pub mod memory;
 pub mod models;
 pub mod orchestration;
+pub mod secrets;
 pub mod store;
 pub mod tools;
 pub mod trace;
@@ -32,6 +35,7 @@ pub use error::{AppError, ErrorKind};
 pub use llm::GenerationSettings;
 pub use orchestration::journal::{ConversationDetail, Message, RunDetail, RunSummary};
 pub use orchestration::{TurnEvent, TurnResult};
+pub use app_backends::{BackendKind, BackendProfile, BackendTest, BackendView, KeyState, LOCAL};
 pub use app_guard::{GuardModel, GuardReport};
 pub use app_memory::{ExportedItem, RestoreReport, INDEX_DIR};
 pub use app_runs::{Replay, RunOptions, FILES_DIR, MCP_CONFIG};
@@ -155,6 +159,10 @@ struct Inner {
     mcp: Mutex<Option<Vec<tools::mcp::McpServer>>>,
     /// Configured tools that could not be offered, and why.
     tool_problems: Mutex<Vec<String>>,
+    /// Remote backends by profile name, with the profile and key fingerprint they were built from.
+    remotes: Mutex<HashMap<String, (store::BackendRow, Option<String>, Arc<llm::remote::RemoteBackend>)>>,
+    /// Stops the model download in progress.
+    download_cancel: Mutex<CancelFlag>,
     /// Cancel flags of the runs in flight.
     running: Mutex<HashMap<i64, CancelFlag>>,
     /// `keel.lock` in the data dir, held shared for the life of the `App`: while any Keel process is alive,
@@ -210,6 +218,8 @@ impl App {
                 load_lock: Mutex::new(()),
                 loading: AtomicBool::new(false),
                 running: Mutex::new(HashMap::new()),
+                remotes: Mutex::new(HashMap::new()),
+                download_cancel: Mutex::new(CancelFlag::default()),
                 toolbox: Mutex::new(None),
                 extra_tools: Mutex::new(Vec::new()),
                 mcp: Mutex::new(None),
@@ -363,12 +373,6 @@ impl App {
         Ok(model)
     }
 
-    fn backend(&self) -> Result<Arc<dyn Backend>, AppError> {
-        match &self.inner.fixed_backend {
-            Some(b) => Ok(b.clone()),
-            None => Ok(self.local_backend(&mut |_| {})?),
-        }
-    }
 
     /// Runs one turn: checks the message, records it, runs the agent and streams what happens to `on_event`.
     /// Blocking: call it from a worker thread. An input error or a missing model returns before anything is
@@ -393,7 +397,7 @@ impl App {
         on_event: &mut dyn FnMut(TurnEvent),
     ) -> Result<TurnResult, AppError> {
         let accepted = interface::accept(text)?;
-        let backend = self.backend()?;
+        let backend = self.backend_named(options.backend.as_deref())?;
         let store = &self.inner.store;
         let mut conversation: Vec<ChatMessage> = match conversation_id {
             Some(id) => journal::conversation(store, id)?
@@ -648,6 +652,31 @@ impl From<ModelError> for AppError {
     }
 }
 
+impl From<models::manager::ManagerError> for AppError {
+    fn from(e: models::manager::ManagerError) -> Self {
+        use models::manager::ManagerError as E;
+        let kind = match &e {
+            E::Io { source, .. } if source.raw_os_error() == Some(28) => ErrorKind::DiskFull,
+            E::Io { source, .. } if models::is_unwritable(source) => ErrorKind::DataDirReadOnly,
+            E::Io { source, .. } if source.kind() == std::io::ErrorKind::NotFound => ErrorKind::NotFound,
+            E::Io { .. } => ErrorKind::Internal,
+            E::NotFound { .. } => ErrorKind::NotFound,
+            E::Damaged { .. } | E::Truncated { .. } => ErrorKind::ModelCorrupt,
+            E::NotGguf { .. }
+            | E::Unsupported { .. }
+            | E::InvalidName { .. }
+            | E::Exists { .. }
+            | E::BuiltIn { .. }
+            | E::InvalidUrl { .. }
+            | E::InvalidChecksum { .. } => ErrorKind::InvalidInput,
+            E::Http { .. } | E::Interrupted { .. } | E::Cancelled { .. } | E::ChecksumMismatch { .. } | E::Rejected { .. } => {
+                ErrorKind::ModelFetch
+            }
+        };
+        AppError::new(kind, e.to_string(), Some(e.hint()))
+    }
+}
+
 impl From<LoadError> for AppError {
     fn from(e: LoadError) -> Self {
         AppError::new(ErrorKind::ModelCorrupt, e.to_string(), Some(models::FETCH_HINT.into()))
@@ -656,6 +685,6 @@ impl From<LoadError> for AppError {
 
 impl From<BackendError> for AppError {
     fn from(e: BackendError) -> Self {
-        AppError::new(ErrorKind::Backend, e.to_string(), None)
+        AppError::new(ErrorKind::Backend, e.to_string(), e.hint())
     }
 }

@@ -9,6 +9,8 @@ use keel::{
     ImportReport, LoadProgress, MemoryItem, MemoryKind, MemoryPage, MemoryQuery, ModelStatus, Retrieval, RunDetail,
     RunSummary, TurnEvent, TurnResult,
 };
+use keel::models::manager::{DownloadProgress, ModelInfo, ModelList};
+use keel::{BackendProfile, BackendTest, BackendView};
 use tauri::ipc::Channel;
 use tauri::State;
 
@@ -178,4 +180,78 @@ pub fn memory_episodes(app: State<'_, App>) -> Result<bool, AppError> {
 #[tauri::command]
 pub fn set_memory_episodes(app: State<'_, App>, on: bool) -> Result<bool, AppError> {
     app.set_memory_episodes(on)
+}
+
+#[tauri::command]
+pub fn list_backends(app: State<'_, App>) -> Result<Vec<BackendView>, AppError> {
+    app.list_backends()
+}
+
+#[tauri::command]
+pub fn save_backend(app: State<'_, App>, profile: BackendProfile) -> Result<BackendView, AppError> {
+    app.save_backend(&profile)
+}
+
+#[tauri::command]
+pub fn remove_backend(app: State<'_, App>, name: String) -> Result<(), AppError> {
+    app.remove_backend(&name)
+}
+
+#[tauri::command]
+pub fn set_default_backend(app: State<'_, App>, name: String) -> Result<(), AppError> {
+    app.set_default_backend(&name)
+}
+
+#[tauri::command]
+pub async fn test_backend(app: State<'_, App>, name: String) -> Result<BackendTest, AppError> {
+    let app = app.inner().clone();
+    blocking(move || app.test_backend(&name)).await
+}
+
+/// The key goes straight to the OS keyring; it is never returned, logged or kept here.
+#[tauri::command]
+pub async fn set_key(app: State<'_, App>, name: String, key: String) -> Result<BackendView, AppError> {
+    let app = app.inner().clone();
+    blocking(move || app.set_key(&name, &key)).await
+}
+
+#[tauri::command]
+pub async fn remove_key(app: State<'_, App>, name: String) -> Result<BackendView, AppError> {
+    let app = app.inner().clone();
+    blocking(move || app.remove_key(&name)).await
+}
+
+#[tauri::command]
+pub async fn list_models(app: State<'_, App>) -> Result<ModelList, AppError> {
+    let app = app.inner().clone();
+    blocking(move || Ok(app.list_models())).await
+}
+
+#[tauri::command]
+pub async fn add_model(app: State<'_, App>, path: String) -> Result<ModelInfo, AppError> {
+    let app = app.inner().clone();
+    blocking(move || app.add_model(std::path::Path::new(&path), &mut |_| {})).await
+}
+
+#[tauri::command]
+pub async fn download_model(
+    app: State<'_, App>,
+    url: String,
+    sha256: Option<String>,
+    name: Option<String>,
+    on_progress: Channel<DownloadProgress>,
+) -> Result<ModelInfo, AppError> {
+    let app = app.inner().clone();
+    blocking(move || app.download_model(&url, sha256.as_deref(), name.as_deref(), &mut |p| drop(on_progress.send(p)))).await
+}
+
+#[tauri::command]
+pub fn cancel_download(app: State<'_, App>) {
+    app.cancel_download()
+}
+
+#[tauri::command]
+pub async fn delete_model(app: State<'_, App>, name: String) -> Result<(), AppError> {
+    let app = app.inner().clone();
+    blocking(move || app.delete_model(&name)).await
 }

@@ -54,6 +54,18 @@ fn main() {
             commands::memory_item_runs,
             commands::memory_episodes,
             commands::set_memory_episodes,
+            commands::list_backends,
+            commands::save_backend,
+            commands::remove_backend,
+            commands::set_default_backend,
+            commands::test_backend,
+            commands::set_key,
+            commands::remove_key,
+            commands::list_models,
+            commands::add_model,
+            commands::download_model,
+            commands::cancel_download,
+            commands::delete_model,
         ])
         .run(tauri::generate_context!("../tauri.conf.json"))
         .expect("the Tauri runtime failed to start");

@@ -11,6 +11,8 @@ use clap::{Args, Parser, Subcommand};
 
 #[path = "keel_cli/agent.rs"]
 mod agent;
+#[path = "keel_cli/backends.rs"]
+mod backends_cli;
 #[path = "keel_cli/bench_memory.rs"]
 mod bench_memory;
 #[path = "keel_cli/evals.rs"]
@@ -74,6 +76,16 @@ enum Command {
     Models {
         #[command(subcommand)]
         command: ModelsCommand,
+    },
+    /// Backends: the embedded model and remote OpenAI-compatible servers (add, list, test, rm, default).
+    Backends {
+        #[command(subcommand)]
+        command: backends_cli::BackendsCommand,
+    },
+    /// API keys of remote backends, kept in the OS keyring only (set reads the key from stdin).
+    Keys {
+        #[command(subcommand)]
+        command: backends_cli::KeysCommand,
     },
     /// What Keel remembers: add, list, search, show, edit, rm, pin, import, export, reindex.
     Memory(memory_cli::MemoryArgs),
@@ -189,6 +201,9 @@ enum BenchCommand {
     Memory(bench_memory::MemoryBenchArgs),
     /// The orchestrator's own overhead per step (commit, fold, validation), two SQLite commit modes side by side.
     Orchestration(evals::OrchestrationArgs),
+    /// Time to first token and tokens/s through Keel's remote backend against the official `openai` Python
+    /// client on the same server and prompts.
+    Remote(evals::RemoteBenchArgs),
 }
 
 #[derive(Args)]
@@ -247,9 +262,11 @@ fn main() -> ExitCode {
         Command::Bench { command: BenchCommand::Retrieval(a) } => a.json,
         Command::Bench { command: BenchCommand::Memory(a) } => a.json,
         Command::Bench { command: BenchCommand::Orchestration(a) } => a.json(),
+        Command::Bench { command: BenchCommand::Remote(a) } => a.json(),
         Command::Eval { command } => command.json(),
         Command::Memory(m) => m.command.json(),
-        Command::Chat { .. } | Command::Guard(_) => false,
+        Command::Backends { command } => command.json(),
+        Command::Keys { .. } | Command::Chat { .. } | Command::Guard(_) => false,
     };
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
@@ -280,10 +297,13 @@ fn run(command: Command) -> Result<(), AppError> {
         Command::Conversations { command } => conversations(command),
         Command::Models { command } => models(command),
         Command::Memory(args) => memory_cli::run(args),
+        Command::Backends { command } => backends_cli::backends(command),
+        Command::Keys { command } => backends_cli::keys(command),
         Command::Bench { command: BenchCommand::Decode(args) } => bench_decode(&args),
         Command::Bench { command: BenchCommand::Retrieval(args) } => bench_memory::retrieval(args),
         Command::Bench { command: BenchCommand::Memory(args) } => bench_memory::memory(args),
         Command::Bench { command: BenchCommand::Orchestration(args) } => evals::orchestration(args),
+        Command::Bench { command: BenchCommand::Remote(args) } => evals::remote(args),
         Command::Eval { command } => evals::eval(command),
         Command::Guard(args) => guard_cli::run(args),
     }
@@ -310,7 +330,7 @@ fn ask(message: Option<OsString>, conversation: Option<i64>, gen: &GenArgs, run:
     let text = keel::interface::accept_bytes(&bytes)?.text;
     let settings = gen.settings();
     let app = App::open_default()?;
-    if !json {
+    if !json && app.needs_local_model(run.backend())? {
         load_with_progress(&app)?;
     }
     stop_runs_on_ctrl_c(&app);
@@ -392,7 +412,9 @@ fn load_with_progress(app: &App) -> Result<(), AppError> {
 fn chat(conversation: Option<i64>, gen: &GenArgs, run: &agent::RunArgs) -> Result<(), AppError> {
     let settings = gen.settings();
     let app = App::open_default()?;
-    load_with_progress(&app)?;
+    if app.needs_local_model(run.backend())? {
+        load_with_progress(&app)?;
+    }
     stop_runs_on_ctrl_c(&app);
     let mut conversation = conversation;
     let stdin = std::io::stdin();

@@ -5,4 +5,5 @@ pub mod guard;
 pub mod memory_bench;
 pub mod retrieval;
 pub mod overhead;
+pub mod remote_bench;
 pub mod tool_calls;

@@ -21,8 +21,8 @@ use super::template::ChatTemplate;
 use super::tokenizer::GgufTokenizer;
 use super::{Backend, BackendError, BackendInfo, CancelFlag, ChatMessage, Completion, GenerationSettings, StopReason};
 
-/// Architectures candle's `quantized_llama` runs.
-const SUPPORTED_ARCHITECTURES: &[&str] = &["llama"];
+/// Architectures candle's `quantized_llama` runs (the model manager refuses other files with this list).
+pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama"];
 
 /// How many of the most recent tokens the repeat penalty looks at.
 const REPEAT_LAST_N: usize = 64;
@@ -385,6 +385,8 @@ impl LocalModel {
             ttft_ms,
             prompt_ms,
             duration_ms: started.elapsed().as_millis() as u64,
+            answered_by: None,
+            fell_back: Vec::new(),
         })
     }
 }

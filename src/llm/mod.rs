@@ -5,7 +5,9 @@
 //! script for orchestration tests.
 
 pub mod constrain;
+pub mod chain;
 pub mod local;
+pub mod remote;
 pub mod repack;
 pub mod scripted;
 pub mod stream;
@@ -135,6 +137,17 @@ pub struct Completion {
     /// Prompt processing time alone.
     pub prompt_ms: u64,
     pub duration_ms: u64,
+    /// The backend that produced it, when a fallback chain chose among several (else the backend called).
+    pub answered_by: Option<String>,
+    /// Backends of a fallback chain that failed before the one that answered, in order.
+    pub fell_back: Vec<BackendFailure>,
+}
+
+/// A backend of a fallback chain that failed, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub struct BackendFailure {
+    pub backend: String,
+    pub error: String,
 }
 
 /// A cancellation flag shared between whoever may cancel (UI Stop, Ctrl-C) and the generating thread, with an
@@ -178,7 +191,7 @@ pub struct BackendInfo {
 }
 
 /// Why a backend could not produce a completion.
-#[derive(Debug, thiserror::Error)]
+#[derive(Debug, Clone, thiserror::Error)]
 pub enum BackendError {
     #[error("the prompt needs {prompt_tokens} tokens but the model's context window holds {window}")]
     ContextOverflow { prompt_tokens: u32, window: u32 },
@@ -188,6 +201,20 @@ pub enum BackendError {
     Tokenizer(String),
     #[error("inference failed: {0}")]
     Inference(String),
+    /// A remote server failed; `kind` is the decision it asks for, `hint` the fix to show.
+    #[error("{message}")]
+    Remote { backend: String, kind: remote::RemoteErrorKind, status: Option<u16>, message: String, hint: String },
+}
+
+impl BackendError {
+    /// What the user can do about it, when there is something.
+    pub fn hint(&self) -> Option<String> {
+        match self {
+            BackendError::Remote { hint, .. } => Some(hint.clone()),
+            BackendError::ContextOverflow { .. } => Some("start a new conversation, or shorten the message".into()),
+            _ => None,
+        }
+    }
 }
 
 /// A language model. Called on a blocking thread: generation is CPU work for local models.

@@ -154,6 +154,8 @@ impl Backend for ScriptedBackend {
             ttft_ms: Some(0),
             prompt_ms: 0,
             duration_ms: started.elapsed().as_millis() as u64,
+            answered_by: None,
+            fell_back: Vec::new(),
         })
     }
 }

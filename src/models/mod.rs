@@ -3,9 +3,11 @@
 //! Owns the models folder (`$KEEL_MODELS_DIR`, or `models/` under the data dir), one sub-folder per model id.
 //! A file counts as good when its size and sha256 match the manifest; a `.verified` stamp next to it records the
 //! size and modification time at which it last hashed correctly, so that checking at start is cheap and any
-//! change to the file makes Keel hash it again.
+//! change to the file makes Keel hash it again. `manager` adds the user's own GGUF models (`user/`, added from
+//! disk or downloaded) and describes every chat model file from its GGUF header.
 
 pub mod fetch;
+pub mod manager;
 pub mod manifest;
 
 use std::fs::File;
@@ -116,15 +118,15 @@ impl ModelStore {
         match std::fs::metadata(&path) {
             Err(_) => FileState::Missing,
             Ok(m) if m.len() != file.size => FileState::WrongSize,
-            Ok(_) => {
-                let stamp = std::fs::read_to_string(Self::stamp_path(&path)).ok();
-                if stamp.is_some() && stamp == Self::stamp_for(&path, &file.sha256) {
-                    FileState::Verified
-                } else {
-                    FileState::Unverified
-                }
-            }
+            Ok(_) if self.stamp_current(&path, &file.sha256) => FileState::Verified,
+            Ok(_) => FileState::Unverified,
         }
+    }
+
+    /// Whether the `.verified` stamp next to `path` says it hashed to `sha256` at its current size and mtime.
+    pub(crate) fn stamp_current(&self, path: &Path, sha256: &str) -> bool {
+        let stamp = std::fs::read_to_string(Self::stamp_path(path)).ok();
+        stamp.is_some() && stamp == Self::stamp_for(path, sha256)
     }
 
     /// Checks a file's size and sha256 (skipping the hash when its stamp is current, unless `force`), reporting

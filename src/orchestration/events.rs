@@ -8,7 +8,7 @@ use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
 use crate::interface::guard::{Reason, Source, Verdict};
-use crate::llm::{GenerationSettings, StopReason};
+use crate::llm::{BackendFailure, GenerationSettings, StopReason};
 use crate::memory::retrieve::{CandidateDecision, RetrievalCandidate};
 use crate::store::MemoryKind;
 use crate::tools::{Effect, ToolError};
@@ -102,6 +102,12 @@ pub enum RunEvent {
         #[ts(type = "number | null")]
         ttft_ms: Option<u64>,
         stop: StopReason,
+        /// The backend that produced the reply (a fallback chain's member); absent in logs from before chains.
+        #[serde(default)]
+        answered_by: Option<String>,
+        /// The chain's backends that failed before it, and why.
+        #[serde(default)]
+        fell_back: Vec<BackendFailure>,
     },
     /// The model's reply, read as an action under its contract (a tool call validated against the tool's input
     /// schema, a plan, a question for the user, or the answer).

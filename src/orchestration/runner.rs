@@ -392,6 +392,8 @@ impl<'a> Run<'a> {
                 duration_ms: completion.duration_ms,
                 ttft_ms: completion.ttft_ms,
                 stop: completion.stop,
+                answered_by: Some(completion.answered_by.unwrap_or_else(|| info.name.clone())),
+                fell_back: completion.fell_back,
             },
             on_event,
         )

@@ -13,6 +13,7 @@
 //! through the one connection held here; reads share it (a later issue may add read connections).
 //! Memory items live here too (`memory.rs`); their derived indexes live in the `memory` layer.
 
+mod backends;
 mod chat;
 mod memory;
 mod runs;
@@ -27,6 +28,7 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use rusqlite::{Connection, ErrorCode, TransactionBehavior};
 
+pub use backends::BackendRow;
 pub use chat::{ConversationSummary, MessageRow};
 pub use memory::{
     content_hash, decode_vector, encode_vector, DocumentInsert, ImportedDocument, MemoryItem, MemoryKind, MemoryPage,
@@ -117,6 +119,20 @@ const MIGRATIONS: &[&str] = &[
     CREATE INDEX memory_by_source ON memory_items(source, id);
     CREATE INDEX memory_by_hash ON memory_items(content_hash);
     CREATE INDEX memory_uses_by_item ON memory_uses(item_id, run_id);",
+    // 3: remote backend profiles (no secrets: keys live in the OS keyring) and small app settings.
+    "CREATE TABLE backends (
+        name TEXT PRIMARY KEY,
+        base_url TEXT NOT NULL,
+        model TEXT NOT NULL,
+        timeout_secs INTEGER NOT NULL,
+        max_retries INTEGER NOT NULL,
+        context_window INTEGER NOT NULL,
+        -- JSON array of backend names tried in order when this one fails.
+        fallback TEXT NOT NULL DEFAULT '[]',
+        created_ms INTEGER NOT NULL,
+        updated_ms INTEGER NOT NULL
+    );
+    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
 ];
 
 /// Why the store failed. The variants are what a caller can do something about.

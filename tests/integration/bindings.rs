@@ -16,6 +16,9 @@ use keel::{
 };
 use keel::interface::guard::{Reason, Source, Verdict};
 use keel::orchestration::policy::GuardAction;
+use keel::llm::BackendFailure;
+use keel::models::manager::{BrokenModel, ChecksumState, DownloadProgress, ModelInfo, ModelList};
+use keel::{BackendKind, BackendProfile, BackendTest, BackendView, KeyState};
 use ts_rs::TS;
 
 fn generated() -> String {
@@ -68,6 +71,17 @@ fn generated() -> String {
         Verdict::decl(),
         Reason::decl(),
         GuardAction::decl(),
+        BackendFailure::decl(),
+        BackendKind::decl(),
+        KeyState::decl(),
+        BackendProfile::decl(),
+        BackendView::decl(),
+        BackendTest::decl(),
+        ChecksumState::decl(),
+        ModelInfo::decl(),
+        BrokenModel::decl(),
+        ModelList::decl(),
+        DownloadProgress::decl(),
     ];
     let mut out = String::from(
         "// Generated from Keel's Rust types by tests/integration/bindings.rs; do not edit.\n\

@@ -56,7 +56,7 @@ fn echo_tool(name: &str, effect: Effect, capability: Option<&str>, calls: Arc<At
 }
 
 fn react(limits: Limits) -> RunOptions {
-    RunOptions { mode: Some(RunMode::React), limits, auto_approve: Vec::new() }
+    RunOptions { mode: Some(RunMode::React), limits, auto_approve: Vec::new(), backend: None }
 }
 
 fn send(app: &App, text: &str, options: &RunOptions) -> TurnResult {
@@ -528,7 +528,7 @@ fn leave_in_tool(home: &std::path::Path, tool: &str, effect: Effect, idempotent:
             auto_approve: vec![tool.into()],
         },
         RunEvent::ModelCalled { step: 1, backend: "scripted".into(), prompt_tokens: 9, messages: 2, dropped_messages: 0, memory_items: 0 },
-        RunEvent::ModelReplied { step: 1, text: call, prompt_tokens: 9, completion_tokens: 5, duration_ms: 1, ttft_ms: Some(1), stop: keel::llm::StopReason::Eos },
+        RunEvent::ModelReplied { step: 1, text: call, prompt_tokens: 9, completion_tokens: 5, duration_ms: 1, ttft_ms: Some(1), stop: keel::llm::StopReason::Eos, answered_by: None, fell_back: vec![] },
         RunEvent::ActionParsed { step: 1, action: Action::ToolCall { call_id: "c1".into(), tool: tool.into(), arguments: json!({"q": "x"}) } },
         RunEvent::PolicyChecked { call_id: "c1".into(), tool: tool.into(), effect, decision: PolicyDecision::Allow, reason: "test".into() },
         RunEvent::ToolCalled { call_id: "c1".into(), tool: tool.into(), arguments: json!({"q": "x"}), attempt: 1, effect, idempotent, untrusted_output: false },

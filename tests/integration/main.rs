@@ -3,17 +3,21 @@
 
 mod bindings;
 mod cli;
+mod llama_server;
 mod local;
 mod mcp;
 mod memory;
 mod memory_crash;
+mod models_manager;
 mod common;
 mod control;
 mod embeddings;
 mod guard;
 mod guard_eval;
+mod keyring;
 mod orchestration;
 mod reference;
+mod remote;
 mod run_crash;
 mod retrieval_eval;
 mod store;

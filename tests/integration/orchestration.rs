@@ -311,6 +311,8 @@ fn an_interrupted_run_keeps_the_text_it_had_produced() {
             duration_ms: 10,
             ttft_ms: Some(3),
             stop: keel::llm::StopReason::Eos,
+            answered_by: None,
+            fell_back: vec![],
         }],
     );
     // The script is empty: resuming must not call the model, whose reply is already in the log.

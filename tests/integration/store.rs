@@ -12,7 +12,7 @@ fn a_new_store_is_migrated_and_in_wal_mode_with_full_sync() {
     drop(Store::open(&path).unwrap());
     let conn = rusqlite::Connection::open(&path).unwrap();
     let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
     let tables: Vec<String> = conn
@@ -22,7 +22,7 @@ fn a_new_store_is_migrated_and_in_wal_mode_with_full_sync() {
         .unwrap()
         .map(Result::unwrap)
         .collect();
-    assert_eq!(tables, ["conversations", "documents", "memory_items", "memory_meta", "memory_uses", "messages", "run_events", "runs"]);
+    assert_eq!(tables, ["backends", "conversations", "documents", "memory_items", "memory_meta", "memory_uses", "messages", "run_events", "runs", "settings"]);
 }
 
 #[test]

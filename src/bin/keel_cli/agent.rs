@@ -43,6 +43,10 @@ pub struct RunArgs {
     max_wall_ms: u64,
     #[arg(long, default_value_t = Limits::default().tool_timeout_ms)]
     tool_timeout_ms: u64,
+    /// The backend to run on: `local` (the embedded model) or a profile from `keel backends list`
+    /// (default: `keel backends default`).
+    #[arg(long, value_name = "NAME")]
+    backend: Option<String>,
 }
 
 impl RunArgs {
@@ -64,7 +68,12 @@ impl RunArgs {
                 ..Limits::default()
             },
             auto_approve: self.allow.clone(),
+            backend: self.backend.clone(),
         }
+    }
+
+    pub fn backend(&self) -> Option<&str> {
+        self.backend.as_deref()
     }
 }
 

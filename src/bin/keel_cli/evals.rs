@@ -214,3 +214,82 @@ pub fn eval(command: EvalCommand) -> Result<(), AppError> {
     }
     Ok(())
 }
+
+#[derive(clap::Args)]
+pub struct RemoteBenchArgs {
+    /// The server's API root, e.g. http://127.0.0.1:8080/v1.
+    #[arg(long)]
+    base_url: String,
+    #[arg(long)]
+    model: String,
+    /// Counted rounds (each sends every prompt once through Keel and once through the client), after a warm-up.
+    #[arg(long, default_value_t = 5)]
+    rounds: u32,
+    #[arg(long, default_value_t = 32)]
+    max_tokens: u32,
+    /// The Python that has the `openai` package (default: $KEEL_LLAMA_PYTHON, else ~/.cache/keel/llama-venv).
+    #[arg(long)]
+    python: Option<PathBuf>,
+    /// The client script.
+    #[arg(long, default_value = "tests/fixtures/llama/bench_client.py")]
+    client: PathBuf,
+    #[arg(long)]
+    json: bool,
+}
+
+impl RemoteBenchArgs {
+    pub fn json(&self) -> bool {
+        self.json
+    }
+}
+
+pub fn remote(args: RemoteBenchArgs) -> Result<(), AppError> {
+    use keel::llm::remote::{RemoteBackend, RemoteConfig};
+    let python = args.python.clone().or_else(|| std::env::var_os("KEEL_LLAMA_PYTHON").map(PathBuf::from)).unwrap_or_else(|| {
+        PathBuf::from(std::env::var_os("HOME").unwrap_or_default()).join(".cache/keel/llama-venv/bin/python")
+    });
+    let config = RemoteConfig {
+        name: "bench".into(),
+        base_url: args.base_url.trim_end_matches('/').to_string(),
+        model: args.model.clone(),
+        connect_timeout: std::time::Duration::from_secs(10),
+        read_timeout: std::time::Duration::from_secs(120),
+        max_retries: 0,
+        context_window: 4096,
+        key: None,
+    };
+    let backend = RemoteBackend::new(config)?;
+    let peer = keel::eval::remote_bench::Peer { python, script: args.client.clone() };
+    let tty = std::io::stderr().is_terminal();
+    let report = keel::eval::remote_bench::run(&backend, &peer, args.rounds, args.max_tokens, &mut |done, total| {
+        if tty {
+            eprint!("\r\x1b[2Kround {done}/{total}");
+        }
+    })
+    .map_err(|e| AppError::new(ErrorKind::Backend, e, Some("check the server with `curl BASE_URL/models`".into())))?;
+    if tty {
+        eprintln!();
+    }
+    if args.json {
+        print_json(&report);
+        return Ok(());
+    }
+    for s in [&report.keel, &report.peer] {
+        println!(
+            "{:<14} {:>3} requests  TTFT p50 {:>7.1} ms  p95 {:>7.1} ms  {:>6.1} tokens/s p50",
+            s.name,
+            s.samples.len(),
+            s.ttft_p50_ms,
+            s.ttft_p95_ms,
+            s.tokens_per_s_p50
+        );
+    }
+    println!(
+        "Keel's TTFT overhead at p50: {:+.1} ms ({:.3}x); tokens/s ratio {:.3}; within 5% or 5 ms: {}",
+        report.ttft_overhead_ms,
+        report.ttft_ratio,
+        report.tokens_per_s_ratio,
+        if report.within_target { "yes" } else { "no" }
+    );
+    Ok(())
+}

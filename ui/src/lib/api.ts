@@ -5,8 +5,12 @@
 import { Channel, invoke, isTauri } from "@tauri-apps/api/core";
 import type {
   AppStatus,
+  BackendProfile,
+  BackendTest,
+  BackendView,
   ConversationDetail,
   ConversationSummary,
+  DownloadProgress,
   ImportProgress,
   ImportReport,
   LoadProgress,
@@ -14,6 +18,8 @@ import type {
   MemoryKind,
   MemoryPage,
   MemoryQuery,
+  ModelInfo,
+  ModelList,
   ModelStatus,
   Retrieval,
   RunDetail,
@@ -76,14 +82,15 @@ export function getConversation(id: number): Promise<ConversationDetail> {
 
 /**
  * Runs one turn. `options` null lets the core choose the run's mode from the message (a task that needs tools
- * gets ReAct) with the default limits and approval policy. The result has `waiting` set (and no outcome) when
- * the run paused for the user; `answerRun` continues it.
+ * gets ReAct) with the default limits, approval policy and backend; every field of `options` has a default in
+ * the core too, so `{ backend }` alone picks the backend and leaves the rest as they would be. The result has
+ * `waiting` set (and no outcome) when the run paused for the user; `answerRun` continues it.
  */
 export async function sendMessage(
   conversationId: number | null,
   text: string,
   onEvent: (event: TurnEvent) => void,
-  options: RunOptions | null = null,
+  options: Partial<RunOptions> | null = null,
 ): Promise<TurnResult> {
   try {
     return await call("send_message", { conversationId, text, options, onEvent: channel(onEvent) });
@@ -202,4 +209,76 @@ export function memoryEpisodes(): Promise<boolean> {
 
 export function setMemoryEpisodes(on: boolean): Promise<boolean> {
   return call("set_memory_episodes", { on });
+}
+
+// Models and backends (the backends issue). A backend is a profile runs can use: the embedded local model, or a
+// remote OpenAI-compatible server. Its key goes to the OS keyring through `setKey` and never comes back: the
+// views say only whether one is set.
+
+/** Every backend, the built-in `local` one included. */
+export function listBackends(): Promise<BackendView[]> {
+  return call("list_backends");
+}
+
+/** Adds a remote profile, or replaces the one with the same name. */
+export function saveBackend(profile: BackendProfile): Promise<BackendView> {
+  return call("save_backend", { profile });
+}
+
+export function removeBackend(name: string): Promise<void> {
+  return call("remove_backend", { name });
+}
+
+/** The backend runs use when they name none. */
+export function setDefaultBackend(name: string): Promise<void> {
+  return call("set_default_backend", { name });
+}
+
+/** Connects, lists the server's models and checks that the profile's model is among them. */
+export function testBackend(name: string): Promise<BackendTest> {
+  return call("test_backend", { name });
+}
+
+/** Stores the key in the OS keyring. The caller must not keep `key` once this returns. */
+export function setKey(name: string, key: string): Promise<BackendView> {
+  return call("set_key", { name, key });
+}
+
+export function removeKey(name: string): Promise<BackendView> {
+  return call("remove_key", { name });
+}
+
+/** The model files Keel knows, and the ones it could not read. */
+export function listModels(): Promise<ModelList> {
+  return call("list_models");
+}
+
+/** Adds a GGUF file already on disk. */
+export function addModel(path: string): Promise<ModelInfo> {
+  return call("add_model", { path });
+}
+
+/**
+ * Downloads a GGUF file, resuming a part left by an earlier attempt; `sha256`, when given, is checked at the end.
+ * Rejects when cancelled (`cancelDownload`).
+ */
+export async function downloadModel(
+  url: string,
+  sha256: string | null,
+  name: string | null,
+  onProgress: (progress: DownloadProgress) => void,
+): Promise<ModelInfo> {
+  try {
+    return await call("download_model", { url, sha256, name, onProgress: channel(onProgress) });
+  } catch (e) {
+    throw toAppError(e);
+  }
+}
+
+export function cancelDownload(): Promise<void> {
+  return call("cancel_download");
+}
+
+export function deleteModel(name: string): Promise<void> {
+  return call("delete_model", { name });
 }

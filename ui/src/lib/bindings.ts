@@ -40,7 +40,15 @@ dropped_messages: number,
 /**
  * Memory items in the window's memory section (0: the window has no memory section).
  */
-memory_items: number, } | { "kind": "ModelReplied", step: number, text: string, prompt_tokens: number, completion_tokens: number, duration_ms: number, ttft_ms: number | null, stop: StopReason, } | { "kind": "ActionParsed", step: number, action: Action, } | { "kind": "ActionRejected", step: number, error: string, reprompt: boolean, } | { "kind": "PolicyChecked", call_id: string, tool: string, effect: Effect, decision: PolicyDecision, reason: string, } | { "kind": "ApprovalRequested", call_id: string, tool: string, arguments: unknown, effect: Effect, reason: string, } | { "kind": "UserAsked", question: string, } | { "kind": "UserAnswered", answer: UserAnswer, } | { "kind": "ToolCalled", call_id: string, tool: string, arguments: unknown, attempt: number, effect: Effect, idempotent: boolean, 
+memory_items: number, } | { "kind": "ModelReplied", step: number, text: string, prompt_tokens: number, completion_tokens: number, duration_ms: number, ttft_ms: number | null, stop: StopReason, 
+/**
+ * The backend that produced the reply (a fallback chain's member); absent in logs from before chains.
+ */
+answered_by: string | null, 
+/**
+ * The chain's backends that failed before it, and why.
+ */
+fell_back: Array<BackendFailure>, } | { "kind": "ActionParsed", step: number, action: Action, } | { "kind": "ActionRejected", step: number, error: string, reprompt: boolean, } | { "kind": "PolicyChecked", call_id: string, tool: string, effect: Effect, decision: PolicyDecision, reason: string, } | { "kind": "ApprovalRequested", call_id: string, tool: string, arguments: unknown, effect: Effect, reason: string, } | { "kind": "UserAsked", question: string, } | { "kind": "UserAnswered", answer: UserAnswer, } | { "kind": "ToolCalled", call_id: string, tool: string, arguments: unknown, attempt: number, effect: Effect, idempotent: boolean, 
 /**
  * Whether what the tool returns is untrusted text (it reads files or memory, fetches, or is an MCP
  * tool); absent in older logs, where only `External` tools counted.
@@ -130,7 +138,11 @@ mode: RunMode | null, limits: Limits,
 /**
  * Side-effecting tools the user lets run without asking.
  */
-auto_approve: Array<string>, };
+auto_approve: Array<string>, 
+/**
+ * The backend profile the run uses (`None`: the default backend).
+ */
+backend?: string, };
 export type UserRequest = { "type": "approval", run_id: number, call_id: string, tool: string, arguments: unknown, effect: Effect, reason: string, } | { "type": "question", run_id: number, question: string, };
 export type StoredEvent = { run_id: number, seq: number, at_ms: number, event: RunEvent, };
 export type TurnResult = { conversation_id: number, run_id: number, 
@@ -166,7 +178,7 @@ export type ModelState = "missing" | "corrupt" | "not_loaded" | "loading" | "rea
 export type ModelStatus = { state: ModelState, model_id: string, file: string, message: string, hint: string | null, };
 export type LoadProgress = { stage: string, done: number, total: number, };
 export type AppStatus = { data_dir: string, model: ModelStatus, };
-export type ErrorKind = "invalid_input" | "model_missing" | "model_corrupt" | "model_fetch" | "data_dir_read_only" | "disk_full" | "store" | "backend" | "not_found" | "tool" | "internal";
+export type ErrorKind = "invalid_input" | "model_missing" | "model_corrupt" | "model_fetch" | "data_dir_read_only" | "disk_full" | "store" | "backend" | "keyring" | "not_found" | "tool" | "internal";
 export type AppError = { kind: ErrorKind, message: string, hint: string | null, };
 export type MemoryKind = "fact" | "preference" | "note" | "episode" | "document_chunk";
 export type MemoryItem = { id: number, kind: MemoryKind, text: string, 
@@ -215,3 +227,87 @@ export type Reason = { rule: string,
  */
 evidence: string, weight: number, };
 export type GuardAction = "allow" | "warn" | "quarantine" | "block";
+export type BackendFailure = { backend: string, error: string, };
+export type BackendKind = "local" | "remote" | "scripted";
+export type KeyState = "set" | "not_set" | "unavailable" | "not_needed";
+export type BackendProfile = { name: string, 
+/**
+ * The API root, e.g. `http://127.0.0.1:8080/v1`.
+ */
+base_url: string, model: string, 
+/**
+ * Connect and read timeout.
+ */
+timeout_secs: number, 
+/**
+ * Retries of a request that failed in a retryable way (connection, 429, 5xx).
+ */
+max_retries: number, 
+/**
+ * Backends tried in order when this one fails.
+ */
+fallback: Array<string>, 
+/**
+ * The server model's window in tokens (the API does not say); 4096 when absent.
+ */
+context_window?: number, };
+export type BackendView = { name: string, kind: BackendKind, base_url: string | null, model: string, key: KeyState, 
+/**
+ * Why the key state is unavailable, and what to do.
+ */
+key_message: string | null, is_default: boolean, timeout_secs: number, max_retries: number, fallback: Array<string>, context_window: number, };
+export type BackendTest = { name: string, ok: boolean, latency_ms: number, models: Array<string>, model_found: boolean | null, message: string, hint: string | null, };
+export type ChecksumState = "verified" | "mismatch" | "unpinned" | "unchecked";
+export type ModelInfo = { 
+/**
+ * The file name, which is also the name `delete` takes.
+ */
+name: string, path: string, size_bytes: number, 
+/**
+ * `general.architecture`, e.g. `llama`.
+ */
+architecture: string, 
+/**
+ * The weights' quantisation, e.g. `Q4_1`: the most common type, by element count, of the 2-D tensors
+ * (the weight matrices; norms and biases stay F32 in every quantisation), else `general.file_type`'s name.
+ */
+quantisation: string, 
+/**
+ * `{architecture}.context_length`, in tokens.
+ */
+context_length: number | null, 
+/**
+ * The sum of the tensors' element counts.
+ */
+parameters: number | null, gguf_version: number, checksum: ChecksumState, 
+/**
+ * A model of the manifest (fetched by `keel models fetch`), not one the user added.
+ */
+builtin: boolean, 
+/**
+ * The sha256 the file is checked against: the manifest's pin, or the one recorded when the file was added.
+ */
+sha256: string | null, };
+export type BrokenModel = { name: string, path: string, 
+/**
+ * What is wrong and the fix, in one line.
+ */
+error: string, };
+export type ModelList = { models: Array<ModelInfo>, broken: Array<BrokenModel>, };
+export type DownloadProgress = { 
+/**
+ * The model's file name.
+ */
+name: string, 
+/**
+ * Bytes of the file on disk so far, including those an earlier attempt kept.
+ */
+downloaded: number, 
+/**
+ * The file's size, when the server said it.
+ */
+total: number | null, 
+/**
+ * Where this attempt resumed (0 when it started from the beginning).
+ */
+resumed_from: number, };

@@ -16,6 +16,9 @@
 // shows its own message flagged or not sent, the reply shows what was withheld from the model. A streamed run
 // gathers them from its step events; a reopened conversation reads them from its last runs' logs, after the
 // messages are on screen.
+//
+// Which backend a conversation's turns use is the user's choice in the chat (null: the default backend); it is
+// remembered per conversation for the session only, and goes to the core with each new turn.
 
 import { answerActivity, runActivity } from "./activity";
 import * as api from "./api";
@@ -82,8 +85,12 @@ export class ChatStore {
   replyDraft = $state("");
   /** Counts the turns that settled (answered, failed, paused), so an open inspector knows to re-read its run. */
   settled = $state(0);
+  /** The backend the open conversation's next turn uses; null: the default one. */
+  backend = $state<string | null>(null);
 
   #nextKey = 0;
+  /** The backend chosen for each conversation this session. */
+  #backends = new Map<number, string | null>();
   #openRequest = 0;
   /** Outcomes of the runs streamed in this session, to keep the "stopped" marker when a chat is reopened. */
   #outcomes = new Map<number, RunOutcome>();
@@ -107,10 +114,18 @@ export class ChatStore {
     }
   }
 
+  /** Chooses the backend for the open conversation's turns (null: the default); a new chat starts with the default. */
+  chooseBackend(name: string | null): void {
+    if (this.streaming) return;
+    this.backend = name;
+    if (this.conversationId !== null) this.#backends.set(this.conversationId, name);
+  }
+
   newChat(): void {
     if (this.streaming) return;
     this.#openRequest += 1;
     this.conversationId = null;
+    this.backend = null;
     this.messages = [];
     this.error = null;
     this.loadingConversation = false;
@@ -132,6 +147,7 @@ export class ChatStore {
       const detail = await api.getConversation(id);
       if (request !== this.#openRequest) return;
       this.conversationId = detail.conversation.id;
+      this.backend = this.#backends.get(detail.conversation.id) ?? null;
       this.messages = detail.messages.flatMap((m) => this.#fromStored(m));
       this.#clearRun();
       void this.#loadNotices(detail.conversation.id, detail.messages);
@@ -201,23 +217,31 @@ export class ChatStore {
     this.interruptedRunId = null; // A new turn leaves the interrupted one as it is.
 
     const startedIn = this.conversationId;
+    const backend = this.backend;
     this.messages.push({ ...this.#message("u", "user", null), text });
     this.messages.push(this.#message("a", "assistant", null));
     const user = this.messages[this.messages.length - 2]!;
     const reply = this.messages[this.messages.length - 1]!; // The reactive proxy, so edits re-render.
 
     try {
-      await this.#stream(reply, (onEvent) => api.sendMessage(startedIn, text, onEvent), {
+      // Every run option has a default in the core; only the backend is chosen here, when the user chose one.
+      const send: TurnCall =
+        backend === null
+          ? (onEvent) => api.sendMessage(startedIn, text, onEvent)
+          : (onEvent) => api.sendMessage(startedIn, text, onEvent, { backend });
+      await this.#stream(reply, send, {
         user,
         onFinal: (result) => {
           // Never lose what the user typed: put it back unless they have started typing something else.
           if (result.outcome?.status === "failed" && this.draft === "") this.draft = typed;
         },
       });
+      this.#keepBackend(startedIn, backend);
     } catch (e) {
       this.error = toAppError(e);
       this.#remove(reply.key);
       this.#remove(user.key);
+      this.#keepBackend(startedIn, backend);
       if (this.draft === "") this.draft = typed;
       // The core may have stored part of the turn; show what it kept.
       if (this.conversationId !== null) await this.#reloadKeepingError(this.conversationId);
@@ -225,6 +249,11 @@ export class ChatStore {
       this.stopping = false;
       await this.refreshConversations();
     }
+  }
+
+  /** A new chat's backend becomes its conversation's once the core has given the conversation an id. */
+  #keepBackend(startedIn: number | null, backend: string | null): void {
+    if (startedIn === null && this.conversationId !== null) this.#backends.set(this.conversationId, backend);
   }
 
   /** Approves the call the run waits on. */

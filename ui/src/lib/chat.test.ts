@@ -378,3 +378,77 @@ describe("the guard's notices", () => {
     expect(chat.messages[0]!.notices.message).toBeNull();
   });
 });
+
+describe("the conversation's backend", () => {
+  const other = (id: number): ConversationDetail => ({
+    conversation: { id, title: "Other", created_ms: 1_000, updated_ms: 1_000, message_count: 0 },
+    messages: [],
+  });
+
+  it("sends no options while the default is chosen, and the chosen backend otherwise", async () => {
+    const chat = new ChatStore();
+    core.sendMessage.mockResolvedValue(result("Paris."));
+    chat.draft = "capital of France?";
+    await chat.send();
+    expect(core.sendMessage).toHaveBeenLastCalledWith(null, "capital of France?", expect.any(Function));
+
+    chat.chooseBackend("lab-server");
+    chat.draft = "and of Italy?";
+    await chat.send();
+    expect(core.sendMessage).toHaveBeenLastCalledWith(5, "and of Italy?", expect.any(Function), { backend: "lab-server" });
+  });
+
+  it("remembers the choice per conversation for the session", async () => {
+    const chat = new ChatStore();
+    core.sendMessage.mockResolvedValue(result("Paris."));
+    chat.chooseBackend("lab-server");
+    chat.draft = "capital of France?";
+    await chat.send(); // A new chat: the choice becomes conversation 5's once it has an id.
+    expect(core.sendMessage).toHaveBeenLastCalledWith(null, "capital of France?", expect.any(Function), {
+      backend: "lab-server",
+    });
+
+    chat.newChat();
+    expect(chat.backend).toBeNull();
+
+    core.getConversation.mockResolvedValueOnce(other(6));
+    await chat.openConversation(6);
+    expect(chat.backend).toBeNull();
+    chat.chooseBackend("cloud");
+
+    core.getConversation.mockResolvedValueOnce(detail([userMessage("answered")]));
+    await chat.openConversation(5);
+    expect(chat.backend).toBe("lab-server");
+
+    core.getConversation.mockResolvedValueOnce(other(6));
+    await chat.openConversation(6);
+    expect(chat.backend).toBe("cloud");
+  });
+
+  it("keeps a new chat's choice when its first turn fails after the conversation was made", async () => {
+    const chat = new ChatStore();
+    core.sendMessage.mockImplementation(async (_id: number | null, _text: string, onEvent: (e: TurnEvent) => void) => {
+      onEvent({ type: "started", conversation_id: 5, run_id: 9 });
+      throw { kind: "backend", message: "lab-server: connection refused", hint: null };
+    });
+    core.getConversation.mockResolvedValue(detail([userMessage("failed")]));
+    chat.chooseBackend("lab-server");
+    chat.draft = "hello";
+    await chat.send();
+    expect(chat.error?.message).toBe("lab-server: connection refused");
+    expect(chat.conversationId).toBe(5);
+    expect(chat.backend).toBe("lab-server"); // The reload after the failure did not forget it.
+  });
+
+  it("is not changed while a reply streams", async () => {
+    const chat = new ChatStore();
+    let resolve: (r: TurnResult) => void = () => {};
+    core.sendMessage.mockImplementation(() => new Promise<TurnResult>((r) => (resolve = r)));
+    chat.draft = "hello";
+    const sending = chat.send();
+    chat.chooseBackend("cloud");
+    expect(chat.backend).toBeNull();
+    resolve(result("Hi."));
+    await sending;
+  });
+});

@@ -3,7 +3,17 @@ import type { RecordedCandidate, RunDetail, RunEvent, StoredEvent } from "./bind
 import { hintParts, toAppError } from "./errors";
 import { formatDuration, formatScore, tail } from "./format";
 import { blockedCheck, guardRuns, quarantinedMemory, quarantinedOutput, warnedCheck } from "./guard.fixtures";
-import { outcomeLabel, runDuration, splitCandidates, statusLabel, stepRows, stepSummary, stepTone } from "./steps";
+import {
+  fallbackNotice,
+  outcomeLabel,
+  replyBackend,
+  runDuration,
+  splitCandidates,
+  statusLabel,
+  stepRows,
+  stepSummary,
+  stepTone,
+} from "./steps";
 
 const settings = { max_tokens: 64, temperature: 0.7, top_p: null, top_k: null, repeat_penalty: 1.1, seed: 1 };
 
@@ -22,6 +32,8 @@ const events: StoredEvent[] = [
       duration_ms: 900,
       ttft_ms: 120,
       stop: "eos",
+      answered_by: "local",
+      fell_back: [],
     },
   },
   {
@@ -448,5 +460,58 @@ describe("guard checks in the timeline", () => {
     if (retrieved.kind !== "MemoryRetrieved") throw new Error("not a retrieval");
     const { kept, quarantined, dropped } = splitCandidates(retrieved.candidates);
     expect([kept, quarantined, dropped].map((part) => part.map((c) => c.item_id))).toEqual([[3], [12], [8]]);
+  });
+});
+
+describe("the backend of a model reply", () => {
+  const reply: RunEvent = {
+    kind: "ModelReplied",
+    step: 1,
+    text: "Paris.",
+    prompt_tokens: 30,
+    completion_tokens: 4,
+    duration_ms: 900,
+    ttft_ms: 120,
+    stop: "eos",
+    answered_by: "local",
+    fell_back: [
+      { backend: "lab-server", error: "connection refused" },
+      { backend: "cloud", error: "timed out after 30 s" },
+    ],
+  };
+
+  it("says who answered and who failed first, in order", () => {
+    expect(replyBackend(reply)).toEqual({
+      answeredBy: "local",
+      fellBack: [
+        { backend: "lab-server", error: "connection refused" },
+        { backend: "cloud", error: "timed out after 30 s" },
+      ],
+    });
+    expect(fallbackNotice(replyBackend(reply)!.fellBack, "local")).toBe(
+      "Fell back: lab-server failed (connection refused), then cloud failed (timed out after 30 s); local answered instead.",
+    );
+    expect(fallbackNotice([{ backend: "cloud", error: "401 Unauthorized" }], null)).toBe(
+      "Fell back: cloud failed (401 Unauthorized).",
+    );
+  });
+
+  it("marks a reply from a fallback as a warning, and a first-choice one as ordinary", () => {
+    expect(stepTone(reply)).toBe("warn");
+    expect(stepTone({ ...reply, fell_back: [] })).toBeNull();
+  });
+
+  it("reads a reply logged before backends had profiles as unknown, with no fallback", () => {
+    const old = JSON.parse(
+      '{"kind":"ModelReplied","step":1,"text":"Hi","prompt_tokens":9,"completion_tokens":1,"duration_ms":5,"ttft_ms":null,"stop":"eos"}',
+    ) as RunEvent;
+    expect(replyBackend(old)).toEqual({ answeredBy: null, fellBack: [] });
+    expect(stepTone(old)).toBeNull();
+    expect(stepSummary(old)).toBe("step 1: end of text");
+  });
+
+  it("has nothing to say about other kinds", () => {
+    const called = events.find((e) => e.event.kind === "ModelCalled")!.event;
+    expect(replyBackend(called)).toBeNull();
   });
 });

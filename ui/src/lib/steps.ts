@@ -7,6 +7,7 @@
 
 import type {
   Action,
+  BackendFailure,
   PolicyDecision,
   RecordedCandidate,
   RunDetail,
@@ -25,6 +26,28 @@ import { toolErrorLabel } from "./toolcalls";
 export type MemoryRetrievedEvent = Extract<RunEvent, { kind: "MemoryRetrieved" }>;
 export type MemorySavedEvent = Extract<RunEvent, { kind: "MemorySaved" }>;
 export type ActionParsedEvent = Extract<RunEvent, { kind: "ActionParsed" }>;
+export type ModelRepliedEvent = Extract<RunEvent, { kind: "ModelReplied" }>;
+
+/** Which backend produced a model reply, and the ones of the fallback chain that failed before it. */
+export type ReplyBackend = { answeredBy: string | null; fellBack: BackendFailure[] };
+
+/**
+ * The backend side of a step: for a model reply, who answered and who failed first; null for other kinds.
+ * Replies logged before backends had profiles carry neither field, and read as unknown with no fallback.
+ */
+export function replyBackend(event: RunEvent): ReplyBackend | null {
+  if (event.kind !== "ModelReplied") return null;
+  const answeredBy = typeof event.answered_by === "string" ? event.answered_by : null;
+  const fellBack = Array.isArray(event.fell_back) ? event.fell_back : [];
+  return { answeredBy, fellBack };
+}
+
+/** The fallback notice's sentence: which backends failed, in order, before `answeredBy` answered. */
+export function fallbackNotice(fellBack: readonly BackendFailure[], answeredBy: string | null): string {
+  const failed = fellBack.map((f) => `${f.backend} failed (${f.error})`).join(", then ");
+  const instead = answeredBy === null ? "" : `; ${answeredBy} answered instead`;
+  return `Fell back: ${failed}${instead}.`;
+}
 
 /** How a step reads at a glance: a check that passed, a warning (a limit, a rejection), a failure. */
 export type StepTone = "ok" | "warn" | "bad" | null;
@@ -244,6 +267,9 @@ export function stepTone(event: RunEvent): StepTone {
       return event.answer.type === "deny" ? "warn" : null;
     case "InputChecked":
       return event.action === "block" ? "bad" : event.action === "allow" ? null : "warn";
+    case "ModelReplied":
+      // A reply that came from a fallback backend: the one the run should have used failed.
+      return (replyBackend(event)?.fellBack.length ?? 0) > 0 ? "warn" : null;
     case "ActionRejected":
     case "RetryScheduled":
     case "AlternativeChosen":

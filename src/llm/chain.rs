@@ -1,0 +1,156 @@
+//! A fallback chain: backends tried in order, the next one called when the one before fails (a remote server
+//! down or refusing, a stream broken mid-reply). The completion says which backend answered and which failed
+//! before it, so the run records it and the Inspector shows it.
+//!
+//! The chain's window is the smallest of its members' (any of them may have to take the prompt), and its token
+//! count the largest of their counts. A reply the user stopped is not passed on: cancellation ends the chain.
+
+use std::sync::Arc;
+
+use super::{Backend, BackendError, BackendFailure, BackendInfo, CancelFlag, ChatMessage, Completion, GenerationSettings, StopReason};
+
+pub struct FallbackChain {
+    name: String,
+    members: Vec<Arc<dyn Backend>>,
+}
+
+impl FallbackChain {
+    /// `members` in the order they are tried; the first is the chain's own backend. Panics on an empty list (a
+    /// caller bug: a chain of one is just that backend).
+    pub fn new(members: Vec<Arc<dyn Backend>>) -> FallbackChain {
+        assert!(!members.is_empty(), "a fallback chain needs at least one backend");
+        let name = members.iter().map(|m| m.info().name).collect::<Vec<_>>().join(" → ");
+        FallbackChain { name, members }
+    }
+
+    fn each(
+        &self,
+        cancel: &CancelFlag,
+        on_text: &mut dyn FnMut(&str),
+        call: &mut dyn FnMut(&dyn Backend, &mut dyn FnMut(&str)) -> Result<Completion, BackendError>,
+    ) -> Result<Completion, BackendError> {
+        let mut failures: Vec<BackendFailure> = Vec::new();
+        let mut last = None;
+        for member in &self.members {
+            let name = member.info().name;
+            match call(member.as_ref(), on_text) {
+                Ok(mut completion) => {
+                    completion.answered_by.get_or_insert(name);
+                    failures.append(&mut completion.fell_back);
+                    completion.fell_back = failures;
+                    return Ok(completion);
+                }
+                // A prompt too long for this member is too long for the chain (its window is the smallest).
+                Err(e @ BackendError::ContextOverflow { .. }) => return Err(e),
+                Err(e) => {
+                    failures.push(BackendFailure { backend: name, error: e.to_string() });
+                    last = Some(e);
+                    if cancel.is_cancelled() {
+                        break;
+                    }
+                }
+            }
+        }
+        if cancel.is_cancelled() {
+            return Ok(Completion {
+                text: String::new(),
+                prompt_tokens: 0,
+                completion_tokens: 0,
+                stop: StopReason::Cancelled,
+                ttft_ms: None,
+                prompt_ms: 0,
+                duration_ms: 0,
+                answered_by: None,
+                fell_back: failures,
+            });
+        }
+        let error = last.expect("the chain has members");
+        if failures.len() == 1 {
+            return Err(error);
+        }
+        let all = failures.iter().map(|f| format!("{}: {}", f.backend, f.error)).collect::<Vec<_>>().join("; ");
+        Err(BackendError::Remote {
+            backend: self.name.clone(),
+            kind: match &error {
+                BackendError::Remote { kind, .. } => *kind,
+                _ => super::remote::RemoteErrorKind::Unreachable,
+            },
+            status: None,
+            message: format!("every backend of the chain {} failed ({all})", self.name),
+            hint: error.hint().unwrap_or_else(|| "check each backend with `keel backends test NAME`".into()),
+        })
+    }
+}
+
+impl Backend for FallbackChain {
+    fn info(&self) -> BackendInfo {
+        let first = self.members[0].info();
+        let window = self.members.iter().map(|m| m.info().context_window).min().unwrap_or(first.context_window);
+        BackendInfo { name: self.name.clone(), model: first.model, context_window: window }
+    }
+
+    fn count_prompt_tokens(&self, messages: &[ChatMessage]) -> Result<u32, BackendError> {
+        let mut most = 0;
+        for member in &self.members {
+            most = most.max(member.count_prompt_tokens(messages)?);
+        }
+        Ok(most)
+    }
+
+    fn chat(
+        &self,
+        messages: &[ChatMessage],
+        settings: &GenerationSettings,
+        cancel: &CancelFlag,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Completion, BackendError> {
+        self.each(cancel, on_text, &mut |b, sink| b.chat(messages, settings, cancel, sink))
+    }
+
+    fn chat_json(
+        &self,
+        messages: &[ChatMessage],
+        settings: &GenerationSettings,
+        schema: &serde_json::Value,
+        cancel: &CancelFlag,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<Completion, BackendError> {
+        self.each(cancel, on_text, &mut |b, sink| b.chat_json(messages, settings, schema, cancel, sink))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::llm::scripted::ScriptedBackend;
+
+    struct Down;
+    impl Backend for Down {
+        fn info(&self) -> BackendInfo {
+            BackendInfo { name: "down".into(), model: "m".into(), context_window: 1024 }
+        }
+        fn count_prompt_tokens(&self, _: &[ChatMessage]) -> Result<u32, BackendError> {
+            Ok(1)
+        }
+        fn chat(&self, _: &[ChatMessage], _: &GenerationSettings, _: &CancelFlag, _: &mut dyn FnMut(&str)) -> Result<Completion, BackendError> {
+            Err(BackendError::Inference("connection refused".into()))
+        }
+    }
+
+    #[test]
+    fn the_next_backend_answers_when_the_first_fails_and_the_failure_is_kept() {
+        let chain = FallbackChain::new(vec![Arc::new(Down), Arc::new(ScriptedBackend::new(vec![crate::llm::scripted::ScriptedReply::Text("hello".into())]))]);
+        assert_eq!(chain.info().context_window, 1024.min(ScriptedBackend::new(vec![]).info().context_window));
+        let reply = chain.chat(&[ChatMessage::new(crate::llm::Role::User, "hi")], &GenerationSettings::default(), &CancelFlag::default(), &mut |_| {}).unwrap();
+        assert_eq!(reply.text, "hello");
+        assert_eq!(reply.answered_by.as_deref(), Some("scripted"));
+        assert_eq!(reply.fell_back, vec![BackendFailure { backend: "down".into(), error: "inference failed: connection refused".into() }]);
+    }
+
+    #[test]
+    fn when_every_backend_fails_the_error_names_each() {
+        let chain = FallbackChain::new(vec![Arc::new(Down), Arc::new(Down)]);
+        let e = chain.chat(&[], &GenerationSettings::default(), &CancelFlag::default(), &mut |_| {}).unwrap_err();
+        assert!(e.to_string().contains("every backend of the chain down → down failed"), "{e}");
+    }
+}

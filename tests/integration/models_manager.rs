@@ -1,0 +1,316 @@
+//! The model manager on the real SmolLM2 file: adding it from disk and what the list says of it, and downloading
+//! it from a loopback HTTP server that honours Range requests and can cut a connection mid-body. An interrupted
+//! download resumes where it stopped; a wrong sha256 or a file that is not GGUF is refused and removed.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::sync::{Arc, Mutex};
+
+use keel::llm::CancelFlag;
+use keel::models::manager::{self, ChecksumState, DownloadProgress, ManagerError, ModelInfo};
+use keel::models::{sha256_file, Manifest, ModelStore};
+use sha2::{Digest, Sha256};
+
+use super::common::{gguf_path, models_dir};
+
+const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
+
+/// What the server saw of one request.
+#[derive(Debug, Clone)]
+struct Seen {
+    target: String,
+    range: Option<String>,
+}
+
+/// A loopback HTTP/1.1 server for one file at one path (404 for any other target), one connection at a time,
+/// each closed after its response. `Range: bytes=N-` gets a 206 (a 416 from the end of the file on), and
+/// `cut_next_after(n)` makes the next response stop after `n` bytes of body, as a dropped connection would.
+struct FileServer {
+    addr: SocketAddr,
+    seen: Arc<Mutex<Vec<Seen>>>,
+    cut: Arc<Mutex<Option<usize>>>,
+}
+
+impl FileServer {
+    fn start(path: &str, body: Vec<u8>) -> FileServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let seen = Arc::new(Mutex::new(Vec::new()));
+        let cut = Arc::new(Mutex::new(None));
+        let (path, thread_seen, thread_cut) = (path.to_owned(), seen.clone(), cut.clone());
+        // The thread ends with the test binary; it only ever blocks in accept.
+        std::thread::spawn(move || {
+            for stream in listener.incoming().flatten() {
+                // A client that hangs up mid-response is no failure of the server's.
+                let _ = respond(stream, &path, &body, &thread_seen, &thread_cut);
+            }
+        });
+        FileServer { addr, seen, cut }
+    }
+
+    fn url(&self, target: &str) -> String {
+        format!("http://{}{target}", self.addr)
+    }
+
+    fn cut_next_after(&self, bytes: usize) {
+        *self.cut.lock().unwrap() = Some(bytes);
+    }
+
+    fn seen(&self) -> Vec<Seen> {
+        self.seen.lock().unwrap().clone()
+    }
+}
+
+fn respond(
+    mut stream: TcpStream,
+    path: &str,
+    body: &[u8],
+    seen: &Mutex<Vec<Seen>>,
+    cut: &Mutex<Option<usize>>,
+) -> std::io::Result<()> {
+    let mut reader = BufReader::new(stream.try_clone()?);
+    let mut request_line = String::new();
+    reader.read_line(&mut request_line)?;
+    let mut range = None;
+    loop {
+        let mut line = String::new();
+        if reader.read_line(&mut line)? == 0 || line.trim_end().is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':') {
+            if name.trim().eq_ignore_ascii_case("range") {
+                range = Some(value.trim().to_owned());
+            }
+        }
+    }
+    let target = request_line.split_whitespace().nth(1).unwrap_or_default().to_owned();
+    seen.lock().unwrap().push(Seen { target: target.clone(), range: range.clone() });
+    if target != path {
+        return stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+    }
+    let len = body.len();
+    let start = range
+        .as_deref()
+        .and_then(|r| r.strip_prefix("bytes="))
+        .and_then(|r| r.strip_suffix('-'))
+        .and_then(|n| n.parse::<usize>().ok());
+    let (head, from) = match start {
+        Some(from) if from >= len => {
+            let head = format!(
+                "HTTP/1.1 416 Range Not Satisfiable\r\nContent-Range: bytes */{len}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+            );
+            return stream.write_all(head.as_bytes());
+        }
+        Some(from) => (
+            format!(
+                "HTTP/1.1 206 Partial Content\r\nContent-Range: bytes {from}-{}/{len}\r\nContent-Length: {}\r\nConnection: close\r\n\r\n",
+                len - 1,
+                len - from
+            ),
+            from,
+        ),
+        None => (
+            format!("HTTP/1.1 200 OK\r\nContent-Length: {len}\r\nAccept-Ranges: bytes\r\nConnection: close\r\n\r\n"),
+            0,
+        ),
+    };
+    stream.write_all(head.as_bytes())?;
+    let cut_after = cut.lock().unwrap().take();
+    let end = cut_after.map_or(len, |n| (from + n).min(len));
+    stream.write_all(&body[from..end])?;
+    stream.flush()
+    // Dropping the stream closes the connection: before Content-Length bytes when the response was cut.
+}
+
+fn pinned_sha256() -> String {
+    Manifest::builtin().by_role("chat").unwrap().files[0].sha256.clone()
+}
+
+fn sha256(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// What the pinned SmolLM2 file is, as read with the `gguf` Python package (DESIGN.md, "LLM backends").
+fn assert_smollm2(info: &ModelInfo) {
+    assert_eq!(info.name, SMOLLM2);
+    assert_eq!(info.architecture, "llama");
+    assert_eq!(info.context_length, Some(8192));
+    assert_eq!(info.quantisation, "Q4_1");
+    assert_eq!(info.parameters, Some(134_515_008));
+    assert_eq!(info.gguf_version, 3);
+    assert_eq!(info.size_bytes, 98_362_432);
+}
+
+#[test]
+fn an_interrupted_download_resumes_where_it_stopped() {
+    const CUT: usize = 10 << 20;
+    let gguf = std::fs::read(gguf_path()).unwrap();
+    let target = format!("/models/{SMOLLM2}");
+    let server = FileServer::start(&target, gguf.clone());
+    let url = server.url(&target);
+    let dir = tempfile::tempdir().unwrap();
+    let store = ModelStore::new(dir.path().to_owned());
+    let pinned = pinned_sha256();
+    let cancel = CancelFlag::default();
+
+    server.cut_next_after(CUT);
+    let err = manager::download(&store, &url, Some(&pinned), None, &cancel, &mut |_| {}).unwrap_err();
+    let partial = manager::user_dir(&store).join(format!("{SMOLLM2}.partial"));
+    let kept = match &err {
+        ManagerError::Interrupted { kept, partial: at, .. } => {
+            assert_eq!(at, &partial);
+            *kept
+        }
+        other => panic!("{other:?}"),
+    };
+    assert!(kept > 0 && kept <= CUT as u64, "kept {kept} bytes");
+    assert_eq!(std::fs::metadata(&partial).unwrap().len(), kept);
+    assert!(err.to_string().contains("run the same download again to resume"), "{err}");
+    assert!(err.hint().contains("resume"), "{}", err.hint());
+
+    let mut progress: Vec<DownloadProgress> = Vec::new();
+    let info = manager::download(&store, &url, Some(&pinned), None, &cancel, &mut |p| progress.push(p)).unwrap();
+    let seen = server.seen();
+    assert_eq!(seen.len(), 2, "{seen:?}");
+    assert!(seen.iter().all(|s| s.target == target), "{seen:?}");
+    assert_eq!(seen[0].range, None);
+    assert_eq!(seen[1].range.as_deref(), Some(format!("bytes={kept}-").as_str()));
+    let first = progress.first().unwrap();
+    assert_eq!((first.downloaded, first.total, first.resumed_from), (kept, Some(gguf.len() as u64), kept));
+    assert_eq!(progress.last().unwrap().downloaded, gguf.len() as u64);
+    assert!(progress.iter().all(|p| p.name == SMOLLM2 && p.resumed_from == kept));
+
+    assert!(!partial.exists());
+    let stored = manager::user_dir(&store).join(SMOLLM2);
+    assert_eq!(sha256_file(&stored, &mut |_, _| {}).unwrap(), pinned);
+    assert_eq!(info.sha256.as_deref(), Some(pinned.as_str()));
+    assert_eq!(info.checksum, ChecksumState::Verified);
+    assert!(!info.builtin);
+    assert_smollm2(&info);
+}
+
+#[test]
+fn a_wrong_sha256_is_refused_and_the_file_removed() {
+    let body = b"GGUF-shaped bytes that no sha256 pins. ".repeat(1000);
+    let server = FileServer::start("/m.gguf", body.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let store = ModelStore::new(dir.path().to_owned());
+    let wrong = "0".repeat(64);
+    let err =
+        manager::download(&store, &server.url("/m.gguf"), Some(&wrong), None, &CancelFlag::default(), &mut |_| {})
+            .unwrap_err();
+    match &err {
+        ManagerError::ChecksumMismatch { expected, actual, .. } => {
+            assert_eq!(expected, &wrong);
+            assert_eq!(actual, &sha256(&body));
+        }
+        other => panic!("{other:?}"),
+    }
+    assert!(err.to_string().contains(&wrong), "{err}");
+    let user = manager::user_dir(&store);
+    assert!(!user.join("m.gguf").exists());
+    assert!(!user.join("m.gguf.partial").exists());
+}
+
+#[test]
+fn a_download_that_is_not_gguf_is_refused_and_removed() {
+    // The classic mistake: the link to the file's web page rather than to the file.
+    let page =
+        b"<!DOCTYPE html>\n<html><head><title>model.gguf</title></head><body>a model page</body></html>\n".to_vec();
+    let server = FileServer::start("/org/repo/blob/main/model.gguf", page);
+    let dir = tempfile::tempdir().unwrap();
+    let store = ModelStore::new(dir.path().to_owned());
+    let url = server.url("/org/repo/blob/main/model.gguf");
+    let err = manager::download(&store, &url, None, None, &CancelFlag::default(), &mut |_| {}).unwrap_err();
+    match &err {
+        ManagerError::Rejected { source, .. } => {
+            assert!(matches!(**source, ManagerError::NotGguf { .. }), "{source:?}")
+        }
+        other => panic!("{other:?}"),
+    }
+    let message = err.to_string();
+    assert!(message.contains(&url) && message.contains("HTML"), "{message}");
+    assert!(err.hint().contains("GGUF"), "{}", err.hint());
+    let user = manager::user_dir(&store);
+    assert!(!user.join("model.gguf").exists());
+    assert!(!user.join("model.gguf.partial").exists());
+}
+
+#[test]
+fn a_missing_file_is_an_http_error_naming_the_url_without_its_query() {
+    let server = FileServer::start("/there.gguf", b"unused".to_vec());
+    let dir = tempfile::tempdir().unwrap();
+    let store = ModelStore::new(dir.path().to_owned());
+    let url = server.url("/elsewhere.gguf?token=s3cret");
+    let err = manager::download(&store, &url, None, None, &CancelFlag::default(), &mut |_| {}).unwrap_err();
+    match &err {
+        ManagerError::Http { url, status: 404 } => assert!(url.ends_with("/elsewhere.gguf?…"), "{url}"),
+        other => panic!("{other:?}"),
+    }
+    assert!(!err.to_string().contains("s3cret"), "{err}");
+}
+
+#[test]
+fn a_partial_file_that_is_already_whole_is_finished_without_fetching_it_again() {
+    let body = b"<html>the whole file, kept by an earlier attempt</html>".to_vec();
+    let server = FileServer::start("/whole.gguf", body.clone());
+    let dir = tempfile::tempdir().unwrap();
+    let store = ModelStore::new(dir.path().to_owned());
+    let user = manager::user_dir(&store);
+    std::fs::create_dir_all(&user).unwrap();
+    std::fs::write(user.join("whole.gguf.partial"), &body).unwrap();
+    let err = manager::download(
+        &store,
+        &server.url("/whole.gguf"),
+        Some(&sha256(&body)),
+        None,
+        &CancelFlag::default(),
+        &mut |_| {},
+    )
+    .unwrap_err();
+    // The server answered 416 for a range from the end; the kept bytes hashed right, and then the GGUF check
+    // refused them (they are a web page), so everything the partial file held was used.
+    assert_eq!(server.seen()[0].range.as_deref(), Some(format!("bytes={}-", body.len()).as_str()));
+    assert!(matches!(err, ManagerError::Rejected { .. }), "{err:?}");
+    assert!(!user.join("whole.gguf.partial").exists());
+}
+
+#[test]
+fn the_real_gguf_is_added_from_disk_and_listed() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = ModelStore::new(dir.path().to_owned());
+    let manifest = Manifest::builtin();
+    let mut last = (0, 0);
+    let info = manager::add(&store, &gguf_path(), &mut |done, total| last = (done, total)).unwrap();
+    assert_eq!(last, (98_362_432, 98_362_432));
+    assert_smollm2(&info);
+    assert!(!info.builtin);
+    assert_eq!(info.checksum, ChecksumState::Verified);
+    assert_eq!(info.sha256, Some(pinned_sha256()));
+
+    let listed = manager::list(&store, &manifest);
+    let user: Vec<_> = listed.models.iter().filter(|m| !m.builtin).collect();
+    assert_eq!(user, [&info]);
+    // This store has no built-in files: the manifest's chat model is listed as broken, with the fix.
+    assert!(
+        listed.broken.iter().any(|b| b.name == SMOLLM2 && b.error.contains("keel models fetch")),
+        "{:?}",
+        listed.broken
+    );
+
+    // The user's copy has the built-in's name; deleting it deletes the copy.
+    manager::delete(&store, &manifest, SMOLLM2).unwrap();
+    assert!(manager::list(&store, &manifest).models.is_empty());
+    assert!(matches!(manager::delete(&store, &manifest, SMOLLM2), Err(ManagerError::BuiltIn { .. })));
+}
+
+#[test]
+fn the_built_in_model_is_listed_verified_with_its_header_facts() {
+    let store = ModelStore::new(models_dir());
+    let listed = manager::list(&store, &Manifest::builtin());
+    let builtin = listed.models.iter().find(|m| m.builtin).unwrap_or_else(|| panic!("{listed:?}"));
+    assert_smollm2(builtin);
+    assert_eq!(builtin.checksum, ChecksumState::Verified);
+    assert_eq!(builtin.sha256, Some(pinned_sha256()));
+    assert_eq!(builtin.path, gguf_path().display().to_string());
+}
