@@ -13,7 +13,7 @@ use ts_rs::TS;
 
 use crate::llm::chain::FallbackChain;
 use crate::llm::remote::{ApiKey, RemoteBackend, RemoteConfig};
-use crate::llm::Backend;
+use crate::llm::{Backend, BackendError};
 use crate::secrets::{self, KeyringError};
 use crate::store::BackendRow;
 use crate::{App, AppError, ErrorKind};
@@ -124,9 +124,9 @@ fn validate(p: &BackendProfile, existing: &[String]) -> Result<BackendRow, AppEr
         return Err(invalid(format!("base URL {:?} must be http:// or https:// with a host", p.base_url), "e.g. http://127.0.0.1:8080/v1"));
     }
     // A key written into the URL would end up in SQLite, logs and exports.
-    if !url.username().is_empty() || url.password().is_some() || url.query().is_some() {
+    if !url.username().is_empty() || url.password().is_some() || url.query().is_some() || url.fragment().is_some() {
         return Err(invalid(
-            "the base URL must not carry credentials or a query string".into(),
+            "the base URL must not carry credentials, a query string or a fragment".into(),
             "give the bare API root and store the key with `keel keys set NAME` (it goes to the OS keyring)",
         ));
     }
@@ -283,7 +283,9 @@ impl App {
             return Err(unknown(name));
         }
         let key = key.trim();
-        if key.is_empty() || key.len() > 8192 || key.chars().any(char::is_control) {
+        // It must be sendable as a header: a key that is not would silently go unsent.
+        let header_ok = reqwest::header::HeaderValue::from_str(&format!("Bearer {key}")).is_ok();
+        if key.is_empty() || key.len() > 8192 || key.chars().any(char::is_control) || !header_ok {
             return Err(invalid("the key is empty, too long or has control characters".into(), "paste the key alone, on one line"));
         }
         secrets::set_key(name, &ApiKey::new(key))?;
@@ -367,7 +369,7 @@ impl App {
         let mut members = vec![first];
         for f in &row.fallback {
             if f == LOCAL {
-                members.push(self.local_or_fixed()?);
+                members.push(self.lazy_local());
             } else if let Some(r) = self.inner.store.backend(f)? {
                 members.push(self.remote(&r)?);
             }
@@ -383,6 +385,15 @@ impl App {
             Ok(b) => Ok(b),
             Err(e) if e.kind == ErrorKind::NotFound => self.backend_named(None),
             Err(e) => Err(e),
+        }
+    }
+
+    /// The embedded model as a fallback: loaded only if the chain gets to it, so a remote run neither waits for
+    /// it nor fails when its file is missing (that is recorded as the fallback's failure instead).
+    fn lazy_local(&self) -> Arc<dyn Backend> {
+        match &self.inner.fixed_backend {
+            Some(b) => b.clone(),
+            None => Arc::new(LazyLocal { app: self.clone() }),
         }
     }
 
@@ -419,8 +430,61 @@ impl App {
             key,
         };
         let backend = Arc::new(RemoteBackend::new(config)?);
-        cache.insert(row.name.clone(), (row.clone(), fingerprint, backend.clone()));
+        let replaced = cache.insert(row.name.clone(), (row.clone(), fingerprint, backend.clone()));
+        drop(cache);
+        drop(replaced);
         Ok(backend)
+    }
+}
+
+/// The embedded model, loaded on its first call (see `App::lazy_local`).
+struct LazyLocal {
+    app: App,
+}
+
+impl LazyLocal {
+    fn loaded(&self) -> Result<Arc<crate::llm::local::LocalModel>, BackendError> {
+        self.app.local_backend(&mut |_| {}).map_err(|e| BackendError::Inference(format!("{} ({})", e.message, e.hint.unwrap_or_default())))
+    }
+}
+
+impl Backend for LazyLocal {
+    fn info(&self) -> crate::llm::BackendInfo {
+        match self.app.inner.local.lock().expect("lock").as_ref() {
+            Some(m) => m.info(),
+            // SmolLM2's window until the file is read (the manifest's chat model; see DESIGN.md).
+            None => crate::llm::BackendInfo { name: LOCAL.into(), model: String::new(), context_window: 8192 },
+        }
+    }
+
+    /// Counted by the model once it is loaded; before that the chain's other members count.
+    fn count_prompt_tokens(&self, messages: &[crate::llm::ChatMessage]) -> Result<u32, BackendError> {
+        let loaded = self.app.inner.local.lock().expect("lock").clone();
+        match loaded {
+            Some(m) => m.count_prompt_tokens(messages),
+            None => Ok(0),
+        }
+    }
+
+    fn chat(
+        &self,
+        messages: &[crate::llm::ChatMessage],
+        settings: &crate::llm::GenerationSettings,
+        cancel: &crate::llm::CancelFlag,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<crate::llm::Completion, BackendError> {
+        self.loaded()?.chat(messages, settings, cancel, on_text)
+    }
+
+    fn chat_json(
+        &self,
+        messages: &[crate::llm::ChatMessage],
+        settings: &crate::llm::GenerationSettings,
+        schema: &serde_json::Value,
+        cancel: &crate::llm::CancelFlag,
+        on_text: &mut dyn FnMut(&str),
+    ) -> Result<crate::llm::Completion, BackendError> {
+        self.loaded()?.chat_json(messages, settings, schema, cancel, on_text)
     }
 }
 
@@ -453,6 +517,7 @@ mod tests {
         let cases: Vec<(Box<dyn Fn(&mut BackendProfile)>, &str)> = vec![
             (Box::new(|p| p.base_url = "http://user:sk-secret@host/v1".into()), "credentials"),
             (Box::new(|p| p.base_url = "http://host/v1?api_key=sk".into()), "query"),
+            (Box::new(|p| p.base_url = "http://host/v1#sk".into()), "fragment"),
             (Box::new(|p| p.base_url = "ftp://host/v1".into()), "http"),
             (Box::new(|p| p.name = "local".into()), "embedded"),
             (Box::new(|p| p.name = "a b".into()), "not allowed"),

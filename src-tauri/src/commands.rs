@@ -182,24 +182,30 @@ pub fn set_memory_episodes(app: State<'_, App>, on: bool) -> Result<bool, AppErr
     app.set_memory_episodes(on)
 }
 
+// The backend commands ask the keyring (D-Bus) for each profile's key state: off the main thread, so a slow or
+// locked keyring never freezes the window.
 #[tauri::command]
-pub fn list_backends(app: State<'_, App>) -> Result<Vec<BackendView>, AppError> {
-    app.list_backends()
+pub async fn list_backends(app: State<'_, App>) -> Result<Vec<BackendView>, AppError> {
+    let app = app.inner().clone();
+    blocking(move || app.list_backends()).await
 }
 
 #[tauri::command]
-pub fn save_backend(app: State<'_, App>, profile: BackendProfile) -> Result<BackendView, AppError> {
-    app.save_backend(&profile)
+pub async fn save_backend(app: State<'_, App>, profile: BackendProfile) -> Result<BackendView, AppError> {
+    let app = app.inner().clone();
+    blocking(move || app.save_backend(&profile)).await
 }
 
 #[tauri::command]
-pub fn remove_backend(app: State<'_, App>, name: String) -> Result<(), AppError> {
-    app.remove_backend(&name)
+pub async fn remove_backend(app: State<'_, App>, name: String) -> Result<(), AppError> {
+    let app = app.inner().clone();
+    blocking(move || app.remove_backend(&name)).await
 }
 
 #[tauri::command]
-pub fn set_default_backend(app: State<'_, App>, name: String) -> Result<(), AppError> {
-    app.set_default_backend(&name)
+pub async fn set_default_backend(app: State<'_, App>, name: String) -> Result<(), AppError> {
+    let app = app.inner().clone();
+    blocking(move || app.set_default_backend(&name)).await
 }
 
 #[tauri::command]

@@ -189,6 +189,36 @@ enum ModelsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The chat models Keel can run (the built-in one and those added or downloaded), from their GGUF headers:
+    /// size, architecture, quantisation, context length, parameters, checksum state.
+    Installed {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Add a GGUF file from disk (checked first: magic, version, tensor table, supported architecture).
+    Add {
+        path: std::path::PathBuf,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Download a GGUF file with progress; run it again to resume an interrupted download.
+    Download {
+        url: String,
+        /// The file's expected sha256; a mismatch is refused and the partial file removed.
+        #[arg(long)]
+        sha256: Option<String>,
+        /// The file name to store it under (default: the URL's last segment).
+        #[arg(long)]
+        name: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Delete a model that was added or downloaded.
+    Rm {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -257,7 +287,16 @@ fn main() -> ExitCode {
         Command::Runs { command: RunsCommand::Control(c) } => c.json(),
         Command::Tools { command: agent::ToolsCommand::List { json } | agent::ToolsCommand::Call { json, .. } } => *json,
         Command::Conversations { command: ConversationsCommand::List { json } | ConversationsCommand::Show { json, .. } } => *json,
-        Command::Models { command: ModelsCommand::Fetch { json } | ModelsCommand::Verify { json } | ModelsCommand::List { json } } => *json,
+        Command::Models {
+            command:
+                ModelsCommand::Fetch { json }
+                | ModelsCommand::Verify { json }
+                | ModelsCommand::List { json }
+                | ModelsCommand::Installed { json }
+                | ModelsCommand::Add { json, .. }
+                | ModelsCommand::Download { json, .. }
+                | ModelsCommand::Rm { json, .. },
+        } => *json,
         Command::Bench { command: BenchCommand::Decode(a) } => a.json,
         Command::Bench { command: BenchCommand::Retrieval(a) } => a.json,
         Command::Bench { command: BenchCommand::Memory(a) } => a.json,
@@ -629,8 +668,71 @@ fn models(command: ModelsCommand) -> Result<(), AppError> {
                 }
             }
         }
+        ModelsCommand::Installed { json } => {
+            let list = app.list_models();
+            if json {
+                print_json(&list);
+            } else {
+                for m in &list.models {
+                    println!("{}", describe_model(m));
+                }
+                for b in &list.broken {
+                    eprintln!("{}: {}", b.name, b.error);
+                }
+            }
+        }
+        ModelsCommand::Add { path, json } => {
+            let mut line = ProgressLine::new();
+            let info = app.add_model(&path, &mut |p| line.show(&p.stage, p.done, p.total))?;
+            line.finish(&format!("added {}", describe_model(&info)));
+            if json {
+                print_json(&info);
+            }
+        }
+        ModelsCommand::Download { url, sha256, name, json } => {
+            stop_download_on_ctrl_c(&app);
+            let mut line = ProgressLine::new();
+            let info = app.download_model(&url, sha256.as_deref(), name.as_deref(), &mut |p| {
+                let label = if p.resumed_from > 0 { format!("{} (resumed at {} bytes)", p.name, p.resumed_from) } else { p.name.clone() };
+                line.show(&label, p.downloaded, p.total.unwrap_or(0));
+            })?;
+            line.finish(&format!("downloaded {}", describe_model(&info)));
+            if json {
+                print_json(&info);
+            }
+        }
+        ModelsCommand::Rm { name, json } => {
+            app.delete_model(&name)?;
+            if json {
+                print_json(&serde_json::json!({ "removed": name }));
+            } else {
+                println!("removed {name}");
+            }
+        }
     }
     Ok(())
+}
+
+fn describe_model(m: &keel::models::manager::ModelInfo) -> String {
+    let context = m.context_length.map_or("?".to_string(), |c| c.to_string());
+    let params = m.parameters.map_or("?".to_string(), |p| format!("{:.0}M", p as f64 / 1e6));
+    format!(
+        "{}\t{:.1} MB\t{} {}\t{} params\tcontext {}\tchecksum {:?}{}",
+        m.name,
+        m.size_bytes as f64 / 1e6,
+        m.architecture,
+        m.quantisation,
+        params,
+        context,
+        m.checksum,
+        if m.builtin { "\tbuilt-in" } else { "" }
+    )
+}
+
+/// Ctrl-C stops a download and keeps its partial file for the next run to resume.
+fn stop_download_on_ctrl_c(app: &App) {
+    let app = app.clone();
+    let _ = ctrlc::set_handler(move || app.cancel_download());
 }
 
 fn bench_decode(args: &DecodeArgs) -> Result<(), AppError> {

@@ -112,7 +112,8 @@ const STRUCTURED_PROMPT: u8 = 3;
 pub struct RemoteBackend {
     config: RemoteConfig,
     client: reqwest::Client,
-    runtime: tokio::runtime::Runtime,
+    /// Always `Some` until dropped (then shut down without waiting).
+    runtime: Option<tokio::runtime::Runtime>,
     structured: AtomicU8,
     /// Whether a structured request has succeeded, fixing the form.
     structured_learnt: std::sync::atomic::AtomicBool,
@@ -143,11 +144,15 @@ impl RemoteBackend {
         Ok(RemoteBackend {
             config,
             client,
-            runtime,
+            runtime: Some(runtime),
             structured: AtomicU8::new(STRUCTURED_UNKNOWN),
             structured_learnt: Default::default(),
             model_checked: std::sync::OnceLock::new(),
         })
+    }
+
+    fn runtime(&self) -> &tokio::runtime::Runtime {
+        self.runtime.as_ref().expect("the runtime lives as long as the backend")
     }
 
     pub fn config(&self) -> &RemoteConfig {
@@ -185,7 +190,7 @@ impl RemoteBackend {
 
     /// The model ids the server lists at `/models`.
     pub fn list_models(&self) -> Result<Vec<String>, BackendError> {
-        self.runtime.block_on(async {
+        self.runtime().block_on(async {
             let mut request = self.client.get(self.url("models")).timeout(self.config.read_timeout + self.config.connect_timeout);
             if let Some(header) = self.auth_header() {
                 request = request.header(reqwest::header::AUTHORIZATION, header);
@@ -259,7 +264,7 @@ impl RemoteBackend {
     fn complete_with(&self, body: &Value, max_retries: u32, cancel: &CancelFlag, on_text: &mut dyn FnMut(&str)) -> Result<ToolReply, BackendError> {
         self.check_model()?;
         let started = Instant::now();
-        self.runtime.block_on(async {
+        self.runtime().block_on(async {
             let mut attempt = 0;
             loop {
                 let response = match self.send(body, max_retries, cancel, &mut attempt).await? {
@@ -351,6 +356,10 @@ impl RemoteBackend {
                 Ok(None) => return fail(self.error(RemoteErrorKind::Protocol, None, "closed the stream before the reply was complete"), pieces > 0),
                 Ok(Some(Err(e))) => {
                     let detail = match e {
+                        eventsource_stream::EventStreamError::Transport(e) if e.is_timeout() => {
+                            let detail = format!("sent nothing for {} s in the middle of a reply", self.config.read_timeout.as_secs());
+                            return fail(self.error(RemoteErrorKind::Timeout, None, detail), pieces > 0);
+                        }
                         eventsource_stream::EventStreamError::Transport(e) => format!("broke off the reply: {}", error_chain(&e)),
                         other => format!("sent a stream that is not valid Server-Sent Events ({other})"),
                     };
@@ -421,7 +430,11 @@ impl RemoteBackend {
     }
 
     fn status_error(&self, status: u16, body: &str, retry_after: Option<u64>) -> BackendError {
-        let said = error_message(&serde_json::from_str::<Value>(body).unwrap_or_else(|_| Value::String(body.chars().take(200).collect())));
+        let mut said = error_message(&serde_json::from_str::<Value>(body).unwrap_or_else(|_| Value::String(body.chars().take(200).collect())));
+        // A server may echo the key it refused ("Incorrect API key provided: sk-…"); it never reaches an error.
+        if let Some(key) = self.config.key.as_ref().filter(|k| k.expose().len() >= 4) {
+            said = said.replace(key.expose(), "<redacted>");
+        }
         let (kind, detail) = match status {
             401 | 403 => (RemoteErrorKind::Unauthorized, format!("refused the key (HTTP {status}: {said})")),
             404 => (RemoteErrorKind::NotFound, format!("has no model \"{}\" or no such API path (HTTP 404: {said})", self.config.model)),
@@ -432,8 +445,8 @@ impl RemoteBackend {
                     None => format!("is rate-limiting requests (HTTP 429: {said})"),
                 },
             ),
-            400 | 422 => (RemoteErrorKind::BadRequest, format!("refused the request (HTTP {status}: {said})")),
             s if s >= 500 => (RemoteErrorKind::Server, format!("failed (HTTP {status}: {said})")),
+            s if s >= 400 => (RemoteErrorKind::BadRequest, format!("refused the request (HTTP {status}: {said})")),
             _ => (RemoteErrorKind::Protocol, format!("answered HTTP {status}: {said}")),
         };
         self.error(kind, Some(status), detail)
@@ -470,29 +483,48 @@ impl RemoteBackend {
                 }
                 STRUCTURED_JSON_OBJECT => body["response_format"] = json!({"type": "json_object", "schema": schema}),
                 _ => {
+                    // Into the system message (many chat templates refuse a second one, or one at the end).
                     let mut with_schema = messages.to_vec();
-                    with_schema.push(ChatMessage::new(super::Role::System, schema_instruction(schema)));
+                    match with_schema.iter_mut().find(|m| m.role == super::Role::System) {
+                        Some(system) => system.content = format!("{}\n\n{}", system.content, schema_instruction(schema)),
+                        None => with_schema.insert(0, ChatMessage::new(super::Role::System, schema_instruction(schema))),
+                    }
                     body = self.body(&with_schema, settings);
                 }
             }
-            // Until the server has taken a form, a refusal (400, or the 500 some servers answer a request they
-            // cannot validate with) is read as "not this form": the probe is not retried, the next form is tried.
+            // Until the server has taken a form, a refusal (400/422, the 500 or 501 some servers answer a request
+            // they cannot validate with, or a stream that ends before any event) is read as "not this form", and
+            // the next form is tried. Overload (503), rate limits and lost connections are not refusals.
             let learning = mode != STRUCTURED_PROMPT && !self.structured_learnt.load(Ordering::Relaxed);
-            let retries = if learning { 0 } else { self.config.max_retries };
-            match self.complete_with(&body, retries, cancel, on_text) {
-                Err(BackendError::Remote { kind: RemoteErrorKind::BadRequest | RemoteErrorKind::Server, .. }) if learning => {
+            match self.complete(&body, cancel, on_text) {
+                Err(BackendError::Remote { kind, status, .. })
+                    if learning
+                        && (matches!(kind, RemoteErrorKind::BadRequest | RemoteErrorKind::Protocol)
+                            || (kind == RemoteErrorKind::Server && matches!(status, Some(500 | 501)))) =>
+                {
                     let next = if mode == STRUCTURED_JSON_OBJECT { STRUCTURED_PROMPT } else { STRUCTURED_JSON_OBJECT };
                     self.structured.store(next, Ordering::Relaxed);
                 }
                 Ok(reply) => {
-                    if mode == STRUCTURED_UNKNOWN {
-                        self.structured.store(STRUCTURED_JSON_SCHEMA, Ordering::Relaxed);
+                    if reply.completion.stop != StopReason::Cancelled {
+                        if mode == STRUCTURED_UNKNOWN {
+                            self.structured.store(STRUCTURED_JSON_SCHEMA, Ordering::Relaxed);
+                        }
+                        self.structured_learnt.store(true, Ordering::Relaxed);
                     }
-                    self.structured_learnt.store(true, Ordering::Relaxed);
                     return Ok(reply.completion);
                 }
                 Err(e) => return Err(e),
             }
+        }
+    }
+}
+
+impl Drop for RemoteBackend {
+    fn drop(&mut self) {
+        // Never wait for the runtime's threads (a hung DNS lookup) when a backend is replaced or the app ends.
+        if let Some(runtime) = self.runtime.take() {
+            runtime.shutdown_background();
         }
     }
 }

@@ -86,8 +86,10 @@ fn keys_live_in_the_keyring_and_nowhere_else_after_a_full_session() {
     let out = run(keel(home.path()).args(["backends", "test", "lab", "--json"]), &mut transcript);
     assert!(out.status.success(), "{}", common::stdout(&out));
 
-    // Replace: a wrong key is refused by the server, and the run falls back to the local model, recording why.
+    // Replace: the server refuses a wrong key, and the error says how to fix it.
     let out = with_stdin(keel(home.path()).args(["keys", "set", "lab"]), "sk-wrong-key\n");
+    transcript.extend_from_slice(&out.stdout);
+    transcript.extend_from_slice(&out.stderr);
     assert!(out.status.success());
     assert_eq!(secret_tool_lookup("lab").as_deref(), Some("sk-wrong-key"));
     let out = run(keel(home.path()).args(["backends", "test", "lab"]), &mut transcript);
@@ -95,6 +97,8 @@ fn keys_live_in_the_keyring_and_nowhere_else_after_a_full_session() {
     assert!(common::stdout(&out).contains("refused the key (HTTP 401"), "{}", common::stdout(&out));
     assert!(common::stderr(&out).contains("keel keys set lab"), "{}", common::stderr(&out));
     let out = with_stdin(keel(home.path()).args(["keys", "set", "lab"]), &format!("{key}\n"));
+    transcript.extend_from_slice(&out.stdout);
+    transcript.extend_from_slice(&out.stderr);
     assert!(out.status.success());
 
     // Memory export and a run export go through the same scan.

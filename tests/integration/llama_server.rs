@@ -119,7 +119,7 @@ pub enum Fault {
     Forward,
     /// Answer with this status and body, and `Retry-After` when given.
     Status { status: u16, retry_after: Option<&'static str>, body: &'static str },
-    /// Forward, but close the connection after this many bytes of the server's response.
+    /// Forward, but close the connection after this many bytes of the server's response body (after its headers).
     CutAfter(usize),
     /// Answer a 200 event stream whose second data event is not JSON.
     Malformed,
@@ -234,19 +234,33 @@ fn serve(client: &mut TcpStream, request: &[u8], upstream: u16, fault: Fault) {
                 Fault::CutAfter(n) => n,
                 _ => usize::MAX,
             };
-            let mut sent = 0usize;
+            // Bytes of the body (after the response's headers) passed on so far; `None` until the headers end.
+            let mut body_sent: Option<usize> = None;
+            let mut head = Vec::new();
             let mut chunk = [0u8; 4096];
             loop {
                 let n = match server.read(&mut chunk) {
                     Ok(0) | Err(_) => break,
                     Ok(n) => n,
                 };
-                let n = n.min(limit - sent);
-                if client.write_all(&chunk[..n]).is_err() {
+                let mut bytes = &chunk[..n];
+                if body_sent.is_none() {
+                    head.extend_from_slice(bytes);
+                    let Some(end) = head.windows(4).position(|w| w == b"\r\n\r\n").map(|i| i + 4) else { continue };
+                    if client.write_all(&head[..end]).is_err() {
+                        break;
+                    }
+                    let already = head.len() - end;
+                    bytes = &chunk[n - already..n];
+                    body_sent = Some(0);
+                }
+                let sent = body_sent.unwrap_or(0);
+                let take = bytes.len().min(limit.saturating_sub(sent));
+                if client.write_all(&bytes[..take]).is_err() {
                     break;
                 }
-                sent += n;
-                if sent >= limit {
+                body_sent = Some(sent + take);
+                if sent + take >= limit {
                     break;
                 }
             }

@@ -314,3 +314,34 @@ fn the_built_in_model_is_listed_verified_with_its_header_facts() {
     assert_eq!(builtin.sha256, Some(pinned_sha256()));
     assert_eq!(builtin.path, gguf_path().display().to_string());
 }
+
+#[test]
+fn the_cli_lists_adds_refuses_and_removes_models() {
+    let home = tempfile::tempdir().unwrap();
+    let models = tempfile::tempdir().unwrap();
+    let cli = |args: &[&str]| {
+        let out = super::common::keel(home.path()).env("KEEL_MODELS_DIR", models.path()).args(args).output().unwrap();
+        (out.status.success(), super::common::stdout(&out), super::common::stderr(&out))
+    };
+    // Not a GGUF: refused before anything is copied, saying what the file is.
+    let zip = home.path().join("weights.gguf");
+    std::fs::write(&zip, b"PK\x03\x04 not a model").unwrap();
+    let (ok, _, err) = cli(&["models", "add", zip.to_str().unwrap()]);
+    assert!(!ok);
+    assert!(err.contains("zip"), "{err}");
+    // The real GGUF: added, then listed with its header facts.
+    let (ok, out, err) = cli(&["models", "add", gguf_path().to_str().unwrap(), "--json"]);
+    assert!(ok, "{err}");
+    let added: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert_eq!(added["architecture"], "llama");
+    let (ok, out, _) = cli(&["models", "installed", "--json"]);
+    assert!(ok);
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let names: Vec<&str> = list["models"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"SmolLM2-135M-Instruct.Q4_1.gguf"), "{names:?}");
+    let (ok, _, err) = cli(&["models", "rm", "SmolLM2-135M-Instruct.Q4_1.gguf"]);
+    assert!(ok, "{err}");
+    let (_, out, _) = cli(&["models", "installed", "--json"]);
+    let list: serde_json::Value = serde_json::from_str(&out).unwrap();
+    assert!(list["models"].as_array().unwrap().iter().all(|m| m["builtin"] == true), "{list}");
+}

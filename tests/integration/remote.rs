@@ -151,7 +151,7 @@ fn the_fault_proxy_shows_retries_rate_limits_broken_streams_and_malformed_chunks
 
     // A stream cut in the middle of the reply (after some text was shown): a protocol error, not a retry that
     // would show the text twice.
-    let proxy = FaultProxy::start(server.port, vec![Fault::CutAfter(900)]);
+    let proxy = FaultProxy::start(server.port, vec![Fault::CutAfter(800)]);
     let backend = RemoteBackend::new(config(&proxy.base_url(), MODEL, 2)).unwrap();
     let mut shown = String::new();
     let e = backend.chat(&user("Write a long poem about rivers."), &settings(200), &CancelFlag::default(), &mut |p| shown.push_str(p)).unwrap_err();
@@ -160,8 +160,8 @@ fn the_fault_proxy_shows_retries_rate_limits_broken_streams_and_malformed_chunks
     assert!(e.to_string().contains("broke off the reply") || e.to_string().contains("closed the stream"), "{e}");
     assert_eq!(proxy.seen.lock().unwrap().len(), 1);
 
-    // Cut before any text: retried, and the second attempt succeeds.
-    let proxy = FaultProxy::start(server.port, vec![Fault::CutAfter(60)]);
+    // Cut inside the first event (the role chunk, before any text): retried, and the second attempt succeeds.
+    let proxy = FaultProxy::start(server.port, vec![Fault::CutAfter(100)]);
     let backend = RemoteBackend::new(config(&proxy.base_url(), MODEL, 2)).unwrap();
     assert!(backend.chat(&hello, &settings(8), &CancelFlag::default(), &mut |_| {}).is_ok());
     assert_eq!(proxy.seen.lock().unwrap().len(), 2);
@@ -227,6 +227,11 @@ fn a_run_falls_back_to_the_local_model_when_the_server_stops_mid_run() {
     let result = app.send_message_with(None, "Say hello in one short sentence.", &settings(24), &options, &mut |_| {}).unwrap();
     assert!(!result.answer.is_empty(), "{result:?}");
     assert_eq!(replies(&app, result.run_id), vec![(Some("lab".to_string()), vec![])]);
+
+    // The same run forked from its start onto the embedded model: the branch is answered by `local`.
+    let fork = app.fork_run(result.run_id, 0, None, Some("local"), &settings(24), &mut |_| {}).unwrap();
+    assert_eq!(replies(&app, fork.run_id), vec![(Some("local".to_string()), vec![])]);
+    assert!(app.fork_run(result.run_id, 0, None, Some("nowhere"), &settings(24), &mut |_| {}).is_err());
 
     // The server is killed while it streams the reply: the local model answers the same step instead.
     let stopper = server.clone();

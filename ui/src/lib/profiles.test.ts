@@ -150,6 +150,7 @@ describe("the fields one by one", () => {
       "Leave the key out of the URL; store it as the backend's key.",
     );
     expect(baseUrlError("https://api.example.org/v1?key=sk-123")).toBe("Give the bare API root, without a query string.");
+    expect(baseUrlError("https://api.example.org/v1#sk-123")).toBe("Give the bare API root, without a #fragment.");
   });
 
   it("reads the fallback box", () => {

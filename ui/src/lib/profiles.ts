@@ -90,6 +90,7 @@ export function baseUrlError(url: string): string | null {
   // A key written into the URL would be stored with the profile and show up in logs; it goes to the keyring.
   if (parsed.username !== "" || parsed.password !== "") return "Leave the key out of the URL; store it as the backend's key.";
   if (parsed.search !== "") return "Give the bare API root, without a query string.";
+  if (parsed.hash !== "") return "Give the bare API root, without a #fragment.";
   return null;
 }
 
