@@ -190,7 +190,7 @@ impl App {
             Some(b) => (BackendKind::Scripted, b.info().model, b.info().context_window),
             None => {
                 let (_, file) = self.chat_model()?;
-                (BackendKind::Local, file.name.clone(), 8192)
+                (BackendKind::Local, self.chosen_model()?.unwrap_or_else(|| file.name.clone()), 8192)
             }
         };
         let mut views = vec![BackendView {
@@ -406,9 +406,12 @@ impl App {
 
     /// The profile's remote backend with its current key, built again when the profile or the key changed.
     fn remote(&self, row: &BackendRow) -> Result<Arc<RemoteBackend>, AppError> {
-        // No keyring: the request goes without a key, and a server that needs one says 401, whose hint leads to
-        // `keel keys set`, which explains what to install.
-        let key = secrets::key(&row.name).unwrap_or(None);
+        // No keyring: the request goes without a key, and a server that needs one says 401, whose hint then says
+        // why no key was sent.
+        let (key, key_problem) = match secrets::key(&row.name) {
+            Ok(key) => (key, None),
+            Err(e) => (None, Some(format!("{e}; {}", e.hint()))),
+        };
         let fingerprint = key.as_ref().map(|k| {
             use sha2::Digest;
             hex::encode(sha2::Sha256::digest(k.expose().as_bytes()))
@@ -428,6 +431,7 @@ impl App {
             max_retries: row.max_retries,
             context_window: row.context_window,
             key,
+            key_problem,
         };
         let backend = Arc::new(RemoteBackend::new(config)?);
         let replaced = cache.insert(row.name.clone(), (row.clone(), fingerprint, backend.clone()));

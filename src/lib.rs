@@ -163,6 +163,8 @@ struct Inner {
     remotes: Mutex<HashMap<String, (store::BackendRow, Option<String>, Arc<llm::remote::RemoteBackend>)>>,
     /// Stops the model download in progress.
     download_cancel: Mutex<CancelFlag>,
+    /// Held by the download in progress.
+    download_lock: Mutex<()>,
     /// Cancel flags of the runs in flight.
     running: Mutex<HashMap<i64, CancelFlag>>,
     /// `keel.lock` in the data dir, held shared for the life of the `App`: while any Keel process is alive,
@@ -220,6 +222,7 @@ impl App {
                 running: Mutex::new(HashMap::new()),
                 remotes: Mutex::new(HashMap::new()),
                 download_cancel: Mutex::new(CancelFlag::default()),
+                download_lock: Mutex::new(()),
                 toolbox: Mutex::new(None),
                 extra_tools: Mutex::new(Vec::new()),
                 mcp: Mutex::new(None),
@@ -313,6 +316,20 @@ impl App {
             let info = b.info();
             return status(ModelState::Ready, &info.name, &info.model, "ready", None);
         }
+        if let Ok(Some(name)) = self.chosen_model() {
+            let path = models::manager::user_dir(&self.inner.models).join(&name);
+            let state = if self.inner.local.lock().expect("lock").is_some() {
+                (ModelState::Ready, "ready".to_string(), None)
+            } else if self.inner.loading.load(Ordering::SeqCst) {
+                (ModelState::Loading, "loading".to_string(), None)
+            } else if !path.is_file() {
+                let hint = Some("choose another with `keel models use NAME`".to_string());
+                (ModelState::Missing, format!("model file {name} is missing (expected at {})", path.display()), hint)
+            } else {
+                (ModelState::NotLoaded, "not loaded yet".to_string(), None)
+            };
+            return status(state.0, "user", &name, &state.1, state.2);
+        }
         let (entry, file) = match self.chat_model() {
             Ok(x) => x,
             Err(e) => return status(ModelState::Error, "", "", &e.message, e.hint),
@@ -356,13 +373,31 @@ impl App {
         if let Some(m) = self.inner.local.lock().expect("lock").as_ref() {
             return Ok(m.clone());
         }
+        let chosen = self.chosen_model()?;
         let (entry, file) = self.chat_model()?;
         self.inner.loading.store(true, Ordering::SeqCst);
         let result = (|| {
             let mut report = |stage: String, done, total| on_progress(LoadProgress { stage, done, total });
-            let verifying = format!("verifying {}", file.name);
-            let path = self.inner.models.verify(entry, file, false, &mut |d, t| report(verifying.clone(), d, t))?;
-            let loading = format!("loading {}", file.name);
+            let (path, file_name) = match &chosen {
+                // A model the user chose: its header and its recorded sha256 (stamped, so hashed only when changed).
+                Some(name) => {
+                    let verifying = format!("verifying {name}");
+                    let info = models::manager::verify(&self.inner.models, name, &mut |d, t| report(verifying.clone(), d, t))?;
+                    if info.checksum == models::manager::ChecksumState::Mismatch {
+                        return Err(AppError::new(
+                            ErrorKind::ModelCorrupt,
+                            format!("model file {name} no longer matches the sha256 recorded when it was added"),
+                            Some(format!("delete it (`keel models rm {name}`) and add it again, or `keel models use {}`", file.name)),
+                        ));
+                    }
+                    (PathBuf::from(info.path), name.clone())
+                }
+                None => {
+                    let verifying = format!("verifying {}", file.name);
+                    (self.inner.models.verify(entry, file, false, &mut |d, t| report(verifying.clone(), d, t))?, file.name.clone())
+                }
+            };
+            let loading = format!("loading {file_name}");
             let model = LocalModel::load(&path, &mut |d, t| report(loading.clone(), d, t))?;
             report("ready".into(), 1, 1);
             Ok::<_, AppError>(Arc::new(model))

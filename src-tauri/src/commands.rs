@@ -261,3 +261,9 @@ pub async fn delete_model(app: State<'_, App>, name: String) -> Result<(), AppEr
     let app = app.inner().clone();
     blocking(move || app.delete_model(&name)).await
 }
+
+#[tauri::command]
+pub async fn use_model(app: State<'_, App>, name: String) -> Result<ModelStatus, AppError> {
+    let app = app.inner().clone();
+    blocking(move || app.use_model(&name)).await
+}

@@ -66,6 +66,7 @@ fn main() {
             commands::download_model,
             commands::cancel_download,
             commands::delete_model,
+            commands::use_model,
         ])
         .run(tauri::generate_context!("../tauri.conf.json"))
         .expect("the Tauri runtime failed to start");

@@ -213,6 +213,12 @@ enum ModelsCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Make the `local` backend run this model (one added or downloaded, or the built-in one's file name).
+    Use {
+        name: String,
+        #[arg(long)]
+        json: bool,
+    },
     /// Delete a model that was added or downloaded.
     Rm {
         name: String,
@@ -295,6 +301,7 @@ fn main() -> ExitCode {
                 | ModelsCommand::Installed { json }
                 | ModelsCommand::Add { json, .. }
                 | ModelsCommand::Download { json, .. }
+                | ModelsCommand::Use { json, .. }
                 | ModelsCommand::Rm { json, .. },
         } => *json,
         Command::Bench { command: BenchCommand::Decode(a) } => a.json,
@@ -699,6 +706,14 @@ fn models(command: ModelsCommand) -> Result<(), AppError> {
             line.finish(&format!("downloaded {}", describe_model(&info)));
             if json {
                 print_json(&info);
+            }
+        }
+        ModelsCommand::Use { name, json } => {
+            let status = app.use_model(&name)?;
+            if json {
+                print_json(&status);
+            } else {
+                println!("the local backend now runs {} ({})", status.file, status.message);
             }
         }
         ModelsCommand::Rm { name, json } => {

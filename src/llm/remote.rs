@@ -63,6 +63,8 @@ pub struct RemoteConfig {
     /// The window the server's model holds, in tokens (the API does not say).
     pub context_window: u32,
     pub key: Option<ApiKey>,
+    /// Why no key could be read (the keyring unavailable or locked), for the hint of a 401.
+    pub key_problem: Option<String>,
 }
 
 /// What kind of failure a remote call met: the decision it asks for.
@@ -170,11 +172,19 @@ impl RemoteBackend {
     /// Before the first request: does the server have the profile's model? Some servers (llama-cpp-python's)
     /// answer any model name with the one model they have, so a typo would go unnoticed; the listing tells.
     /// A server without a usable listing is taken at its word. A failure to connect is not remembered.
-    fn check_model(&self) -> Result<(), BackendError> {
+    fn check_model(&self, cancel: &CancelFlag) -> Result<(), BackendError> {
         if let Some(outcome) = self.model_checked.get() {
             return outcome.clone();
         }
-        let outcome = match self.list_models() {
+        let listed = self.runtime().block_on(async {
+            tokio::select! {
+                r = self.fetch_models() => Some(r),
+                _ = until_cancelled(cancel) => None,
+            }
+        });
+        // Stopped while asking: the request that follows sees the same flag and returns at once.
+        let Some(listed) = listed else { return Ok(()) };
+        let outcome = match listed {
             Ok(models) if models.is_empty() || models.iter().any(|m| *m == self.config.model) => Ok(()),
             Ok(models) => Err(self.error(
                 RemoteErrorKind::NotFound,
@@ -190,7 +200,11 @@ impl RemoteBackend {
 
     /// The model ids the server lists at `/models`.
     pub fn list_models(&self) -> Result<Vec<String>, BackendError> {
-        self.runtime().block_on(async {
+        self.runtime().block_on(self.fetch_models())
+    }
+
+    async fn fetch_models(&self) -> Result<Vec<String>, BackendError> {
+        {
             let mut request = self.client.get(self.url("models")).timeout(self.config.read_timeout + self.config.connect_timeout);
             if let Some(header) = self.auth_header() {
                 request = request.header(reqwest::header::AUTHORIZATION, header);
@@ -212,7 +226,7 @@ impl RemoteBackend {
             let models: Models = serde_json::from_str(&body)
                 .map_err(|e| self.error(RemoteErrorKind::Protocol, None, format!("its model list is not what the API describes ({e})")))?;
             Ok(models.data.into_iter().map(|m| m.id).collect())
-        })
+        }
     }
 
     /// A reply that may call the given tools (OpenAI `tools`, each `{"type": "function", "function": {...}}`),
@@ -262,7 +276,7 @@ impl RemoteBackend {
     }
 
     fn complete_with(&self, body: &Value, max_retries: u32, cancel: &CancelFlag, on_text: &mut dyn FnMut(&str)) -> Result<ToolReply, BackendError> {
-        self.check_model()?;
+        self.check_model(cancel)?;
         let started = Instant::now();
         self.runtime().block_on(async {
             let mut attempt = 0;
@@ -666,7 +680,10 @@ fn remote_error(config: &RemoteConfig, kind: RemoteErrorKind, status: Option<u16
     let hint = match kind {
         RemoteErrorKind::Unreachable => format!("check that the server is running and that `{}` is its address (`keel backends test {name}`)", config.base_url),
         RemoteErrorKind::Timeout => format!("the server may be overloaded; try again, or raise the profile's timeout (`keel backends add {name} … --timeout SECS`)"),
-        RemoteErrorKind::Unauthorized => format!("store the right key with `keel keys set {name}` (it reads the key from stdin)"),
+        RemoteErrorKind::Unauthorized => match &config.key_problem {
+            Some(problem) => format!("no key was sent because the keyring could not be read: {problem}"),
+            None => format!("store the right key with `keel keys set {name}` (it reads the key from stdin)"),
+        },
         RemoteErrorKind::NotFound => format!("`keel backends test {name}` lists the models the server has; set one with `keel backends add {name} --base-url … --model MODEL`"),
         RemoteErrorKind::RateLimited => "wait a little and try again, or use another backend with --backend".to_string(),
         RemoteErrorKind::Server => "the server failed; try again, or use another backend with --backend".to_string(),
@@ -803,6 +820,7 @@ mod tests {
             max_retries: 0,
             context_window: 2048,
             key: Some(key),
+            key_problem: None,
         };
         assert!(!format!("{config:?}").contains("0123456789"));
     }

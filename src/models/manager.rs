@@ -59,6 +59,9 @@ pub struct ModelInfo {
     pub builtin: bool,
     /// The sha256 the file is checked against: the manifest's pin, or the one recorded when the file was added.
     pub sha256: Option<String>,
+    /// The model the `local` backend runs (set by the app, which knows the choice; false here).
+    #[serde(default)]
+    pub in_use: bool,
 }
 
 /// Whether a model file is known to be the bytes it should be.
@@ -233,6 +236,7 @@ pub fn inspect(path: &Path) -> Result<ModelInfo, ManagerError> {
         checksum: ChecksumState::Unchecked,
         builtin: false,
         sha256: None,
+        in_use: false,
     })
 }
 

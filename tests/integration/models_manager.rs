@@ -339,9 +339,21 @@ fn the_cli_lists_adds_refuses_and_removes_models() {
     let list: serde_json::Value = serde_json::from_str(&out).unwrap();
     let names: Vec<&str> = list["models"].as_array().unwrap().iter().map(|m| m["name"].as_str().unwrap()).collect();
     assert!(names.contains(&"SmolLM2-135M-Instruct.Q4_1.gguf"), "{names:?}");
-    let (ok, _, err) = cli(&["models", "rm", "SmolLM2-135M-Instruct.Q4_1.gguf"]);
+    // The added model runs as the local backend, even with the built-in one absent from this models dir.
+    let name = "SmolLM2-135M-Instruct.Q4_1.gguf";
+    let (ok, _, err) = cli(&["models", "use", name]);
     assert!(ok, "{err}");
     let (_, out, _) = cli(&["models", "installed", "--json"]);
     let list: serde_json::Value = serde_json::from_str(&out).unwrap();
-    assert!(list["models"].as_array().unwrap().iter().all(|m| m["builtin"] == true), "{list}");
+    assert_eq!(list["models"][0]["in_use"], true, "{list}");
+    let (ok, out, err) = cli(&["ask", "--backend", "local", "--mode", "chat", "--max-tokens", "4", "--json", "Hello"]);
+    assert!(ok, "{err}");
+    let turn: serde_json::Value = serde_json::from_str(&out).unwrap();
+    let (_, shown, _) = cli(&["runs", "show", &turn["run_id"].to_string(), "--json"]);
+    assert!(shown.contains(&format!("\"model\": \"{name}\"")), "{shown}");
+    // The model in use is not deleted from under the backend.
+    let (ok, _, err) = cli(&["models", "rm", name]);
+    assert!(!ok && err.contains("the model the local backend runs"), "{err}");
+    let (ok, _, err) = cli(&["models", "use", "nowhere.gguf"]);
+    assert!(!ok && err.contains("there is no model"), "{err}");
 }

@@ -23,6 +23,7 @@ fn config(base_url: &str, model: &str, retries: u32) -> RemoteConfig {
         max_retries: retries,
         context_window: 4096,
         key: None,
+        key_problem: None,
     }
 }
 

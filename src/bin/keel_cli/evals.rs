@@ -257,6 +257,7 @@ pub fn remote(args: RemoteBenchArgs) -> Result<(), AppError> {
         max_retries: 0,
         context_window: 4096,
         key: None,
+        key_problem: None,
     };
     let backend = RemoteBackend::new(config)?;
     let peer = keel::eval::remote_bench::Peer { python, script: args.client.clone() };

@@ -279,6 +279,11 @@ export function cancelDownload(): Promise<void> {
   return call("cancel_download");
 }
 
+/** Makes the local backend run this model (it loads on the next turn that needs it). */
+export function useModel(name: string): Promise<ModelStatus> {
+  return call("use_model", { name });
+}
+
 export function deleteModel(name: string): Promise<void> {
   return call("delete_model", { name });
 }

@@ -287,7 +287,11 @@ builtin: boolean,
 /**
  * The sha256 the file is checked against: the manifest's pin, or the one recorded when the file was added.
  */
-sha256: string | null, };
+sha256: string | null, 
+/**
+ * The model the `local` backend runs (set by the app, which knows the choice; false here).
+ */
+in_use: boolean, };
 export type BrokenModel = { name: string, path: string, 
 /**
  * What is wrong and the fix, in one line.

@@ -37,6 +37,8 @@ export class ModelLibrary {
   /** The model whose Delete waits for the user's confirmation, and the one being deleted. */
   confirmingDelete = $state<string | null>(null);
   deleting = $state<string | null>(null);
+  /** The model being made the local backend's, while that call runs. */
+  using = $state<string | null>(null);
 
   #onChanged: () => void;
 
@@ -139,6 +141,22 @@ export class ModelLibrary {
     this.downloaded = null;
     this.downloadError = null;
     this.#cancelled = false;
+  }
+
+  /** Makes the local backend run this model. */
+  async use(name: string): Promise<void> {
+    if (this.using !== null) return;
+    this.using = name;
+    this.error = null;
+    try {
+      await api.useModel(name);
+      await this.refresh();
+      this.#onChanged();
+    } catch (e) {
+      this.error = toAppError(e);
+    } finally {
+      this.using = null;
+    }
   }
 
   askDelete(name: string): void {

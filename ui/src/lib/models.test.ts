@@ -8,6 +8,7 @@ const core = vi.hoisted(() => ({
   downloadModel: vi.fn(),
   cancelDownload: vi.fn(async () => {}),
   deleteModel: vi.fn(async () => {}),
+  useModel: vi.fn(),
 }));
 vi.mock("./api", () => core);
 
@@ -26,6 +27,7 @@ function info(name: string, patch: Partial<ModelInfo> = {}): ModelInfo {
     checksum: "verified",
     builtin: false,
     sha256: null,
+    in_use: false,
     ...patch,
   };
 }
@@ -88,6 +90,21 @@ describe("the model list", () => {
     expect(core.deleteModel).toHaveBeenCalledWith("mine.gguf");
     expect(models.confirmingDelete).toBeNull();
     expect(models.deleting).toBeNull();
+  });
+
+  it("makes a model the local backend's, then reads the list again; a refusal is shown", async () => {
+    const models = new ModelLibrary();
+    const mine = info("mine.gguf");
+    core.useModel.mockResolvedValueOnce({ state: "not_loaded", model_id: "user", file: "mine.gguf", message: "not loaded yet", hint: null });
+    core.listModels.mockResolvedValueOnce(list(mine)).mockResolvedValueOnce(list({ ...mine, in_use: true }));
+    await models.refresh();
+    await models.use("mine.gguf");
+    expect(core.useModel).toHaveBeenCalledWith("mine.gguf");
+    expect(models.list?.models.find((m) => m.name === "mine.gguf")?.in_use).toBe(true);
+    expect(models.using).toBeNull();
+    core.useModel.mockRejectedValueOnce({ kind: "model_corrupt", message: "model file mine.gguf no longer matches", hint: "delete it" });
+    await models.use("mine.gguf");
+    expect(models.error?.kind).toBe("model_corrupt");
   });
 });
 
