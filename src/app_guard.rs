@@ -38,6 +38,8 @@ pub struct GuardReport {
 pub struct GuardModel {
     memory: Arc<Memory>,
     exemplars: Exemplars,
+    /// The guard-set id each exemplar was taken from (attacks, benign), so a fit can leave a text's own out.
+    exemplar_from: (Vec<Option<String>>, Vec<Option<String>>),
     centroids: Centroids,
 }
 
@@ -46,12 +48,13 @@ impl GuardModel {
         self.memory.embedder()
     }
 
-    /// Scores `text` (already normalised) from `source`, embedding its windows.
-    pub fn scan(&self, text: &str, source: Source, thresholds: Thresholds) -> Scan {
+    /// Scores `text` (already normalised; `scanned` is what the patterns read, see [`guard::scanned_text`])
+    /// from `source`, embedding its windows.
+    pub fn scan(&self, text: &str, scanned: &str, source: Source, thresholds: Thresholds) -> Scan {
         let windows = guard::windows(text);
         let refs: Vec<&str> = windows.iter().map(String::as_str).collect();
         let vectors = self.embedder().embed(&refs).unwrap_or_default();
-        guard::scan(text, source, &vectors, &self.exemplars, thresholds)
+        guard::scan(scanned, source, &vectors, &self.exemplars, thresholds)
     }
 
     /// Embeds many texts' windows in batches; one entry (its windows' vectors) per text.
@@ -67,6 +70,11 @@ impl GuardModel {
         &self.exemplars
     }
 
+    /// The guard-set ids the attack and benign exemplars were taken from.
+    pub fn exemplar_sources(&self) -> (&[Option<String>], &[Option<String>]) {
+        (&self.exemplar_from.0, &self.exemplar_from.1)
+    }
+
     pub fn intent(&self, text: &str, embedding: Option<&[f32]>) -> IntentGuess {
         intent::detect(text, embedding, Some(&self.centroids))
     }
@@ -76,22 +84,31 @@ fn embed_err(e: impl std::fmt::Display) -> AppError {
     AppError::new(ErrorKind::ModelCorrupt, format!("the embedding model failed: {e}"), Some("run `keel models fetch`".into()))
 }
 
-/// The thresholds in force: the defaults, or `KEEL_GUARD_FLAG` / `KEEL_GUARD_BLOCK` when set.
+/// The thresholds in force: the defaults, or `KEEL_GUARD_FLAG` / `KEEL_GUARD_PATTERNS_FLAG` /
+/// `KEEL_GUARD_BLOCK` when set.
 pub fn thresholds() -> Thresholds {
     let read = |name: &str, default: f32| std::env::var(name).ok().and_then(|v| v.parse().ok()).unwrap_or(default);
     let d = Thresholds::default();
-    Thresholds { flag: read("KEEL_GUARD_FLAG", d.flag), block: read("KEEL_GUARD_BLOCK", d.block) }
+    Thresholds {
+        flag: read("KEEL_GUARD_FLAG", d.flag),
+        patterns_flag: read("KEEL_GUARD_PATTERNS_FLAG", d.patterns_flag),
+        block: read("KEEL_GUARD_BLOCK", d.block),
+    }
 }
 
+/// One exemplar: its text and the guard-set id it was taken from.
+type ExemplarText = (String, Option<String>);
+
 /// The exemplar texts by class (`attack` or `benign`).
-fn exemplar_texts() -> (Vec<String>, Vec<String>) {
+fn exemplar_texts() -> (Vec<ExemplarText>, Vec<ExemplarText>) {
     let (mut attacks, mut benign) = (Vec::new(), Vec::new());
     for line in EXEMPLARS.lines() {
         let Ok(v) = serde_json::from_str::<serde_json::Value>(line) else { continue };
         let Some(text) = v["text"].as_str() else { continue };
+        let entry = (text.to_owned(), v["from"].as_str().map(str::to_owned));
         match v["class"].as_str() {
-            Some("attack") => attacks.push(text.to_owned()),
-            Some("benign") => benign.push(text.to_owned()),
+            Some("attack") => attacks.push(entry),
+            Some("benign") => benign.push(entry),
             _ => {}
         }
     }
@@ -165,12 +182,13 @@ impl App {
         let (attacks, benign) = exemplar_texts();
         let intents = intent::examples(intent::TRAINING_SET, "train");
         let texts: Vec<&str> =
-            attacks.iter().chain(&benign).map(String::as_str).chain(intents.iter().map(|(t, _)| t.as_str())).collect();
+            attacks.iter().chain(&benign).map(|(t, _)| t.as_str()).chain(intents.iter().map(|(t, _)| t.as_str())).collect();
         let vectors = self.cached_embeddings(embedder, &texts, "embedding the guard's examples", on_progress)?;
         let mut it = vectors.into_iter();
         let exemplars = Exemplars { attacks: it.by_ref().take(attacks.len()).collect(), benign: it.by_ref().take(benign.len()).collect() };
         let labelled: Vec<(Intent, Vec<f32>)> = intents.iter().map(|(_, i)| *i).zip(it).collect();
-        let model = Arc::new(GuardModel { memory: memory.clone(), exemplars, centroids: Centroids::fit(&labelled) });
+        let exemplar_from = (attacks.into_iter().map(|(_, f)| f).collect(), benign.into_iter().map(|(_, f)| f).collect());
+        let model = Arc::new(GuardModel { memory: memory.clone(), exemplars, exemplar_from, centroids: Centroids::fit(&labelled) });
         *slot = Some(model.clone());
         Ok(model)
     }
@@ -199,9 +217,9 @@ impl App {
             .iter()
             .zip(normalised)
             .zip(vectors)
-            .map(|(((_, source), n), windows)| {
+            .map(|(((original, source), n), windows)| {
                 let exemplars = model.as_ref().map_or(&none, |m| m.exemplars());
-                let scan = guard::scan(&n.text, *source, &windows, exemplars, thresholds);
+                let scan = guard::scan(&guard::scanned_text(original, &n.text), *source, &windows, exemplars, thresholds);
                 // A short text is one window, whose vector is the text's own.
                 let embedding = (windows.len() == 1).then(|| windows[0].as_slice());
                 let guess = match &model {
@@ -231,10 +249,11 @@ pub(crate) enum AppScreen {
 
 impl guard::Screen for AppScreen {
     fn scan(&self, text: &str, source: Source) -> Scan {
-        let text = normalise::normalise(text, Destination::Model).text;
+        let normalised = normalise::normalise(text, Destination::Model).text;
+        let scanned = guard::scanned_text(text, &normalised);
         match self {
-            AppScreen::Full(model, thresholds) => model.scan(&text, source, *thresholds),
-            AppScreen::Patterns(p) => p.scan(&text, source),
+            AppScreen::Full(model, thresholds) => model.scan(&normalised, &scanned, source, *thresholds),
+            AppScreen::Patterns(p) => p.scan(&scanned, source),
         }
     }
 }

@@ -1,10 +1,12 @@
 //! `keel eval guard` and `keel eval intent`: the interface layer measured on its committed labelled sets.
 //!
-//! Guard: every validation and test text is normalised, cut into windows and embedded, then scored by the
-//! patterns alone, the similarity layer alone and both combined. For each, the flag threshold is chosen on the
-//! validation split as the lowest that flags at most 1% of its benign texts; the test split is then scored at
-//! that threshold (detection of direct and of indirect injections, and the false-positive rate it really
-//! gives), and, for reference, at the threshold that gives 1% false positives on the test split itself.
+//! Guard: every text is normalised, cut into windows and embedded, then scored by the patterns alone, the
+//! similarity layer alone and the combiner over both ([`crate::interface::combiner`]). For each, the flag
+//! threshold is chosen on the validation split as the lowest that flags at most 1% of its benign texts; the test
+//! split is then scored at that threshold (detection of direct and of indirect injections, and the
+//! false-positive rate it really gives), and, for reference, at the threshold that gives 1% false positives on
+//! the test split itself. `--fit` first fits the combiner on the train split (each train text's own exemplar
+//! left out of its similarity features) and chooses its regularisation and flag threshold on validation.
 //!
 //! Intent: accuracy and the confusion matrix of the rules plus nearest-centroid classifier on the test split.
 
@@ -13,7 +15,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 
 use crate::app_guard::GuardModel;
-use crate::interface::guard::{self, Source};
+use crate::interface::combiner::{self, Combiner, Evidence, Nearest};
+use crate::interface::guard::{self, Reason, Source};
 use crate::interface::intent::{self, Intent};
 use crate::interface::normalise::{normalise, Destination};
 
@@ -67,6 +70,9 @@ struct Scored<'a> {
     item: &'a GuardItem,
     patterns: f32,
     similarity: f32,
+    /// The combiner's raw features (for fitting) and its score.
+    features: Vec<f32>,
+    combined: f32,
 }
 
 impl Scored<'_> {
@@ -74,7 +80,7 @@ impl Scored<'_> {
         match layer {
             "patterns" => self.patterns,
             "similarity" => self.similarity,
-            _ => guard::combine(self.patterns, Some(self.similarity)),
+            _ => self.combined,
         }
     }
 }
@@ -110,38 +116,93 @@ pub fn load(jsonl: &str) -> Result<Vec<GuardItem>, String> {
         .collect()
 }
 
-/// The validation and test texts, normalised as the guard sees them (embed their windows with
-/// `App::guard_windows` for [`evaluate`]).
+/// Every text, normalised as the guard sees them (embed their windows with `App::guard_windows` for
+/// [`evaluate`]); the train split is needed to fit the combiner.
 pub fn texts(items: &[GuardItem]) -> Vec<String> {
-    items.iter().filter(|i| i.split != "train").map(|i| normalise(&i.text, Destination::Model).text).collect()
+    items.iter().map(|i| normalise(&i.text, Destination::Model).text).collect()
 }
 
-/// Scores the validation and test splits and reports each layer. `windows` are the embedded windows of
-/// [`texts`], in order.
-pub fn evaluate(model: &GuardModel, dataset: &str, items: &[GuardItem], windows: &[Vec<Vec<f32>>]) -> Result<GuardEvalReport, String> {
+/// The regularisation strengths tried when fitting; the validation split picks one.
+const L2_GRID: [f32; 5] = [1.0, 3.0, 10.0, 30.0, 100.0];
+
+/// Fits the combiner on the train split's features, choosing the regularisation and the flag threshold on the
+/// validation split (the most validation injections found at 1% validation false positives; the smoother fit
+/// on a tie).
+fn fit(names: &[String], scored: &[Scored], dataset: &str) -> Combiner {
+    let train: Vec<&Scored> = scored.iter().filter(|s| s.item.split == "train").collect();
+    let x: Vec<Vec<f32>> = train.iter().map(|s| s.features.clone()).collect();
+    let y: Vec<bool> = train.iter().map(|s| s.item.label == "injection").collect();
+    let validation: Vec<&Scored> = scored.iter().filter(|s| s.item.split == "validation").collect();
+    let mut best: Option<(usize, Combiner)> = None;
+    for l2 in L2_GRID {
+        let mut c = Combiner::fit(names.to_vec(), &x, &y, l2);
+        let scores: Vec<(f32, bool)> = validation.iter().map(|s| (c.score_raw(&s.features), s.item.label == "injection")).collect();
+        let mut benign: Vec<f32> = scores.iter().filter(|(_, inj)| !inj).map(|(s, _)| *s).collect();
+        c.flag = threshold_at(&mut benign, 0.01);
+        let found = scores.iter().filter(|(s, inj)| *inj && *s >= c.flag).count();
+        if best.as_ref().is_none_or(|(f, _)| found >= *f) {
+            best = Some((found, c));
+        }
+    }
+    let (_, mut c) = best.expect("a non-empty grid");
+    c.fitted_on = format!(
+        "train split of {dataset} ({} texts); l2 {} and the flag threshold chosen on its validation split ({} texts) at 1% false positives",
+        train.len(),
+        c.l2,
+        validation.len()
+    );
+    c
+}
+
+/// Scores every split and reports each layer on the test split. `windows` are the embedded windows of
+/// [`texts`], in order. With `refit`, the combiner is fitted afresh (see [`fit`]) and both the report and the
+/// returned fit use it; otherwise the committed combiner is measured.
+pub fn evaluate(
+    model: &GuardModel,
+    dataset: &str,
+    items: &[GuardItem],
+    windows: &[Vec<Vec<f32>>],
+    refit: bool,
+) -> Result<(GuardEvalReport, Combiner), String> {
     let started = std::time::Instant::now();
     let mut counts = BTreeMap::new();
     for i in items {
         *counts.entry(format!("{}/{}", i.split, i.kind)).or_insert(0) += 1;
     }
-    let used: Vec<&GuardItem> = items.iter().filter(|i| i.split != "train").collect();
     let texts = texts(items);
     if windows.len() != texts.len() {
         return Err(format!("{} texts but {} embedded", texts.len(), windows.len()));
     }
-    let scored: Vec<Scored> = used
+    let names = if refit { combiner::feature_names(&guard::rule_ids()) } else { Combiner::committed().features.clone() };
+    let exemplars = model.exemplars();
+    let (attack_from, benign_from) = model.exemplar_sources();
+    let mut scored: Vec<Scored> = items
         .iter()
         .zip(&texts)
         .zip(windows)
         .map(|((item, text), w)| {
             let source = Source::parse(&item.source).unwrap_or(Source::Document);
+            let (patterns, reasons): (f32, Vec<Reason>) = guard::pattern_scan(&guard::scanned_text(&item.text, text), source);
+            // A train text is its own exemplar: leave it out, or it would find itself.
+            let train = item.split == "train";
+            let own_attack = |i: usize| train && attack_from[i].as_deref() == Some(item.id.as_str());
+            let own_benign = |i: usize| train && benign_from[i].as_deref() == Some(item.id.as_str());
+            let nearest = combiner::nearest(w, &exemplars.attacks, &exemplars.benign, guard::NEAREST, &own_attack, &own_benign)
+                .unwrap_or(Nearest { margin: -1.0, attack: 0.0, benign: 0.0 });
+            let features = combiner::features(&names, &Evidence { reasons: &reasons, pattern_score: patterns, source, nearest });
             Scored {
                 item,
-                patterns: guard::pattern_scan(text, source).0,
-                similarity: guard::similarity_scan(w, model.exemplars()).map_or(0.0, |(s, _)| s),
+                patterns,
+                similarity: guard::margin_score(nearest.margin),
+                combined: 0.0,
+                features,
             }
         })
         .collect();
+    let combiner = if refit { fit(&names, &scored, dataset) } else { Combiner::committed().clone() };
+    for s in &mut scored {
+        s.combined = combiner.score_raw(&s.features);
+    }
     let pick = |split: &str, kind: &str| -> Vec<&Scored> { scored.iter().filter(|s| s.item.split == split && s.item.kind == kind).collect() };
     let mut layers = Vec::new();
     let mut combined_threshold = 1.0;
@@ -168,9 +229,11 @@ pub fn evaluate(model: &GuardModel, dataset: &str, items: &[GuardItem], windows:
     let false_positives = test.iter().filter(|s| s.item.label == "benign" && s.score("combined") >= combined_threshold).map(|s| s.item.id.clone()).collect();
     let scores = scored
         .iter()
+        .filter(|s| s.item.split != "train")
         .map(|s| ItemScores { id: s.item.id.clone(), split: s.item.split.clone(), kind: s.item.kind.clone(), patterns: s.patterns, similarity: s.similarity })
         .collect();
-    Ok(GuardEvalReport { dataset: dataset.into(), counts, layers, missed, false_positives, scores, duration_ms: started.elapsed().as_millis() as u64 })
+    let report = GuardEvalReport { dataset: dataset.into(), counts, layers, missed, false_positives, scores, duration_ms: started.elapsed().as_millis() as u64 };
+    Ok((report, combiner))
 }
 
 #[derive(Debug, Clone, Serialize)]

@@ -5,6 +5,7 @@
 //! [`InputError`] that says why and what to do instead. [`intent`] says what a message asks for and [`guard`]
 //! how strongly a text reads as a prompt injection.
 
+pub mod combiner;
 pub mod guard;
 pub mod intent;
 pub mod normalise;

@@ -7,9 +7,10 @@
 
 use std::path::Path;
 
-use candle_core::{DType, Device, Tensor};
+use candle_core::{DType, Device};
 use candle_nn::VarBuilder;
-use candle_transformers::models::bert::{BertModel, Config};
+
+use super::bert::{Bert, BertConfig};
 use tokenizers::{PaddingParams, PaddingStrategy, Tokenizer, TruncationParams};
 
 /// The model's limit in word pieces (`[CLS]` and `[SEP]` included), as sentence-transformers sets it.
@@ -26,11 +27,10 @@ pub enum EmbedError {
 }
 
 pub struct Embedder {
-    model: BertModel,
+    model: Bert,
     tokenizer: Tokenizer,
     /// The same tokenizer without truncation or padding, for counting.
     counter: Tokenizer,
-    device: Device,
     model_id: String,
     dim: usize,
 }
@@ -47,7 +47,7 @@ impl Embedder {
     /// Loads `config.json`, `tokenizer.json` and `model.safetensors` from `dir` (checksums are the caller's).
     pub fn load(dir: &Path, model_id: &str) -> Result<Embedder, EmbedError> {
         let config_path = dir.join("config.json");
-        let config: Config = serde_json::from_slice(&std::fs::read(&config_path).map_err(|e| load_err(&config_path, e))?)
+        let config: BertConfig = serde_json::from_slice(&std::fs::read(&config_path).map_err(|e| load_err(&config_path, e))?)
             .map_err(|e| load_err(&config_path, e))?;
         let tokenizer_path = dir.join("tokenizer.json");
         let mut tokenizer = Tokenizer::from_file(&tokenizer_path).map_err(|e| load_err(&tokenizer_path, e))?;
@@ -69,8 +69,8 @@ impl Embedder {
         // Read into memory rather than mapped: a file changed under a mapping is undefined behaviour.
         let bytes = std::fs::read(&weights_path).map_err(|e| load_err(&weights_path, e))?;
         let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &device).map_err(|e| load_err(&weights_path, e))?;
-        let model = BertModel::load(vb, &config).map_err(|e| load_err(&weights_path, e))?;
-        Ok(Embedder { model, tokenizer, counter, device, model_id: model_id.to_owned(), dim: config.hidden_size })
+        let model = Bert::load(vb, &config).map_err(|e| load_err(&weights_path, e))?;
+        Ok(Embedder { model, tokenizer, counter, model_id: model_id.to_owned(), dim: config.hidden_size })
     }
 
     /// The tag stored with every embedding; a different tag means the vector must be recomputed.
@@ -116,24 +116,20 @@ impl Embedder {
     fn forward(&self, texts: &[&str]) -> Result<Vec<Vec<f32>>, EmbedError> {
         let encodings = self.tokenizer.encode_batch_fast(texts.to_vec(), true).map_err(infer)?;
         let len = encodings.first().map(|e| e.len()).unwrap_or(0);
-        let n = encodings.len();
-        let mut ids = Vec::with_capacity(n * len);
-        let mut mask = Vec::with_capacity(n * len);
+        let mut ids = Vec::with_capacity(encodings.len() * len);
+        let mut real = Vec::with_capacity(encodings.len());
         for e in &encodings {
             ids.extend_from_slice(e.get_ids());
-            mask.extend_from_slice(e.get_attention_mask());
+            // Padding is on the right: the real pieces are a prefix.
+            let mask = e.get_attention_mask();
+            let r = mask.iter().take_while(|&&m| m == 1).count();
+            if mask[r..].iter().any(|&m| m != 0) {
+                return Err(EmbedError::Inference("the tokenizer padded on the left".into()));
+            }
+            real.push(r);
         }
-        let ids = Tensor::from_vec(ids, (n, len), &self.device).map_err(infer)?;
-        let mask = Tensor::from_vec(mask, (n, len), &self.device).map_err(infer)?;
-        let type_ids = ids.zeros_like().map_err(infer)?;
-        let hidden = self.model.forward(&ids, &type_ids, Some(&mask)).map_err(infer)?;
-        // Mean over the real tokens only.
-        let mask_f = mask.to_dtype(DType::F32).map_err(infer)?.unsqueeze(2).map_err(infer)?;
-        let summed = hidden.broadcast_mul(&mask_f).map_err(infer)?.sum(1).map_err(infer)?;
-        let counts = mask_f.sum(1).map_err(infer)?.clamp(1e-9, f64::MAX).map_err(infer)?;
-        let mean = summed.broadcast_div(&counts).map_err(infer)?;
-        let rows: Vec<Vec<f32>> = mean.to_vec2().map_err(infer)?;
-        Ok(rows.into_iter().map(normalise).collect())
+        let pooled = self.model.pooled(&ids, encodings.len(), len, &real).map_err(infer)?;
+        Ok(pooled.into_iter().map(normalise).collect())
     }
 }
 

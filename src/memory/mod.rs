@@ -8,6 +8,7 @@
 //! another schema or inconsistent with SQLite (generation or count) is rebuilt with progress, and items whose
 //! embedding is missing or from another model are re-embedded. Nothing here knows of orchestration.
 
+pub mod bert;
 pub mod embed;
 pub mod index;
 pub mod ingest;

@@ -47,6 +47,10 @@ pub enum EvalCommand {
         /// Write the JSON report here too.
         #[arg(long)]
         out: Option<PathBuf>,
+        /// Fit the combiner afresh on the train split (regularisation and flag threshold chosen on validation),
+        /// measure that fit, and write it to FILE (the committed one is src/interface/guard_combiner.json).
+        #[arg(long, value_name = "FILE")]
+        fit: Option<PathBuf>,
         #[arg(long)]
         json: bool,
     },
@@ -130,7 +134,7 @@ pub fn eval(command: EvalCommand) -> Result<(), AppError> {
         }
     };
     match command {
-        EvalCommand::Guard { dataset, out, json } => {
+        EvalCommand::Guard { dataset, out, fit, json } => {
             let app = App::open_default()?;
             let text = std::fs::read_to_string(&dataset)
                 .map_err(|e| AppError::new(ErrorKind::InvalidInput, format!("cannot read {}: {e}", dataset.display()), None))?;
@@ -139,7 +143,14 @@ pub fn eval(command: EvalCommand) -> Result<(), AppError> {
             let texts = keel::eval::guard::texts(&items);
             let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
             let windows = app.guard_windows(&model, &refs, &mut |d, t| show("embedding the texts' windows", d as u64, t as u64))?;
-            let report = keel::eval::guard::evaluate(&model, &dataset.display().to_string(), &items, &windows).map_err(err)?;
+            let (report, combiner) =
+                keel::eval::guard::evaluate(&model, &dataset.display().to_string(), &items, &windows, fit.is_some()).map_err(err)?;
+            if let Some(path) = &fit {
+                let body = serde_json::to_string_pretty(&combiner).map_err(|e| AppError::new(ErrorKind::Internal, e.to_string(), None))? + "\n";
+                std::fs::write(path, body)
+                    .map_err(|e| AppError::new(ErrorKind::Store, format!("cannot write the fit to {}: {e}", path.display()), None))?;
+                eprintln!("fit written to {} (l2 {}, flag threshold {:.4})", path.display(), combiner.l2, combiner.flag);
+            }
             if !emit(&report, out.as_deref(), json, tty)? {
                 println!("{} ({:?})", report.dataset, report.counts);
                 println!("{:<11} {:>9} {:>14} {:>16} {:>9}   {:>17} {:>19}", "layer", "threshold", "direct found", "indirect found", "test FPR", "direct @1% (test)", "indirect @1% (test)");

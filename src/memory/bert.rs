@@ -1,0 +1,475 @@
+//! The BERT encoder behind Keel's embeddings (all-MiniLM-L6-v2), in candle, laid out for CPU throughput.
+//!
+//! The arithmetic is BERT's (absolute positions, post-norm layers, exact erf GELU); what differs from
+//! `candle_transformers::models::bert` is the layout, which is where a CPU spends its time:
+//! - every dense layer is one matrix product over all the batch's tokens at once, `(tokens, in) × (in, out)`, with
+//!   the weights transposed once at load (no per-text broadcast products, no strided right-hand side);
+//!   query, key and value are one product with their weights stacked, and the 1/√d of attention is folded into
+//!   the query weights;
+//! - attention is one fused CPU op: per text and head, `QKᵀ`, softmax and `·V` run on one thread over the text's
+//!   real tokens only (padding keys would get zero weight anyway; padded rows feed nothing that is pooled),
+//!   reading Q, K and V in place from the stacked product and writing the heads straight into their columns;
+//! - bias and GELU are one pass, and so are bias, residual and layer norm, each in place on the product's
+//!   output (no new buffers), with an `exp` that vectorises.
+//!
+//! Matrix products go through candle (`Tensor::matmul`, the `gemm` crate on all of candle's threads); the
+//! per-head products in the attention op call the same `gemm` crate single-threaded, one head per thread.
+
+use candle_core::{CpuStorage, CustomOp1, DType, Device, InplaceOp1, InplaceOp2, Layout, Shape, Tensor};
+use candle_nn::VarBuilder;
+use rayon::prelude::*;
+use serde::Deserialize;
+
+/// The parts of a BERT `config.json` the encoder reads.
+#[derive(Debug, Clone, Deserialize)]
+pub struct BertConfig {
+    pub vocab_size: usize,
+    pub hidden_size: usize,
+    pub num_hidden_layers: usize,
+    pub num_attention_heads: usize,
+    pub intermediate_size: usize,
+    pub max_position_embeddings: usize,
+    #[serde(default = "default_type_vocab")]
+    pub type_vocab_size: usize,
+    #[serde(default = "default_eps")]
+    pub layer_norm_eps: f64,
+    #[serde(default = "default_act")]
+    pub hidden_act: String,
+    #[serde(default = "default_position_type")]
+    pub position_embedding_type: String,
+}
+
+fn default_type_vocab() -> usize {
+    2
+}
+fn default_eps() -> f64 {
+    1e-12
+}
+fn default_act() -> String {
+    "gelu".into()
+}
+fn default_position_type() -> String {
+    "absolute".into()
+}
+
+struct Norm {
+    gamma: Vec<f32>,
+    beta: Vec<f32>,
+}
+
+struct Layer {
+    /// `(hidden, 3·hidden)`: query (pre-scaled by 1/√d), key and value, transposed.
+    qkv_w: Tensor,
+    qkv_b: Vec<f32>,
+    out_w: Tensor,
+    out_b: Vec<f32>,
+    attn_norm: Norm,
+    up_w: Tensor,
+    up_b: Vec<f32>,
+    down_w: Tensor,
+    down_b: Vec<f32>,
+    ffn_norm: Norm,
+}
+
+pub struct Bert {
+    word: Tensor,
+    /// Position embeddings with the token-type-0 embedding added (Keel's texts are one segment).
+    position: Vec<f32>,
+    emb_norm: Norm,
+    layers: Vec<Layer>,
+    hidden: usize,
+    heads: usize,
+    max_positions: usize,
+    eps: f32,
+}
+
+fn vec1(t: Tensor) -> candle_core::Result<Vec<f32>> {
+    t.to_dtype(DType::F32)?.to_vec1()
+}
+
+fn norm(vb: &VarBuilder, size: usize) -> candle_core::Result<Norm> {
+    // Older checkpoints name them weight/bias, TF ports gamma/beta.
+    let (g, b) = if vb.contains_tensor("weight") { ("weight", "bias") } else { ("gamma", "beta") };
+    Ok(Norm { gamma: vec1(vb.get(size, g)?)?, beta: vec1(vb.get(size, b)?)? })
+}
+
+/// A PyTorch `Linear` (`weight` is `(out, in)`) as `(in, out)` plus its bias.
+fn dense(vb: &VarBuilder, input: usize, output: usize, scale: f64) -> candle_core::Result<(Tensor, Vec<f32>)> {
+    let w = (vb.get((output, input), "weight")? * scale)?;
+    let b = (vb.get(output, "bias")? * scale)?;
+    Ok((w.t()?.contiguous()?, vec1(b)?))
+}
+
+impl Bert {
+    pub fn load(vb: VarBuilder, config: &BertConfig) -> candle_core::Result<Bert> {
+        if config.hidden_act != "gelu" {
+            candle_core::bail!("hidden_act {:?} is not supported (only BERT's exact \"gelu\")", config.hidden_act);
+        }
+        if config.position_embedding_type != "absolute" {
+            candle_core::bail!("position_embedding_type {:?} is not supported (only \"absolute\")", config.position_embedding_type);
+        }
+        let (h, heads) = (config.hidden_size, config.num_attention_heads);
+        if heads == 0 || h % heads != 0 {
+            candle_core::bail!("hidden_size {h} is not a multiple of num_attention_heads {heads}");
+        }
+        let vb = if vb.contains_tensor("embeddings.word_embeddings.weight") { vb } else { vb.pp("bert") };
+        let emb = vb.pp("embeddings");
+        let word = emb.get((config.vocab_size, h), "word_embeddings.weight")?.to_dtype(DType::F32)?;
+        let pos = emb.get((config.max_position_embeddings, h), "position_embeddings.weight")?;
+        let type0 = emb.get((config.type_vocab_size, h), "token_type_embeddings.weight")?.narrow(0, 0, 1)?;
+        let position = pos.broadcast_add(&type0)?.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?;
+        let emb_norm = norm(&emb.pp("LayerNorm"), h)?;
+        let scale = 1.0 / ((h / heads) as f64).sqrt();
+        let mut layers = Vec::with_capacity(config.num_hidden_layers);
+        for i in 0..config.num_hidden_layers {
+            let l = vb.pp(format!("encoder.layer.{i}"));
+            let att = l.pp("attention");
+            let (q_w, q_b) = dense(&att.pp("self.query"), h, h, scale)?;
+            let (k_w, k_b) = dense(&att.pp("self.key"), h, h, 1.0)?;
+            let (v_w, v_b) = dense(&att.pp("self.value"), h, h, 1.0)?;
+            let qkv_w = Tensor::cat(&[q_w, k_w, v_w], 1)?.contiguous()?;
+            let qkv_b = [q_b, k_b, v_b].concat();
+            let (out_w, out_b) = dense(&att.pp("output.dense"), h, h, 1.0)?;
+            let attn_norm = norm(&att.pp("output.LayerNorm"), h)?;
+            let (up_w, up_b) = dense(&l.pp("intermediate.dense"), h, config.intermediate_size, 1.0)?;
+            let (down_w, down_b) = dense(&l.pp("output.dense"), config.intermediate_size, h, 1.0)?;
+            let ffn_norm = norm(&l.pp("output.LayerNorm"), h)?;
+            layers.push(Layer { qkv_w, qkv_b, out_w, out_b, attn_norm, up_w, up_b, down_w, down_b, ffn_norm });
+        }
+        Ok(Bert {
+            word,
+            position,
+            emb_norm,
+            layers,
+            hidden: h,
+            heads,
+            max_positions: config.max_position_embeddings,
+            eps: config.layer_norm_eps as f32,
+        })
+    }
+
+    pub fn hidden_size(&self) -> usize {
+        self.hidden
+    }
+
+    /// Mean-pooled last hidden states of `n` texts of `len` word pieces each (`ids` row-major), where text `i`
+    /// has `real[i]` real pieces followed by padding. One `hidden_size` vector per text, not normalised.
+    pub fn pooled(&self, ids: &[u32], n: usize, len: usize, real: &[usize]) -> candle_core::Result<Vec<Vec<f32>>> {
+        if ids.len() != n * len || real.len() != n || real.iter().any(|&r| r > len) {
+            candle_core::bail!("{} ids for {n} texts of {len} pieces ({} lengths)", ids.len(), real.len());
+        }
+        if len > self.max_positions {
+            candle_core::bail!("{len} word pieces is more than the model's {} positions", self.max_positions);
+        }
+        let h = self.hidden;
+        let device = Device::Cpu;
+        let ids_t = Tensor::from_slice(ids, n * len, &device)?;
+        let x = self.word.index_select(&ids_t, 0)?;
+        x.inplace_op1(&EmbedNorm { position: &self.position, len, norm: &self.emb_norm, eps: self.eps })?;
+        let mut x = x;
+        for layer in &self.layers {
+            let qkv = x.matmul(&layer.qkv_w)?;
+            qkv.inplace_op1(&AddBias { bias: &layer.qkv_b })?;
+            let ctx = qkv.apply_op1_no_bwd(&Attention { width: layer.qkv_b.len(), n, len, heads: self.heads, real })?;
+            let att = ctx.matmul(&layer.out_w)?;
+            att.inplace_op2(&x, &AddNorm { bias: &layer.out_b, norm: &layer.attn_norm, eps: self.eps })?;
+            let up = att.matmul(&layer.up_w)?;
+            up.inplace_op1(&BiasGelu { bias: &layer.up_b })?;
+            let down = up.matmul(&layer.down_w)?;
+            down.inplace_op2(&att, &AddNorm { bias: &layer.down_b, norm: &layer.ffn_norm, eps: self.eps })?;
+            x = down;
+        }
+        let flat: Vec<f32> = x.flatten_all()?.to_vec1()?;
+        Ok((0..n)
+            .map(|t| {
+                let mut sum = vec![0f32; h];
+                for row in flat[t * len * h..].chunks_exact(h).take(real[t]) {
+                    sum.iter_mut().zip(row).for_each(|(s, v)| *s += v);
+                }
+                let count = real[t].max(1) as f32;
+                sum.iter_mut().for_each(|s| *s /= count);
+                sum
+            })
+            .collect())
+    }
+}
+
+/// The contiguous f32 data of a CPU tensor operand.
+fn slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
+    let Some((start, end)) = layout.contiguous_offsets() else { candle_core::bail!("bert op on a non-contiguous tensor") };
+    Ok(&storage.as_slice::<f32>()?[start..end])
+}
+
+/// The same, writable, for the ops that work in place (no new buffer, so no fresh pages to fault in).
+fn slice_mut<'a>(storage: &'a mut CpuStorage, layout: &Layout) -> candle_core::Result<&'a mut [f32]> {
+    let Some((start, end)) = layout.contiguous_offsets() else { candle_core::bail!("bert op on a non-contiguous tensor") };
+    match storage {
+        CpuStorage::F32(v) => Ok(&mut v[start..end]),
+        _ => candle_core::bail!("bert op on a tensor that is not f32"),
+    }
+}
+
+fn layer_norm_row(row: &mut [f32], norm: &Norm, eps: f32) {
+    let n = row.len() as f32;
+    let mean = row.iter().sum::<f32>() / n;
+    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let inv = 1.0 / (var + eps).sqrt();
+    for ((v, g), b) in row.iter_mut().zip(&norm.gamma).zip(&norm.beta) {
+        *v = (*v - mean) * inv * g + b;
+    }
+}
+
+/// Rows per parallel task for the row-wise ops: big enough that a task is worth its scheduling.
+const ROWS_PER_TASK: usize = 16;
+
+/// Word embeddings + position (and type-0) embeddings, then layer norm.
+struct EmbedNorm<'a> {
+    position: &'a [f32],
+    len: usize,
+    norm: &'a Norm,
+    eps: f32,
+}
+
+impl InplaceOp1 for EmbedNorm<'_> {
+    fn name(&self) -> &'static str {
+        "bert-embed-norm"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let out = slice_mut(storage, layout)?;
+        let h = self.norm.gamma.len();
+        out.par_chunks_mut(h * ROWS_PER_TASK).enumerate().for_each(|(task, rows)| {
+            for (i, row) in rows.chunks_exact_mut(h).enumerate() {
+                let position = (task * ROWS_PER_TASK + i) % self.len;
+                row.iter_mut().zip(&self.position[position * h..(position + 1) * h]).for_each(|(v, p)| *v += p);
+                layer_norm_row(row, self.norm, self.eps);
+            }
+        });
+        Ok(())
+    }
+}
+
+/// `layer_norm(x + bias + residual)`, row by row.
+struct AddNorm<'a> {
+    bias: &'a [f32],
+    norm: &'a Norm,
+    eps: f32,
+}
+
+impl InplaceOp2 for AddNorm<'_> {
+    fn name(&self) -> &'static str {
+        "bert-add-norm"
+    }
+
+    fn cpu_fwd(&self, dst: &mut CpuStorage, dst_l: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<()> {
+        let residual = slice(s2, l2)?;
+        let out = slice_mut(dst, dst_l)?;
+        if out.len() != residual.len() {
+            candle_core::bail!("bert-add-norm: {} values and a residual of {}", out.len(), residual.len());
+        }
+        let h = self.bias.len();
+        out.par_chunks_mut(h * ROWS_PER_TASK).zip(residual.par_chunks(h * ROWS_PER_TASK)).for_each(|(rows, res)| {
+            for (row, r) in rows.chunks_exact_mut(h).zip(res.chunks_exact(h)) {
+                row.iter_mut().zip(r).zip(self.bias).for_each(|((v, r), b)| *v += r + b);
+                layer_norm_row(row, self.norm, self.eps);
+            }
+        });
+        Ok(())
+    }
+}
+
+/// `x + bias`, row by row.
+struct AddBias<'a> {
+    bias: &'a [f32],
+}
+
+impl InplaceOp1 for AddBias<'_> {
+    fn name(&self) -> &'static str {
+        "bert-add-bias"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let out = slice_mut(storage, layout)?;
+        let w = self.bias.len();
+        out.par_chunks_mut(w * ROWS_PER_TASK).for_each(|rows| {
+            for row in rows.chunks_exact_mut(w) {
+                row.iter_mut().zip(self.bias).for_each(|(v, b)| *v += b);
+            }
+        });
+        Ok(())
+    }
+}
+
+/// `gelu(x + bias)` with BERT's exact (erf) GELU.
+struct BiasGelu<'a> {
+    bias: &'a [f32],
+}
+
+impl InplaceOp1 for BiasGelu<'_> {
+    fn name(&self) -> &'static str {
+        "bert-bias-gelu"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        let out = slice_mut(storage, layout)?;
+        let w = self.bias.len();
+        out.par_chunks_mut(w * ROWS_PER_TASK).for_each(|rows| {
+            for row in rows.chunks_exact_mut(w) {
+                row.iter_mut().zip(self.bias).for_each(|(v, b)| *v = gelu(*v + b));
+            }
+        });
+        Ok(())
+    }
+}
+
+/// `eˣ` without a libm call, so loops over it vectorise: Cephes' `expf` (range reduction by ln 2 in two parts,
+/// a degree-6 polynomial; relative error about 1e-7, like f32 rounding). Inputs are clamped to the range where
+/// the result is a normal f32.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    let x = x.clamp(-87.3, 88.3);
+    // Round to the nearest integer by the 1.5·2²³ trick (exact for |n| < 2²²).
+    let n = (x * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
+    let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
+    let p = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r
+        + 5.000_000_1e-1)
+        * r
+        * r
+        + r
+        + 1.0;
+    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+}
+
+/// `x·Φ(x)`, Φ through erf (Abramowitz & Stegun 7.1.26: absolute error under 1.5e-7, about f32's own rounding).
+fn gelu(x: f32) -> f32 {
+    let z = x * std::f32::consts::FRAC_1_SQRT_2;
+    let a = z.abs();
+    let t = 1.0 / (1.0 + 0.327_591_1 * a);
+    let poly = t * (0.254_829_6 + t * (-0.284_496_74 + t * (1.421_413_7 + t * (-1.453_152 + t * 1.061_405_4))));
+    let erf_abs = 1.0 - poly * exp(-a * a);
+    0.5 * x * (1.0 + erf_abs.copysign(z))
+}
+
+/// Multi-head self-attention over the stacked `(n·len, 3·hidden)` query/key/value product (bias added), giving
+/// `(n·len, hidden)`; padded rows stay zero.
+struct Attention<'a> {
+    width: usize,
+    n: usize,
+    len: usize,
+    heads: usize,
+    real: &'a [usize],
+}
+
+/// A pointer that parallel tasks write through, each to its own disjoint cells.
+#[derive(Clone, Copy)]
+struct Shared(*mut f32);
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    /// Through a method, so closures capture the whole `Shared` (which is `Sync`), not its raw field.
+    fn at(self, offset: usize) -> *mut f32 {
+        self.0.wrapping_add(offset)
+    }
+}
+
+impl CustomOp1 for Attention<'_> {
+    fn name(&self) -> &'static str {
+        "bert-attention"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let qkv = slice(storage, layout)?;
+        let (n, len, heads) = (self.n, self.len, self.heads);
+        let w3 = self.width;
+        let h = w3 / 3;
+        let d = h / heads;
+        if qkv.len() != n * len * w3 {
+            candle_core::bail!("bert-attention: {} values for {n}×{len}×{w3}", qkv.len());
+        }
+        let mut out = vec![0f32; n * len * h];
+        let dst = Shared(out.as_mut_ptr());
+        (0..n * heads).into_par_iter().for_each_init(Vec::new, |scores: &mut Vec<f32>, task| {
+            let (t, head) = (task / heads, task % heads);
+            let r = self.real[t];
+            if r == 0 {
+                return;
+            }
+            scores.clear();
+            scores.resize(r * r, 0.0);
+            let base = t * len * w3 + head * d;
+            let (q, k, v) = (qkv[base..].as_ptr(), qkv[base + h..].as_ptr(), qkv[base + 2 * h..].as_ptr());
+            // SAFETY: every operand pointer and stride stays inside `qkv` (rows t·len .. t·len+r of its three
+            // column blocks) or `scores` (r×r); the destination block (rows of text t, columns of this head) is
+            // written by this task only.
+            unsafe {
+                // scores (r×r) = Q (r×d) · Kᵀ (d×r); Kᵀ read through swapped strides.
+                gemm::gemm(
+                    r, r, d,
+                    scores.as_mut_ptr(), 1, r as isize, false,
+                    q, 1, w3 as isize,
+                    k, w3 as isize, 1,
+                    0.0, 1.0, false, false, false, gemm::Parallelism::None,
+                );
+            }
+            for row in scores.chunks_exact_mut(r) {
+                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
+                // Two passes: the first vectorises, the sum (a float reduction) cannot.
+                row.iter_mut().for_each(|s| *s = exp(*s - max));
+                let sum: f32 = row.iter().sum();
+                let inv = 1.0 / sum;
+                row.iter_mut().for_each(|s| *s *= inv);
+            }
+            unsafe {
+                // context (r×d) = P (r×r) · V (r×d), written into this head's columns of text t's rows.
+                let out = dst.at(t * len * h + head * d);
+                gemm::gemm(
+                    r, d, r,
+                    out, 1, h as isize, false,
+                    scores.as_ptr(), 1, r as isize,
+                    v, 1, w3 as isize,
+                    0.0, 1.0, false, false, false, gemm::Parallelism::None,
+                );
+            }
+        });
+        Ok((CpuStorage::F32(out), Shape::from((n * len, h))))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn gelu_matches_the_erf_definition() {
+        // Φ(x) from libm's erf, at points across the range GELU sees.
+        for i in -420..=420 {
+            let x = i as f32 / 100.0;
+            let exact = 0.5 * x as f64 * (1.0 + libm_erf(x as f64 / std::f64::consts::SQRT_2));
+            assert!((gelu(x) as f64 - exact).abs() < 2e-6 * (1.0 + x.abs() as f64), "gelu({x})");
+        }
+        // Far out, Φ is 0 or 1 to within 1e-15.
+        assert!((gelu(9.0) - 9.0).abs() < 1e-5 && gelu(-9.0).abs() < 1e-5);
+    }
+
+    #[test]
+    fn exp_matches_the_library_to_f32_precision() {
+        for i in -8700..=8800 {
+            let x = i as f32 / 100.0;
+            let (ours, lib) = (exp(x), x.exp());
+            assert!(((ours - lib) / lib).abs() < 5e-7, "exp({x}): {ours} vs {lib}");
+        }
+        assert!(exp(-1000.0) >= 0.0 && exp(-1000.0) < 1e-37);
+    }
+
+    /// erf by its Maclaurin series (exact to ~1e-12 in f64 for |z| ≤ 3).
+    fn libm_erf(z: f64) -> f64 {
+        let mut term = z;
+        let mut sum = z;
+        for n in 1..200 {
+            term *= -z * z / n as f64;
+            sum += term / (2 * n + 1) as f64;
+        }
+        sum * 2.0 / std::f64::consts::PI.sqrt()
+    }
+}
