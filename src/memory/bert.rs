@@ -169,12 +169,12 @@ impl Bert {
         let mut x = x;
         for layer in &self.layers {
             let qkv = x.matmul(&layer.qkv_w)?;
-            qkv.inplace_op1(&AddBias { bias: &layer.qkv_b })?;
+            qkv.inplace_op1(&AddBias { bias: &layer.qkv_b, gelu: false })?;
             let ctx = qkv.apply_op1_no_bwd(&Attention { width: layer.qkv_b.len(), n, len, heads: self.heads, real })?;
             let att = ctx.matmul(&layer.out_w)?;
             att.inplace_op2(&x, &AddNorm { bias: &layer.out_b, norm: &layer.attn_norm, eps: self.eps })?;
             let up = att.matmul(&layer.up_w)?;
-            up.inplace_op1(&BiasGelu { bias: &layer.up_b })?;
+            up.inplace_op1(&AddBias { bias: &layer.up_b, gelu: true })?;
             let down = up.matmul(&layer.down_w)?;
             down.inplace_op2(&att, &AddNorm { bias: &layer.down_b, norm: &layer.ffn_norm, eps: self.eps })?;
             x = down;
@@ -278,14 +278,15 @@ impl InplaceOp2 for AddNorm<'_> {
     }
 }
 
-/// `x + bias`, row by row.
+/// `x + bias`, then BERT's exact (erf) GELU when `gelu`, row by row.
 struct AddBias<'a> {
     bias: &'a [f32],
+    gelu: bool,
 }
 
 impl InplaceOp1 for AddBias<'_> {
     fn name(&self) -> &'static str {
-        "bert-add-bias"
+        if self.gelu { "bert-bias-gelu" } else { "bert-add-bias" }
     }
 
     fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
@@ -293,29 +294,11 @@ impl InplaceOp1 for AddBias<'_> {
         let w = self.bias.len();
         out.par_chunks_mut(w * ROWS_PER_TASK).for_each(|rows| {
             for row in rows.chunks_exact_mut(w) {
-                row.iter_mut().zip(self.bias).for_each(|(v, b)| *v += b);
-            }
-        });
-        Ok(())
-    }
-}
-
-/// `gelu(x + bias)` with BERT's exact (erf) GELU.
-struct BiasGelu<'a> {
-    bias: &'a [f32],
-}
-
-impl InplaceOp1 for BiasGelu<'_> {
-    fn name(&self) -> &'static str {
-        "bert-bias-gelu"
-    }
-
-    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
-        let out = slice_mut(storage, layout)?;
-        let w = self.bias.len();
-        out.par_chunks_mut(w * ROWS_PER_TASK).for_each(|rows| {
-            for row in rows.chunks_exact_mut(w) {
-                row.iter_mut().zip(self.bias).for_each(|(v, b)| *v = gelu(*v + b));
+                if self.gelu {
+                    row.iter_mut().zip(self.bias).for_each(|(v, b)| *v = gelu(*v + b));
+                } else {
+                    row.iter_mut().zip(self.bias).for_each(|(v, b)| *v += b);
+                }
             }
         });
         Ok(())
