@@ -25,6 +25,8 @@ APT_PACKAGES=(
   build-essential pkg-config file curl
   webkit2gtk-driver xvfb xauth dbus dbus-x11 gnome-keyring libsecret-tools libdbus-1-dev
   python3 python3-pip python3-venv util-linux cmake
+  # OpenBLAS, linked statically into Keel for the embedding encoder's matrix products (see build.rs).
+  libopenblas-pthread-dev
 )
 
 # The UI toolchain (Vite 8) needs Node.js 20.19 or newer; Debian 12's own nodejs is 18. When the machine's Node

@@ -6,6 +6,8 @@ set -euo pipefail
 source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 started=$(date +%s)
 export KEEL_MODELS_DIR="${KEEL_MODELS_DIR:-$KEEL_CACHE/models}"
+# The setup installs OpenBLAS, so a build without it (build.rs only warns) fails a test here.
+export KEEL_REQUIRE_OPENBLAS=1
 # Some tests run `keel` in a fresh network namespace (no network at all) or behind a read-only or full mount,
 # inside a user namespace so that no root is needed where the kernel allows unprivileged user namespaces.
 if ! unshare --user --map-root-user --net --mount true 2>/dev/null; then

@@ -62,6 +62,8 @@ pub struct SearchFigures {
 #[derive(Debug, Clone, Serialize)]
 pub struct MemoryBenchReport {
     pub threads: usize,
+    /// The dense-product kernel Keel's encoder ran: "openblas" or "gemm" (see `memory::sgemm`).
+    pub matmul_kernel: &'static str,
     pub embedding: Vec<EmbedFigures>,
     pub search: Vec<SearchFigures>,
     pub reindex_items: usize,
@@ -343,6 +345,7 @@ pub fn run(options: &MemoryBenchOptions, on_progress: &mut dyn FnMut(&str)) -> R
     }
     Ok(MemoryBenchReport {
         threads: options.threads,
+        matmul_kernel: crate::memory::sgemm::KERNEL,
         embedding,
         search,
         reindex_items: largest,

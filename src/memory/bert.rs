@@ -12,12 +12,15 @@
 //! - bias and GELU are one pass, and so are bias, residual and layer norm, each in place on the product's
 //!   output (no new buffers), with an `exp` that vectorises.
 //!
-//! Matrix products go through candle (`Tensor::matmul`, the `gemm` crate on all of candle's threads); the
-//! per-head products in the attention op call the same `gemm` crate single-threaded, one head per thread.
+//! Dense products go through [`super::sgemm`] (OpenBLAS's sgemm when the build has it, the `gemm` crate
+//! otherwise), split by rows over Keel's threads; the per-head products in the attention op call the `gemm`
+//! crate single-threaded, one head per thread. Weights still load through candle's `VarBuilder`.
 
 use candle_core::{CpuStorage, CustomOp1, DType, Device, InplaceOp1, InplaceOp2, Layout, Shape, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
+
+use super::sgemm;
 use serde::Deserialize;
 
 /// The parts of a BERT `config.json` the encoder reads.
@@ -57,16 +60,30 @@ struct Norm {
     beta: Vec<f32>,
 }
 
+/// A dense layer's weights, transposed to `(input, output)` row-major.
+struct Weights {
+    data: Vec<f32>,
+    input: usize,
+    output: usize,
+}
+
+impl Weights {
+    fn from(t: Tensor) -> candle_core::Result<Weights> {
+        let (input, output) = t.dims2()?;
+        Ok(Weights { data: t.to_dtype(DType::F32)?.flatten_all()?.to_vec1()?, input, output })
+    }
+}
+
 struct Layer {
     /// `(hidden, 3·hidden)`: query (pre-scaled by 1/√d), key and value, transposed.
-    qkv_w: Tensor,
+    qkv_w: Weights,
     qkv_b: Vec<f32>,
-    out_w: Tensor,
+    out_w: Weights,
     out_b: Vec<f32>,
     attn_norm: Norm,
-    up_w: Tensor,
+    up_w: Weights,
     up_b: Vec<f32>,
-    down_w: Tensor,
+    down_w: Weights,
     down_b: Vec<f32>,
     ffn_norm: Norm,
 }
@@ -127,13 +144,14 @@ impl Bert {
             let (q_w, q_b) = dense(&att.pp("self.query"), h, h, scale)?;
             let (k_w, k_b) = dense(&att.pp("self.key"), h, h, 1.0)?;
             let (v_w, v_b) = dense(&att.pp("self.value"), h, h, 1.0)?;
-            let qkv_w = Tensor::cat(&[q_w, k_w, v_w], 1)?.contiguous()?;
+            let qkv_w = Weights::from(Tensor::cat(&[q_w, k_w, v_w], 1)?)?;
             let qkv_b = [q_b, k_b, v_b].concat();
             let (out_w, out_b) = dense(&att.pp("output.dense"), h, h, 1.0)?;
             let attn_norm = norm(&att.pp("output.LayerNorm"), h)?;
             let (up_w, up_b) = dense(&l.pp("intermediate.dense"), h, config.intermediate_size, 1.0)?;
             let (down_w, down_b) = dense(&l.pp("output.dense"), config.intermediate_size, h, 1.0)?;
             let ffn_norm = norm(&l.pp("output.LayerNorm"), h)?;
+            let (out_w, up_w, down_w) = (Weights::from(out_w)?, Weights::from(up_w)?, Weights::from(down_w)?);
             layers.push(Layer { qkv_w, qkv_b, out_w, out_b, attn_norm, up_w, up_b, down_w, down_b, ffn_norm });
         }
         Ok(Bert {
@@ -168,14 +186,14 @@ impl Bert {
         x.inplace_op1(&EmbedNorm { position: &self.position, len, norm: &self.emb_norm, eps: self.eps })?;
         let mut x = x;
         for layer in &self.layers {
-            let qkv = x.matmul(&layer.qkv_w)?;
+            let qkv = x.apply_op1_no_bwd(&Dense(&layer.qkv_w))?;
             qkv.inplace_op1(&AddBias { bias: &layer.qkv_b, gelu: false })?;
             let ctx = qkv.apply_op1_no_bwd(&Attention { width: layer.qkv_b.len(), n, len, heads: self.heads, real })?;
-            let att = ctx.matmul(&layer.out_w)?;
+            let att = ctx.apply_op1_no_bwd(&Dense(&layer.out_w))?;
             att.inplace_op2(&x, &AddNorm { bias: &layer.out_b, norm: &layer.attn_norm, eps: self.eps })?;
-            let up = att.matmul(&layer.up_w)?;
+            let up = att.apply_op1_no_bwd(&Dense(&layer.up_w))?;
             up.inplace_op1(&AddBias { bias: &layer.up_b, gelu: true })?;
-            let down = up.matmul(&layer.down_w)?;
+            let down = up.apply_op1_no_bwd(&Dense(&layer.down_w))?;
             down.inplace_op2(&att, &AddNorm { bias: &layer.down_b, norm: &layer.ffn_norm, eps: self.eps })?;
             x = down;
         }
@@ -209,13 +227,127 @@ fn slice_mut<'a>(storage: &'a mut CpuStorage, layout: &Layout) -> candle_core::R
     }
 }
 
+/// Compiles a row kernel twice, for the build's baseline CPU and for AVX2 (8 lanes instead of SSE's 4), and
+/// runs the AVX2 copy when the CPU has it. The body is plain Rust that LLVM vectorises.
+macro_rules! row_kernel {
+    ($(#[$meta:meta])* fn $name:ident($($arg:ident: $ty:ty),* $(,)?) $body:block) => {
+        $(#[$meta])*
+        fn $name($($arg: $ty),*) {
+            #[inline(always)]
+            fn body($($arg: $ty),*) $body
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2")]
+                unsafe fn avx2($($arg: $ty),*) {
+                    body($($arg),*)
+                }
+                if std::is_x86_feature_detected!("avx2") {
+                    // SAFETY: the CPU has AVX2, checked just above.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            body($($arg),*)
+        }
+    };
+}
+
+/// A float sum in eight interleaved partial sums, which vectorises (a single running sum cannot be
+/// reordered, so it would add one value at a time).
+#[inline(always)]
+fn sum(values: &[f32]) -> f32 {
+    let mut acc = [0f32; 8];
+    let chunks = values.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().sum();
+    for chunk in chunks {
+        acc.iter_mut().zip(chunk).for_each(|(a, v)| *a += v);
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
+/// The same for the maximum.
+#[inline(always)]
+fn max(values: &[f32]) -> f32 {
+    let mut acc = [f32::NEG_INFINITY; 8];
+    let chunks = values.chunks_exact(8);
+    let tail = chunks.remainder().iter().copied().fold(f32::NEG_INFINITY, f32::max);
+    for chunk in chunks {
+        acc.iter_mut().zip(chunk).for_each(|(a, v)| *a = if *v > *a { *v } else { *a });
+    }
+    acc.iter().copied().fold(tail, f32::max)
+}
+
+#[inline(always)]
 fn layer_norm_row(row: &mut [f32], norm: &Norm, eps: f32) {
     let n = row.len() as f32;
-    let mean = row.iter().sum::<f32>() / n;
-    let var = row.iter().map(|v| (v - mean) * (v - mean)).sum::<f32>() / n;
+    let mean = sum(row) / n;
+    row.iter_mut().for_each(|v| *v -= mean);
+    let mut squares = [0f32; 8];
+    let chunks = row.chunks_exact(8);
+    let tail: f32 = chunks.remainder().iter().map(|v| v * v).sum();
+    for chunk in chunks {
+        squares.iter_mut().zip(chunk).for_each(|(a, v)| *a += v * v);
+    }
+    let var = (squares.iter().sum::<f32>() + tail) / n;
     let inv = 1.0 / (var + eps).sqrt();
     for ((v, g), b) in row.iter_mut().zip(&norm.gamma).zip(&norm.beta) {
-        *v = (*v - mean) * inv * g + b;
+        *v = *v * inv * g + b;
+    }
+}
+
+row_kernel! {
+    /// `layer_norm(row + residual + bias)` for each row of `rows`.
+    fn add_norm_rows(rows: &mut [f32], residual: &[f32], bias: &[f32], norm: &Norm, eps: f32) {
+        let h = bias.len();
+        for (row, r) in rows.chunks_exact_mut(h).zip(residual.chunks_exact(h)) {
+            row.iter_mut().zip(r).zip(bias).for_each(|((v, r), b)| *v += r + b);
+            layer_norm_row(row, norm, eps);
+        }
+    }
+}
+
+row_kernel! {
+    /// `row + bias` for each row, then GELU when `gelu`.
+    fn bias_rows(rows: &mut [f32], bias: &[f32], gelu_after: bool) {
+        for row in rows.chunks_exact_mut(bias.len()) {
+            if gelu_after {
+                row.iter_mut().zip(bias).for_each(|(v, b)| *v = gelu(*v + b));
+            } else {
+                row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
+            }
+        }
+    }
+}
+
+row_kernel! {
+    /// Softmax of each row of `r` scores, in place.
+    fn softmax_rows(scores: &mut [f32], r: usize) {
+        for row in scores.chunks_exact_mut(r) {
+            let top = max(row);
+            row.iter_mut().for_each(|s| *s = exp(*s - top));
+            let inv = 1.0 / sum(row);
+            row.iter_mut().for_each(|s| *s *= inv);
+        }
+    }
+}
+
+/// `x · w` over all the batch's tokens at once: `(tokens, input)` to `(tokens, output)`.
+struct Dense<'a>(&'a Weights);
+
+impl CustomOp1 for Dense<'_> {
+    fn name(&self) -> &'static str {
+        "bert-dense"
+    }
+
+    fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let x = slice(storage, layout)?;
+        let w = self.0;
+        if w.input == 0 || x.len() % w.input != 0 {
+            candle_core::bail!("bert-dense: {} values are not rows of {}", x.len(), w.input);
+        }
+        let tokens = x.len() / w.input;
+        let mut out = vec![0f32; tokens * w.output];
+        sgemm::product(x, &w.data, &mut out, tokens, w.input, w.output);
+        Ok((CpuStorage::F32(out), Shape::from((tokens, w.output))))
     }
 }
 
@@ -268,12 +400,9 @@ impl InplaceOp2 for AddNorm<'_> {
             candle_core::bail!("bert-add-norm: {} values and a residual of {}", out.len(), residual.len());
         }
         let h = self.bias.len();
-        out.par_chunks_mut(h * ROWS_PER_TASK).zip(residual.par_chunks(h * ROWS_PER_TASK)).for_each(|(rows, res)| {
-            for (row, r) in rows.chunks_exact_mut(h).zip(res.chunks_exact(h)) {
-                row.iter_mut().zip(r).zip(self.bias).for_each(|((v, r), b)| *v += r + b);
-                layer_norm_row(row, self.norm, self.eps);
-            }
-        });
+        out.par_chunks_mut(h * ROWS_PER_TASK)
+            .zip(residual.par_chunks(h * ROWS_PER_TASK))
+            .for_each(|(rows, res)| add_norm_rows(rows, res, self.bias, self.norm, self.eps));
         Ok(())
     }
 }
@@ -292,15 +421,7 @@ impl InplaceOp1 for AddBias<'_> {
     fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
         let out = slice_mut(storage, layout)?;
         let w = self.bias.len();
-        out.par_chunks_mut(w * ROWS_PER_TASK).for_each(|rows| {
-            for row in rows.chunks_exact_mut(w) {
-                if self.gelu {
-                    row.iter_mut().zip(self.bias).for_each(|(v, b)| *v = gelu(*v + b));
-                } else {
-                    row.iter_mut().zip(self.bias).for_each(|(v, b)| *v += b);
-                }
-            }
-        });
+        out.par_chunks_mut(w * ROWS_PER_TASK).for_each(|rows| bias_rows(rows, self.bias, self.gelu));
         Ok(())
     }
 }
@@ -311,8 +432,11 @@ impl InplaceOp1 for AddBias<'_> {
 #[inline(always)]
 fn exp(x: f32) -> f32 {
     let x = x.clamp(-87.3, 88.3);
-    // Round to the nearest integer by the 1.5·2²³ trick (exact for |n| < 2²²).
-    let n = (x * std::f32::consts::LOG2_E + 12_582_912.0) - 12_582_912.0;
+    // Round to the nearest integer by the 1.5·2²³ trick (exact for |n| < 2²²): `shifted`'s low mantissa bits then
+    // hold n, so 2ⁿ is built from them with integer operations. (An `as i32` cast would saturate, and its
+    // branches keep the loop from vectorising.)
+    let shifted = x * std::f32::consts::LOG2_E + 12_582_912.0;
+    let n = shifted - 12_582_912.0;
     let r = x - n * 0.693_359_4 + n * 2.121_944_4e-4;
     let p = (((((1.987_569_1e-4 * r + 1.398_199_9e-3) * r + 8.333_452e-3) * r + 4.166_579_6e-2) * r + 1.666_666_5e-1) * r
         + 5.000_000_1e-1)
@@ -320,10 +444,12 @@ fn exp(x: f32) -> f32 {
         * r
         + r
         + 1.0;
-    p * f32::from_bits(((n as i32 + 127) as u32) << 23)
+    p * f32::from_bits(shifted.to_bits().wrapping_sub(0x4B40_0000 - 127) << 23)
 }
 
 /// `x·Φ(x)`, Φ through erf (Abramowitz & Stegun 7.1.26: absolute error under 1.5e-7, about f32's own rounding).
+/// Inlined, so the loops over it vectorise.
+#[inline(always)]
 fn gelu(x: f32) -> f32 {
     let z = x * std::f32::consts::FRAC_1_SQRT_2;
     let a = z.abs();
@@ -386,33 +512,13 @@ impl CustomOp1 for Attention<'_> {
             // column blocks) or `scores` (r×r); the destination block (rows of text t, columns of this head) is
             // written by this task only.
             unsafe {
-                // scores (r×r) = Q (r×d) · Kᵀ (d×r); Kᵀ read through swapped strides.
-                gemm::gemm(
-                    r, r, d,
-                    scores.as_mut_ptr(), 1, r as isize, false,
-                    q, 1, w3 as isize,
-                    k, w3 as isize, 1,
-                    0.0, 1.0, false, false, false, gemm::Parallelism::None,
-                );
+                // scores (r×r) = Q (r×d) · Kᵀ (d×r).
+                sgemm::strided(r, r, d, q, w3, k, w3, true, scores.as_mut_ptr(), r);
             }
-            for row in scores.chunks_exact_mut(r) {
-                let max = row.iter().copied().fold(f32::NEG_INFINITY, f32::max);
-                // Two passes: the first vectorises, the sum (a float reduction) cannot.
-                row.iter_mut().for_each(|s| *s = exp(*s - max));
-                let sum: f32 = row.iter().sum();
-                let inv = 1.0 / sum;
-                row.iter_mut().for_each(|s| *s *= inv);
-            }
+            softmax_rows(scores, r);
             unsafe {
                 // context (r×d) = P (r×r) · V (r×d), written into this head's columns of text t's rows.
-                let out = dst.at(t * len * h + head * d);
-                gemm::gemm(
-                    r, d, r,
-                    out, 1, h as isize, false,
-                    scores.as_ptr(), 1, r as isize,
-                    v, 1, w3 as isize,
-                    0.0, 1.0, false, false, false, gemm::Parallelism::None,
-                );
+                sgemm::strided(r, d, r, scores.as_ptr(), r, v, w3, false, dst.at(t * len * h + head * d), h);
             }
         });
         Ok((CpuStorage::F32(out), Shape::from((n * len, h))))

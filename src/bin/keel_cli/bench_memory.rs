@@ -105,7 +105,7 @@ pub fn memory(args: MemoryBenchArgs) -> Result<(), AppError> {
         print_json(&report);
         return Ok(());
     }
-    println!("embedding (batch 32, {} threads): sentences/s", report.threads);
+    println!("embedding (batch 32, {} threads, {} products): sentences/s", report.threads, report.matmul_kernel);
     for e in &report.embedding {
         println!("  {:<18} keel {:>8.1}  sentence-transformers {:>8}  ratio {}", e.texts, e.keel_sentences_per_s, opt(e.peer_sentences_per_s), opt(e.ratio));
     }
