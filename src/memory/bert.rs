@@ -319,9 +319,10 @@ row_kernel! {
 }
 
 row_kernel! {
-    /// Softmax of each row of `r` scores, in place.
-    fn softmax_rows(scores: &mut [f32], r: usize) {
-        for row in scores.chunks_exact_mut(r) {
+    /// Softmax of the first `r` scores of each row of `stride`, in place.
+    fn softmax_rows(scores: &mut [f32], r: usize, stride: usize) {
+        for row in scores.chunks_exact_mut(stride) {
+            let row = &mut row[..r];
             let top = max(row);
             row.iter_mut().for_each(|s| *s = exp(*s - top));
             let inv = 1.0 / sum(row);
@@ -498,27 +499,28 @@ impl CustomOp1 for Attention<'_> {
         }
         let mut out = vec![0f32; n * len * h];
         let dst = Shared(out.as_mut_ptr());
-        (0..n * heads).into_par_iter().for_each_init(Vec::new, |scores: &mut Vec<f32>, task| {
+        (0..n * heads).into_par_iter().for_each_init(<(Vec<f32>, Vec<f32>)>::default, |(scores, kt), task| {
             let (t, head) = (task / heads, task % heads);
             let r = self.real[t];
             if r == 0 {
                 return;
             }
+            let rs = sgemm::score_stride(r);
             scores.clear();
-            scores.resize(r * r, 0.0);
+            scores.resize(r * rs, 0.0);
             let base = t * len * w3 + head * d;
             let (q, k, v) = (qkv[base..].as_ptr(), qkv[base + h..].as_ptr(), qkv[base + 2 * h..].as_ptr());
             // SAFETY: every operand pointer and stride stays inside `qkv` (rows t·len .. t·len+r of its three
-            // column blocks) or `scores` (r×r); the destination block (rows of text t, columns of this head) is
+            // column blocks) or `scores` (r×rs); the destination block (rows of text t, columns of this head) is
             // written by this task only.
             unsafe {
                 // scores (r×r) = Q (r×d) · Kᵀ (d×r).
-                sgemm::strided(r, r, d, q, w3, k, w3, true, scores.as_mut_ptr(), r);
+                sgemm::attention_scores(q, w3, k, w3, r, d, kt, scores.as_mut_ptr(), rs);
             }
-            softmax_rows(scores, r);
+            softmax_rows(scores, r, rs);
             unsafe {
                 // context (r×d) = P (r×r) · V (r×d), written into this head's columns of text t's rows.
-                sgemm::strided(r, d, r, scores.as_ptr(), r, v, w3, false, dst.at(t * len * h + head * d), h);
+                sgemm::attention_context(scores.as_ptr(), rs, v, w3, r, d, dst.at(t * len * h + head * d), h);
             }
         });
         Ok((CpuStorage::F32(out), Shape::from((n * len, h))))

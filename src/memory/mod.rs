@@ -13,7 +13,7 @@ pub mod embed;
 pub mod index;
 pub mod ingest;
 pub mod retrieve;
-pub mod sgemm;
+pub use keel_kernels::sgemm;
 pub mod vectors;
 
 use std::path::{Path, PathBuf};

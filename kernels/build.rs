@@ -1,5 +1,5 @@
 //! Finds OpenBLAS to link statically for the embedding encoder's dense products
-//! (`src/memory/sgemm.rs`). Without one, Keel builds and works the same with the `gemm` crate, about a third
+//! (`src/sgemm.rs`). Without one, Keel builds and works the same with the `gemm` crate, about a third
 //! slower at embedding; the build says so, and `keel bench memory` names the kernel it ran.
 
 use std::path::PathBuf;
@@ -17,7 +17,7 @@ fn main() {
     let mut candidates: Vec<PathBuf> = std::env::var_os("KEEL_OPENBLAS_DIR").map(PathBuf::from).into_iter().collect();
     if os == "linux" {
         // Debian and Ubuntu's libopenblas-pthread-dev. Keel runs it with one OpenBLAS thread and splits each
-        // product over its own threads (`src/memory/sgemm.rs`). Not the serial build: Debian's is not safe to
+        // product over its own threads (`src/sgemm.rs`). Not the serial build: Debian's is not safe to
         // call from two threads at once (it hands both the same scratch buffer), which the threaded build is.
         candidates.push(PathBuf::from(format!("/usr/lib/{arch}-linux-gnu/openblas-pthread")));
     }

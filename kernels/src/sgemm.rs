@@ -120,6 +120,189 @@ pub unsafe fn strided(
     }
 }
 
+/// The row stride of an attention head's score matrix for `r` tokens: `r` rounded up to whole AVX vectors.
+pub fn score_stride(r: usize) -> usize {
+    r.next_multiple_of(8)
+}
+
+/// `avx2` and `fma`, checked once.
+fn fma_kernels() -> bool {
+    #[cfg(target_arch = "x86_64")]
+    {
+        static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+        *HAS.get_or_init(|| std::is_x86_feature_detected!("avx2") && std::is_x86_feature_detected!("fma"))
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    false
+}
+
+/// One attention head's scores, single-threaded: `s (r×r) = q (r×d) · kᵀ`, where `k` is `(r×d)` and rows of
+/// `q`, `k` and `s` are `qs`, `ks` and `rs` (≥ r) values apart. `kt` is scratch space the caller may reuse.
+/// Columns `r..rs` of `s` are left with values that mean nothing.
+///
+/// # Safety
+/// As for [`strided`].
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn attention_scores(
+    q: *const f32, qs: usize, k: *const f32, ks: usize, r: usize, d: usize, kt: &mut Vec<f32>, s: *mut f32, rs: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if fma_kernels() && rs % 8 == 0 {
+        // SAFETY: the CPU has AVX2 and FMA; the rest is the caller's.
+        return unsafe { fma::scores(q, qs, k, ks, r, d, kt, s, rs) };
+    }
+    // SAFETY: the caller's.
+    unsafe { strided(r, r, d, q, qs, k, ks, true, s, rs) }
+}
+
+/// One attention head's context, single-threaded: `o (r×d) = p (r×r) · v (r×d)`, with rows `ps`, `vs` and `os`
+/// values apart.
+///
+/// # Safety
+/// As for [`strided`].
+#[allow(clippy::too_many_arguments)]
+pub unsafe fn attention_context(
+    p: *const f32, ps: usize, v: *const f32, vs: usize, r: usize, d: usize, o: *mut f32, os: usize,
+) {
+    #[cfg(target_arch = "x86_64")]
+    if fma_kernels() && matches!(d, 8 | 16 | 24 | 32) {
+        // SAFETY: as above.
+        return unsafe { fma::context(p, ps, v, vs, r, d, o, os) };
+    }
+    // SAFETY: the caller's.
+    unsafe { strided(r, d, r, p, ps, v, vs, false, o, os) }
+}
+
+/// Register-tiled AVX2/FMA kernels for attention's small products (a head is 128×32 at most for Keel's
+/// model), where a general sgemm spends much of its time packing operands for so little arithmetic.
+#[cfg(target_arch = "x86_64")]
+mod fma {
+    use std::arch::x86_64::*;
+
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn scores(
+        q: *const f32, qs: usize, k: *const f32, ks: usize, r: usize, d: usize, kt: &mut Vec<f32>, s: *mut f32, rs: usize,
+    ) {
+        // kᵀ as d rows of rs values (zero past r), so that a row of scores is a sum of broadcast-times-row.
+        kt.clear();
+        kt.resize(d * rs, 0.0);
+        for j in 0..r {
+            for p in 0..d {
+                // SAFETY: row j < r of k has d values (the caller's promise).
+                kt[p * rs + j] = unsafe { *k.add(j * ks + p) };
+            }
+        }
+        let kt = kt.as_ptr();
+        let mut i = 0;
+        while i < r {
+            let rows = (r - i).min(6);
+            let mut j = 0;
+            while j < rs {
+                let (qi, ktj, sij) = unsafe { (q.add(i * qs), kt.add(j), s.add(i * rs + j)) };
+                // SAFETY: rows i..i+rows < r of q and s, columns j..j+8·C ≤ rs of kᵀ and s.
+                unsafe {
+                    if rs - j >= 16 {
+                        match rows {
+                            6 => score_tile::<6, 2>(qi, qs, ktj, rs, d, sij),
+                            5 => score_tile::<5, 2>(qi, qs, ktj, rs, d, sij),
+                            4 => score_tile::<4, 2>(qi, qs, ktj, rs, d, sij),
+                            3 => score_tile::<3, 2>(qi, qs, ktj, rs, d, sij),
+                            2 => score_tile::<2, 2>(qi, qs, ktj, rs, d, sij),
+                            _ => score_tile::<1, 2>(qi, qs, ktj, rs, d, sij),
+                        }
+                    } else {
+                        match rows {
+                            6 => score_tile::<6, 1>(qi, qs, ktj, rs, d, sij),
+                            5 => score_tile::<5, 1>(qi, qs, ktj, rs, d, sij),
+                            4 => score_tile::<4, 1>(qi, qs, ktj, rs, d, sij),
+                            3 => score_tile::<3, 1>(qi, qs, ktj, rs, d, sij),
+                            2 => score_tile::<2, 1>(qi, qs, ktj, rs, d, sij),
+                            _ => score_tile::<1, 1>(qi, qs, ktj, rs, d, sij),
+                        }
+                    }
+                }
+                j += if rs - j >= 16 { 16 } else { 8 };
+            }
+            i += rows;
+        }
+    }
+
+    /// `R` rows by `8·C` columns of scores, accumulated in registers over the d inner values.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn score_tile<const R: usize, const C: usize>(q: *const f32, qs: usize, kt: *const f32, rs: usize, d: usize, s: *mut f32) {
+        let mut acc = [[_mm256_setzero_ps(); C]; R];
+        for p in 0..d {
+            let mut b = [_mm256_setzero_ps(); C];
+            for (c, b) in b.iter_mut().enumerate() {
+                *b = unsafe { _mm256_loadu_ps(kt.add(p * rs + 8 * c)) };
+            }
+            for (row, acc) in acc.iter_mut().enumerate() {
+                let a = unsafe { _mm256_broadcast_ss(&*q.add(row * qs + p)) };
+                for (acc, b) in acc.iter_mut().zip(&b) {
+                    *acc = _mm256_fmadd_ps(a, *b, *acc);
+                }
+            }
+        }
+        for (row, acc) in acc.iter().enumerate() {
+            for (c, acc) in acc.iter().enumerate() {
+                unsafe { _mm256_storeu_ps(s.add(row * rs + 8 * c), *acc) };
+            }
+        }
+    }
+
+    #[target_feature(enable = "avx2,fma")]
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn context(p: *const f32, ps: usize, v: *const f32, vs: usize, r: usize, d: usize, o: *mut f32, os: usize) {
+        let mut i = 0;
+        while i < r {
+            let rows = (r - i).min(2);
+            // SAFETY: rows i..i+rows < r of p and o; d columns of v and o.
+            unsafe {
+                let (pi, oi) = (p.add(i * ps), o.add(i * os));
+                match (rows, d) {
+                    (2, 32) => context_tile::<2, 4>(pi, ps, v, vs, r, oi, os),
+                    (2, 24) => context_tile::<2, 3>(pi, ps, v, vs, r, oi, os),
+                    (2, 16) => context_tile::<2, 2>(pi, ps, v, vs, r, oi, os),
+                    (2, _) => context_tile::<2, 1>(pi, ps, v, vs, r, oi, os),
+                    (_, 32) => context_tile::<1, 4>(pi, ps, v, vs, r, oi, os),
+                    (_, 24) => context_tile::<1, 3>(pi, ps, v, vs, r, oi, os),
+                    (_, 16) => context_tile::<1, 2>(pi, ps, v, vs, r, oi, os),
+                    _ => context_tile::<1, 1>(pi, ps, v, vs, r, oi, os),
+                }
+            }
+            i += rows;
+        }
+    }
+
+    /// `R` rows of the context (all `8·C` columns), accumulated in registers over the r tokens.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    unsafe fn context_tile<const R: usize, const C: usize>(
+        p: *const f32, ps: usize, v: *const f32, vs: usize, r: usize, o: *mut f32, os: usize,
+    ) {
+        let mut acc = [[_mm256_setzero_ps(); C]; R];
+        for j in 0..r {
+            let mut b = [_mm256_setzero_ps(); C];
+            for (c, b) in b.iter_mut().enumerate() {
+                *b = unsafe { _mm256_loadu_ps(v.add(j * vs + 8 * c)) };
+            }
+            for (row, acc) in acc.iter_mut().enumerate() {
+                let a = unsafe { _mm256_broadcast_ss(&*p.add(row * ps + j)) };
+                for (acc, b) in acc.iter_mut().zip(&b) {
+                    *acc = _mm256_fmadd_ps(a, *b, *acc);
+                }
+            }
+        }
+        for (row, acc) in acc.iter().enumerate() {
+            for (c, acc) in acc.iter().enumerate() {
+                unsafe { _mm256_storeu_ps(o.add(row * os + 8 * c), *acc) };
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -206,6 +389,38 @@ mod tests {
         }
         let wrong = (0..cases * 500).into_par_iter().filter(|it| run(it % cases) != reference[it % cases]).count();
         assert_eq!(wrong, 0, "{wrong} of {} products computed concurrently went wrong ({KERNEL})", cases * 500);
+    }
+
+    #[test]
+    fn attention_kernels_match_the_definition_for_every_size() {
+        // Every token count up to 130 (tile edges at 6 rows, 16 and 8 columns, 2 context rows) and each supported
+        // head width, with rows strided inside a wider matrix as in the stacked QKV product.
+        let stride = 200;
+        let m: Vec<f32> = (0..131 * stride).map(|i| ((i * 29 % 103) as f32 - 51.0) / 51.0).collect();
+        let mut kt = Vec::new();
+        for d in [8, 16, 24, 32, 12] {
+            for r in 1..=130 {
+                let (q, k, v) = (&m[3..], &m[40..], &m[100..]);
+                let rs = score_stride(r);
+                let mut s = vec![f32::NAN; r * rs];
+                unsafe { attention_scores(q.as_ptr(), stride, k.as_ptr(), stride, r, d, &mut kt, s.as_mut_ptr(), rs) };
+                for i in 0..r {
+                    for j in 0..r {
+                        let want: f32 = (0..d).map(|p| q[i * stride + p] * k[j * stride + p]).sum();
+                        assert!((s[i * rs + j] - want).abs() < 1e-4, "scores d={d} r={r} [{i},{j}]");
+                    }
+                }
+                let mut o = vec![f32::NAN; r * 40];
+                unsafe { attention_context(s.as_ptr(), rs, v.as_ptr(), stride, r, d, o.as_mut_ptr(), 40) };
+                for i in 0..r {
+                    for c in 0..d {
+                        let want: f32 = (0..r).map(|j| s[i * rs + j] * v[j * stride + c]).sum();
+                        assert!((o[i * 40 + c] - want).abs() < 1e-3 * (1.0 + want.abs()), "context d={d} r={r} [{i},{c}]");
+                    }
+                    assert!(o[i * 40 + d..(i + 1) * 40].iter().all(|x| x.is_nan()), "context d={d} r={r} wrote past its columns");
+                }
+            }
+        }
     }
 
     #[test]
