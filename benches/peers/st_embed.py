@@ -32,6 +32,11 @@ n / wall time. With --json, prints exactly one JSON object on stdout:
      "load_s": float, "torch": str, "sentence_transformers": str}
 
 otherwise a short human-readable summary.
+
+With --serve (Keel's benchmark uses it, to alternate its passes with Keel's),
+after loading and the warm-up it prints one JSON line, {"ready": true, ...}
+with the versions, then runs one timed pass for each line read on stdin and
+prints {"sentences_per_s": float} for each; it exits at the end of stdin.
 """
 
 import argparse
@@ -90,6 +95,8 @@ def main():
     ap.add_argument("--warmup", type=int, default=1)
     ap.add_argument("--max-seq-length", type=int, default=256)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--serve", action="store_true",
+                    help="one timed pass per line on stdin, one JSON line per pass on stdout")
     args = ap.parse_args()
     if args.threads < 1 or args.runs < 1 or args.warmup < 0 or args.batch_size < 1:
         ap.error("--threads, --runs and --batch-size must be >= 1, --warmup >= 0")
@@ -120,6 +127,16 @@ def main():
 
     for _ in range(args.warmup):
         one_pass()
+    if args.serve:
+        print(json.dumps({"ready": True, "n": len(texts), "threads": args.threads,
+                          "batch_size": args.batch_size, "load_s": round(load_s, 3),
+                          "torch": torch.__version__,
+                          "sentence_transformers": sentence_transformers.__version__}), flush=True)
+        for _ in sys.stdin:
+            t = time.perf_counter()
+            one_pass()
+            print(json.dumps({"sentences_per_s": round(len(texts) / (time.perf_counter() - t), 3)}), flush=True)
+        return
     rates = []
     for _ in range(args.runs):
         t = time.perf_counter()

@@ -36,22 +36,34 @@ mod ffi {
 
 /// `c (m×n) = a (m×k) · b (k×n)`, all contiguous row-major; `c` is overwritten.
 pub fn product(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
+    products(a, b, c, m, k, n, false)
+}
+
+/// `c (m×n) += a (m×k) · b (k×n)`: for a `c` that already holds a bias or a residual, which then costs no pass
+/// of its own (and the kernel skips clearing `c`).
+pub fn product_onto(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
+    products(a, b, c, m, k, n, true)
+}
+
+fn products(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize, onto: bool) {
     assert!(a.len() == m * k && b.len() == k * n && c.len() == m * n, "sgemm: operands do not fit {m}×{k}×{n}");
     if m == 0 || n == 0 {
         return;
     }
     if k == 0 {
-        c.fill(0.0);
+        if !onto {
+            c.fill(0.0);
+        }
         return;
     }
     // One part per thread, in whole rows (a multiple of 8 so that each part's tiles are full).
     let threads = rayon::current_num_threads().max(1);
     let rows = m.div_ceil(threads).next_multiple_of(8).min(m);
-    c.par_chunks_mut(rows * n).zip(a.par_chunks(rows * k)).for_each(|(c, a)| part(a, b, c, c.len() / n, k, n));
+    c.par_chunks_mut(rows * n).zip(a.par_chunks(rows * k)).for_each(|(c, a)| part(a, b, c, c.len() / n, k, n, onto));
 }
 
 #[cfg(keel_openblas)]
-fn part(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
+fn part(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize, onto: bool) {
     ffi::one_thread();
     let int = |v: usize| std::ffi::c_int::try_from(v).expect("sgemm: a dimension over i32::MAX");
     // SAFETY: the slices hold exactly m×k, k×n and m×n values (checked by `product`), with leading dimensions
@@ -59,21 +71,22 @@ fn part(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
     unsafe {
         ffi::cblas_sgemm(
             ffi::ROW_MAJOR, ffi::NO_TRANS, ffi::NO_TRANS, int(m), int(n), int(k),
-            1.0, a.as_ptr(), int(k), b.as_ptr(), int(n), 0.0, c.as_mut_ptr(), int(n),
+            1.0, a.as_ptr(), int(k), b.as_ptr(), int(n), if onto { 1.0 } else { 0.0 }, c.as_mut_ptr(), int(n),
         );
     }
 }
 
 #[cfg(not(keel_openblas))]
-fn part(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize) {
+fn part(a: &[f32], b: &[f32], c: &mut [f32], m: usize, k: usize, n: usize, onto: bool) {
     // SAFETY: as above; the strides are those of contiguous row-major operands.
     unsafe {
         gemm::gemm(
             m, n, k,
-            c.as_mut_ptr(), 1, n as isize, false,
+            c.as_mut_ptr(), 1, n as isize, onto,
             a.as_ptr(), 1, k as isize,
             b.as_ptr(), 1, n as isize,
-            0.0, 1.0, false, false, false, gemm::Parallelism::None,
+            // dst = alpha·dst + beta·lhs·rhs: alpha keeps what is there when adding onto it.
+            if onto { 1.0 } else { 0.0 }, 1.0, false, false, false, gemm::Parallelism::None,
         );
     }
 }
@@ -147,7 +160,7 @@ pub unsafe fn attention_scores(
     q: *const f32, qs: usize, k: *const f32, ks: usize, r: usize, d: usize, kt: &mut Vec<f32>, s: *mut f32, rs: usize,
 ) {
     #[cfg(target_arch = "x86_64")]
-    if fma_kernels() && rs % 8 == 0 {
+    if fma_kernels() && rs.is_multiple_of(8) {
         // SAFETY: the CPU has AVX2 and FMA; the rest is the caller's.
         return unsafe { fma::scores(q, qs, k, ks, r, d, kt, s, rs) };
     }
@@ -204,21 +217,21 @@ mod fma {
                 unsafe {
                     if rs - j >= 16 {
                         match rows {
-                            6 => score_tile::<6, 2>(qi, qs, ktj, rs, d, sij),
-                            5 => score_tile::<5, 2>(qi, qs, ktj, rs, d, sij),
-                            4 => score_tile::<4, 2>(qi, qs, ktj, rs, d, sij),
-                            3 => score_tile::<3, 2>(qi, qs, ktj, rs, d, sij),
-                            2 => score_tile::<2, 2>(qi, qs, ktj, rs, d, sij),
-                            _ => score_tile::<1, 2>(qi, qs, ktj, rs, d, sij),
+                            6 => tile::<6, 2>(qi, qs, ktj, rs, d, sij, rs),
+                            5 => tile::<5, 2>(qi, qs, ktj, rs, d, sij, rs),
+                            4 => tile::<4, 2>(qi, qs, ktj, rs, d, sij, rs),
+                            3 => tile::<3, 2>(qi, qs, ktj, rs, d, sij, rs),
+                            2 => tile::<2, 2>(qi, qs, ktj, rs, d, sij, rs),
+                            _ => tile::<1, 2>(qi, qs, ktj, rs, d, sij, rs),
                         }
                     } else {
                         match rows {
-                            6 => score_tile::<6, 1>(qi, qs, ktj, rs, d, sij),
-                            5 => score_tile::<5, 1>(qi, qs, ktj, rs, d, sij),
-                            4 => score_tile::<4, 1>(qi, qs, ktj, rs, d, sij),
-                            3 => score_tile::<3, 1>(qi, qs, ktj, rs, d, sij),
-                            2 => score_tile::<2, 1>(qi, qs, ktj, rs, d, sij),
-                            _ => score_tile::<1, 1>(qi, qs, ktj, rs, d, sij),
+                            6 => tile::<6, 1>(qi, qs, ktj, rs, d, sij, rs),
+                            5 => tile::<5, 1>(qi, qs, ktj, rs, d, sij, rs),
+                            4 => tile::<4, 1>(qi, qs, ktj, rs, d, sij, rs),
+                            3 => tile::<3, 1>(qi, qs, ktj, rs, d, sij, rs),
+                            2 => tile::<2, 1>(qi, qs, ktj, rs, d, sij, rs),
+                            _ => tile::<1, 1>(qi, qs, ktj, rs, d, sij, rs),
                         }
                     }
                 }
@@ -228,26 +241,30 @@ mod fma {
         }
     }
 
-    /// `R` rows by `8·C` columns of scores, accumulated in registers over the d inner values.
+    /// The one microkernel: `c (R × 8·C) = a (R × steps) · b (steps × 8·C)`, with rows `lda`, `ldb` and `ldc` values
+    /// apart, accumulated in registers (R·C of them) and stored once. A score tile is Q rows times kᵀ, a context
+    /// tile P rows times V.
     #[target_feature(enable = "avx2,fma")]
     #[inline]
-    unsafe fn score_tile<const R: usize, const C: usize>(q: *const f32, qs: usize, kt: *const f32, rs: usize, d: usize, s: *mut f32) {
+    unsafe fn tile<const R: usize, const C: usize>(
+        a: *const f32, lda: usize, b: *const f32, ldb: usize, steps: usize, c: *mut f32, ldc: usize,
+    ) {
         let mut acc = [[_mm256_setzero_ps(); C]; R];
-        for p in 0..d {
-            let mut b = [_mm256_setzero_ps(); C];
-            for (c, b) in b.iter_mut().enumerate() {
-                *b = unsafe { _mm256_loadu_ps(kt.add(p * rs + 8 * c)) };
+        for p in 0..steps {
+            let mut bv = [_mm256_setzero_ps(); C];
+            for (col, bv) in bv.iter_mut().enumerate() {
+                *bv = unsafe { _mm256_loadu_ps(b.add(p * ldb + 8 * col)) };
             }
             for (row, acc) in acc.iter_mut().enumerate() {
-                let a = unsafe { _mm256_broadcast_ss(&*q.add(row * qs + p)) };
-                for (acc, b) in acc.iter_mut().zip(&b) {
-                    *acc = _mm256_fmadd_ps(a, *b, *acc);
+                let av = unsafe { _mm256_broadcast_ss(&*a.add(row * lda + p)) };
+                for (acc, bv) in acc.iter_mut().zip(&bv) {
+                    *acc = _mm256_fmadd_ps(av, *bv, *acc);
                 }
             }
         }
         for (row, acc) in acc.iter().enumerate() {
-            for (c, acc) in acc.iter().enumerate() {
-                unsafe { _mm256_storeu_ps(s.add(row * rs + 8 * c), *acc) };
+            for (col, acc) in acc.iter().enumerate() {
+                unsafe { _mm256_storeu_ps(c.add(row * ldc + 8 * col), *acc) };
             }
         }
     }
@@ -262,43 +279,17 @@ mod fma {
             unsafe {
                 let (pi, oi) = (p.add(i * ps), o.add(i * os));
                 match (rows, d) {
-                    (2, 32) => context_tile::<2, 4>(pi, ps, v, vs, r, oi, os),
-                    (2, 24) => context_tile::<2, 3>(pi, ps, v, vs, r, oi, os),
-                    (2, 16) => context_tile::<2, 2>(pi, ps, v, vs, r, oi, os),
-                    (2, _) => context_tile::<2, 1>(pi, ps, v, vs, r, oi, os),
-                    (_, 32) => context_tile::<1, 4>(pi, ps, v, vs, r, oi, os),
-                    (_, 24) => context_tile::<1, 3>(pi, ps, v, vs, r, oi, os),
-                    (_, 16) => context_tile::<1, 2>(pi, ps, v, vs, r, oi, os),
-                    _ => context_tile::<1, 1>(pi, ps, v, vs, r, oi, os),
+                    (2, 32) => tile::<2, 4>(pi, ps, v, vs, r, oi, os),
+                    (2, 24) => tile::<2, 3>(pi, ps, v, vs, r, oi, os),
+                    (2, 16) => tile::<2, 2>(pi, ps, v, vs, r, oi, os),
+                    (2, _) => tile::<2, 1>(pi, ps, v, vs, r, oi, os),
+                    (_, 32) => tile::<1, 4>(pi, ps, v, vs, r, oi, os),
+                    (_, 24) => tile::<1, 3>(pi, ps, v, vs, r, oi, os),
+                    (_, 16) => tile::<1, 2>(pi, ps, v, vs, r, oi, os),
+                    _ => tile::<1, 1>(pi, ps, v, vs, r, oi, os),
                 }
             }
             i += rows;
-        }
-    }
-
-    /// `R` rows of the context (all `8·C` columns), accumulated in registers over the r tokens.
-    #[target_feature(enable = "avx2,fma")]
-    #[inline]
-    unsafe fn context_tile<const R: usize, const C: usize>(
-        p: *const f32, ps: usize, v: *const f32, vs: usize, r: usize, o: *mut f32, os: usize,
-    ) {
-        let mut acc = [[_mm256_setzero_ps(); C]; R];
-        for j in 0..r {
-            let mut b = [_mm256_setzero_ps(); C];
-            for (c, b) in b.iter_mut().enumerate() {
-                *b = unsafe { _mm256_loadu_ps(v.add(j * vs + 8 * c)) };
-            }
-            for (row, acc) in acc.iter_mut().enumerate() {
-                let a = unsafe { _mm256_broadcast_ss(&*p.add(row * ps + j)) };
-                for (acc, b) in acc.iter_mut().zip(&b) {
-                    *acc = _mm256_fmadd_ps(a, *b, *acc);
-                }
-            }
-        }
-        for (row, acc) in acc.iter().enumerate() {
-            for (c, acc) in acc.iter().enumerate() {
-                unsafe { _mm256_storeu_ps(o.add(row * os + 8 * c), *acc) };
-            }
         }
     }
 }
@@ -429,6 +420,19 @@ mod tests {
         // unnoticed (build.rs only warns).
         if std::env::var_os("KEEL_REQUIRE_OPENBLAS").is_some() {
             assert_eq!(KERNEL, "openblas", "OpenBLAS was not linked: is libopenblas-pthread-dev installed?");
+        }
+    }
+
+    #[test]
+    fn products_onto_add_to_what_is_there() {
+        let (m, k, n) = (37, 20, 11);
+        let a: Vec<f32> = (0..m * k).map(|i| (i % 7) as f32 - 3.0).collect();
+        let b: Vec<f32> = (0..k * n).map(|i| (i % 5) as f32 - 2.0).collect();
+        let start: Vec<f32> = (0..m * n).map(|i| i as f32).collect();
+        let mut c = start.clone();
+        product_onto(&a, &b, &mut c, m, k, n);
+        for (i, (got, want)) in c.iter().zip(naive(&a, &b, m, k, n)).enumerate() {
+            assert_eq!(*got as f64, want + start[i] as f64, "[{i}]");
         }
     }
 

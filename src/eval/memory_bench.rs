@@ -2,7 +2,8 @@
 //! peers side by side in the same run and the same thread count.
 //!
 //! * Embeddings: the same texts (short sentences, and texts of exactly 128 word pieces) in batches of 32,
-//!   Keel's candle MiniLM against sentence-transformers on CPU (`benches/peers/st_embed.py`).
+//!   Keel's candle MiniLM against sentence-transformers on CPU (`benches/peers/st_embed.py --serve`), their
+//!   timed passes alternating so that drift in the machine's load falls on both; medians of the runs.
 //! * Search at each size: the same generated items and the same query vectors; Keel's hybrid search (tantivy
 //!   BM25 + the vector matrix, RRF, gate, MMR, budget; the query embedding excluded, as the peer gets its
 //!   query vectors precomputed) against SQLite FTS5 BM25 + numpy brute-force cosine + RRF
@@ -39,10 +40,15 @@ pub struct MemoryBenchOptions {
 pub struct EmbedFigures {
     pub texts: String,
     pub n: usize,
+    /// Medians over the runs.
     pub keel_sentences_per_s: f64,
     pub peer_sentences_per_s: Option<f64>,
     /// Keel over the peer (above 1: Keel is faster).
     pub ratio: Option<f64>,
+    /// Every run's rate, in order. Keel's and the peer's passes alternate (Keel, peer, Keel, peer, …), so that
+    /// a change in the machine's load over the benchmark falls on both alike.
+    pub keel_runs: Vec<f64>,
+    pub peer_runs: Vec<f64>,
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -158,6 +164,60 @@ fn run_peer(python: &str, script: &Path, args: &[String]) -> Result<serde_json::
     serde_json::from_slice(&out.stdout).map_err(|e| format!("{} printed no JSON: {e}", script.display()))
 }
 
+/// A peer script started with `--serve`: it loads, prints one JSON line when ready, then runs one timed pass per
+/// line it reads and prints `{"sentences_per_s": …}` for each. Dropping it closes its stdin, which ends it.
+struct PeerServer {
+    child: std::process::Child,
+    stdin: Option<std::process::ChildStdin>,
+    stdout: std::io::BufReader<std::process::ChildStdout>,
+    script: String,
+}
+
+impl PeerServer {
+    fn start(python: &str, script: &Path, args: &[String]) -> Result<PeerServer, String> {
+        use std::process::Stdio;
+        let mut child = Command::new(python)
+            .arg(script)
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map_err(|e| format!("{python}: {e}"))?;
+        let (stdin, stdout) = (child.stdin.take(), child.stdout.take());
+        let (Some(stdin), Some(stdout)) = (stdin, stdout) else { return Err("the peer's pipes were not opened".into()) };
+        let mut server = PeerServer { child, stdin: Some(stdin), stdout: std::io::BufReader::new(stdout), script: script.display().to_string() };
+        server.line()?;
+        Ok(server)
+    }
+
+    fn line(&mut self) -> Result<serde_json::Value, String> {
+        use std::io::BufRead;
+        let mut line = String::new();
+        match self.stdout.read_line(&mut line) {
+            Ok(0) => Err(format!("{} stopped (its error is above)", self.script)),
+            Ok(_) => serde_json::from_str(&line).map_err(|e| format!("{} printed {line:?}: {e}", self.script)),
+            Err(e) => Err(format!("{}: {e}", self.script)),
+        }
+    }
+
+    fn pass(&mut self) -> Result<f64, String> {
+        use std::io::Write;
+        let stdin = self.stdin.as_mut().ok_or_else(|| format!("{} is closed", self.script))?;
+        writeln!(stdin, "pass").and_then(|_| stdin.flush()).map_err(|e| format!("{}: {e}", self.script))?;
+        let reply = self.line()?;
+        reply["sentences_per_s"].as_f64().ok_or_else(|| format!("{} replied {reply} to a pass", self.script))
+    }
+}
+
+impl Drop for PeerServer {
+    fn drop(&mut self) {
+        // Closing stdin ends the peer's loop; wait so that it does not outlive the benchmark.
+        drop(self.stdin.take());
+        let _ = self.child.wait();
+    }
+}
+
 pub fn run(options: &MemoryBenchOptions, on_progress: &mut dyn FnMut(&str)) -> Result<MemoryBenchReport, AppError> {
     std::fs::create_dir_all(&options.work).map_err(internal)?;
     let mut peer_errors = Vec::new();
@@ -171,36 +231,54 @@ pub fn run(options: &MemoryBenchOptions, on_progress: &mut dyn FnMut(&str)) -> R
         on_progress(&format!("embedding {name}"));
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         embedder.embed(&refs[..32]).map_err(internal)?;
-        let mut rates = Vec::new();
+        // The peer loads once and then runs one pass each time it is asked, between Keel's passes.
+        let mut peer = match &options.peer {
+            Some((python, dir)) => {
+                let file = options.work.join("embed-texts.txt");
+                std::fs::write(&file, texts.join("\n")).map_err(internal)?;
+                let args = [
+                    "--model-dir".into(), options.model_dir.display().to_string(),
+                    "--threads".into(), options.threads.to_string(),
+                    "--batch-size".into(), "32".into(),
+                    "--texts-file".into(), file.display().to_string(),
+                    "--serve".into(),
+                ];
+                match PeerServer::start(python, &dir.join("st_embed.py"), &args) {
+                    Ok(p) => Some(p),
+                    Err(e) => {
+                        peer_errors.push(e);
+                        None
+                    }
+                }
+            }
+            None => None,
+        };
+        let (mut keel_runs, mut peer_runs) = (Vec::new(), Vec::new());
         for _ in 0..options.runs {
             let t = Instant::now();
             embedder.embed(&refs).map_err(internal)?;
-            rates.push(refs.len() as f64 / t.elapsed().as_secs_f64());
-        }
-        let keel = median(&mut rates);
-        let mut peer = None;
-        if let Some((python, dir)) = &options.peer {
-            let file = options.work.join("embed-texts.txt");
-            std::fs::write(&file, texts.join("\n")).map_err(internal)?;
-            let args = [
-                "--model-dir".into(), options.model_dir.display().to_string(),
-                "--threads".into(), options.threads.to_string(),
-                "--batch-size".into(), "32".into(),
-                "--texts-file".into(), file.display().to_string(),
-                "--runs".into(), options.runs.to_string(),
-                "--json".into(),
-            ];
-            match run_peer(python, &dir.join("st_embed.py"), &args) {
-                Ok(v) => peer = v["sentences_per_s_median"].as_f64(),
-                Err(e) => peer_errors.push(e),
+            keel_runs.push(refs.len() as f64 / t.elapsed().as_secs_f64());
+            if let Some(server) = &mut peer {
+                match server.pass() {
+                    Ok(rate) => peer_runs.push(rate),
+                    Err(e) => {
+                        peer_errors.push(e);
+                        peer = None;
+                        peer_runs.clear();
+                    }
+                }
             }
         }
+        let keel = median(&mut keel_runs.clone());
+        let peer = (!peer_runs.is_empty()).then(|| median(&mut peer_runs.clone()));
         embedding.push(EmbedFigures {
             texts: name.to_string(),
             n: texts.len(),
             keel_sentences_per_s: keel,
             peer_sentences_per_s: peer,
             ratio: peer.map(|p| keel / p),
+            keel_runs,
+            peer_runs,
         });
     }
 
@@ -354,4 +432,33 @@ pub fn run(options: &MemoryBenchOptions, on_progress: &mut dyn FnMut(&str)) -> R
         vector_matrix_mb: matrix_mb,
         peer_errors,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_serving_peer_runs_one_pass_per_request_and_a_dead_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let script = dir.path().join("peer.py");
+        std::fs::write(
+            &script,
+            "import json, sys\nprint(json.dumps({'ready': True}), flush=True)\n\
+             for i, _ in enumerate(sys.stdin):\n    print(json.dumps({'sentences_per_s': 10.0 + i}), flush=True)\n",
+        )
+        .unwrap();
+        let mut peer = PeerServer::start("python3", &script, &[]).unwrap();
+        assert_eq!(peer.pass().unwrap(), 10.0);
+        assert_eq!(peer.pass().unwrap(), 11.0);
+        // Dropping closes its stdin and waits: this returns only if the peer ended.
+        drop(peer);
+
+        std::fs::write(&script, "import sys\nsys.exit('no torch here')\n").unwrap();
+        let err = PeerServer::start("python3", &script, &[]).err().expect("a peer that exits at start is an error");
+        assert!(err.contains("peer.py stopped"), "{err}");
+        std::fs::write(&script, "print('hello')\n").unwrap();
+        let err = PeerServer::start("python3", &script, &[]).err().expect("a peer that prints no JSON is an error");
+        assert!(err.contains("printed \"hello\\n\""), "{err}");
+    }
 }

@@ -9,14 +9,17 @@
 //! - attention is one fused CPU op: per text and head, `QKᵀ`, softmax and `·V` run on one thread over the text's
 //!   real tokens only (padding keys would get zero weight anyway; padded rows feed nothing that is pooled),
 //!   reading Q, K and V in place from the stacked product and writing the heads straight into their columns;
-//! - bias and GELU are one pass, and so are bias, residual and layer norm, each in place on the product's
-//!   output (no new buffers), with an `exp` that vectorises.
+//! - a dense layer's output buffer starts as its bias (and, before a layer norm, bias plus residual), filled in
+//!   one parallel pass, and the product is added onto it, so neither needs a pass of its own and the buffer is
+//!   never zeroed; GELU and layer norm are then in place, with an `exp` that vectorises and row kernels
+//!   compiled for AVX2 when the CPU has it.
 //!
-//! Dense products go through [`super::sgemm`] (OpenBLAS's sgemm when the build has it, the `gemm` crate
-//! otherwise), split by rows over Keel's threads; the per-head products in the attention op call the `gemm`
-//! crate single-threaded, one head per thread. Weights still load through candle's `VarBuilder`.
+//! Dense products go through [`super::sgemm`] (the `keel-kernels` crate: OpenBLAS's sgemm when the build has
+//! it, the `gemm` crate otherwise), split by rows over Keel's threads; each attention head's two small products
+//! use that crate's register-tiled AVX2/FMA kernels (a general sgemm otherwise). Weights still load through
+//! candle's `VarBuilder`, and every step is a candle op on candle tensors.
 
-use candle_core::{CpuStorage, CustomOp1, DType, Device, InplaceOp1, InplaceOp2, Layout, Shape, Tensor};
+use candle_core::{CpuStorage, CustomOp1, CustomOp2, DType, Device, InplaceOp1, Layout, Shape, Tensor};
 use candle_nn::VarBuilder;
 use rayon::prelude::*;
 
@@ -186,15 +189,14 @@ impl Bert {
         x.inplace_op1(&EmbedNorm { position: &self.position, len, norm: &self.emb_norm, eps: self.eps })?;
         let mut x = x;
         for layer in &self.layers {
-            let qkv = x.apply_op1_no_bwd(&Dense(&layer.qkv_w))?;
-            qkv.inplace_op1(&AddBias { bias: &layer.qkv_b, gelu: false })?;
+            let qkv = x.apply_op1_no_bwd(&Dense { w: &layer.qkv_w, bias: &layer.qkv_b })?;
             let ctx = qkv.apply_op1_no_bwd(&Attention { width: layer.qkv_b.len(), n, len, heads: self.heads, real })?;
-            let att = ctx.apply_op1_no_bwd(&Dense(&layer.out_w))?;
-            att.inplace_op2(&x, &AddNorm { bias: &layer.out_b, norm: &layer.attn_norm, eps: self.eps })?;
-            let up = att.apply_op1_no_bwd(&Dense(&layer.up_w))?;
-            up.inplace_op1(&AddBias { bias: &layer.up_b, gelu: true })?;
-            let down = up.apply_op1_no_bwd(&Dense(&layer.down_w))?;
-            down.inplace_op2(&att, &AddNorm { bias: &layer.down_b, norm: &layer.ffn_norm, eps: self.eps })?;
+            let att = ctx.apply_op2_no_bwd(&x, &DenseResidual { w: &layer.out_w, bias: &layer.out_b })?;
+            att.inplace_op1(&LayerNorm { norm: &layer.attn_norm, eps: self.eps })?;
+            let up = att.apply_op1_no_bwd(&Dense { w: &layer.up_w, bias: &layer.up_b })?;
+            up.inplace_op1(&Gelu)?;
+            let down = up.apply_op2_no_bwd(&att, &DenseResidual { w: &layer.down_w, bias: &layer.down_b })?;
+            down.inplace_op1(&LayerNorm { norm: &layer.ffn_norm, eps: self.eps })?;
             x = down;
         }
         let flat: Vec<f32> = x.flatten_all()?.to_vec1()?;
@@ -295,26 +297,18 @@ fn layer_norm_row(row: &mut [f32], norm: &Norm, eps: f32) {
 }
 
 row_kernel! {
-    /// `layer_norm(row + residual + bias)` for each row of `rows`.
-    fn add_norm_rows(rows: &mut [f32], residual: &[f32], bias: &[f32], norm: &Norm, eps: f32) {
-        let h = bias.len();
-        for (row, r) in rows.chunks_exact_mut(h).zip(residual.chunks_exact(h)) {
-            row.iter_mut().zip(r).zip(bias).for_each(|((v, r), b)| *v += r + b);
+    /// Layer norm of each row of `rows`.
+    fn norm_rows(rows: &mut [f32], norm: &Norm, eps: f32) {
+        for row in rows.chunks_exact_mut(norm.gamma.len()) {
             layer_norm_row(row, norm, eps);
         }
     }
 }
 
 row_kernel! {
-    /// `row + bias` for each row, then GELU when `gelu`.
-    fn bias_rows(rows: &mut [f32], bias: &[f32], gelu_after: bool) {
-        for row in rows.chunks_exact_mut(bias.len()) {
-            if gelu_after {
-                row.iter_mut().zip(bias).for_each(|(v, b)| *v = gelu(*v + b));
-            } else {
-                row.iter_mut().zip(bias).for_each(|(v, b)| *v += b);
-            }
-        }
+    /// GELU of every value.
+    fn gelu_all(values: &mut [f32]) {
+        values.iter_mut().for_each(|v| *v = gelu(*v));
     }
 }
 
@@ -331,8 +325,45 @@ row_kernel! {
     }
 }
 
-/// `x · w` over all the batch's tokens at once: `(tokens, input)` to `(tokens, output)`.
-struct Dense<'a>(&'a Weights);
+/// `x · w + bias` over all the batch's tokens at once: `(tokens, input)` to `(tokens, output)`. The output starts
+/// as the bias, and the product is added onto it.
+struct Dense<'a> {
+    w: &'a Weights,
+    bias: &'a [f32],
+}
+
+/// `x · w + bias + residual`, the residual being `(tokens, output)`.
+struct DenseResidual<'a> {
+    w: &'a Weights,
+    bias: &'a [f32],
+}
+
+/// The `(tokens, output)` buffer of a dense layer, every row filled by `init(row index, row)` in parallel: written
+/// once, never zeroed first.
+fn dense_output(
+    x: &[f32],
+    w: &Weights,
+    bias: &[f32],
+    init: impl Fn(usize, &mut [std::mem::MaybeUninit<f32>]) + Sync,
+) -> candle_core::Result<(Vec<f32>, usize)> {
+    if w.input == 0 || x.len() % w.input != 0 || bias.len() != w.output {
+        candle_core::bail!("bert-dense: {} values are not rows of {} (bias of {})", x.len(), w.input, bias.len());
+    }
+    let tokens = x.len() / w.input;
+    let mut out: Vec<f32> = Vec::with_capacity(tokens * w.output);
+    out.spare_capacity_mut()[..tokens * w.output]
+        .par_chunks_mut(w.output * ROWS_PER_TASK)
+        .enumerate()
+        .for_each(|(task, rows)| {
+            for (i, row) in rows.chunks_exact_mut(w.output).enumerate() {
+                init(task * ROWS_PER_TASK + i, row);
+            }
+        });
+    // SAFETY: every one of the tokens × output values was just written (the chunks cover the whole range).
+    unsafe { out.set_len(tokens * w.output) };
+    sgemm::product_onto(x, &w.data, &mut out, tokens, w.input, w.output);
+    Ok((out, tokens))
+}
 
 impl CustomOp1 for Dense<'_> {
     fn name(&self) -> &'static str {
@@ -340,15 +371,33 @@ impl CustomOp1 for Dense<'_> {
     }
 
     fn cpu_fwd(&self, storage: &CpuStorage, layout: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
-        let x = slice(storage, layout)?;
-        let w = self.0;
-        if w.input == 0 || x.len() % w.input != 0 {
-            candle_core::bail!("bert-dense: {} values are not rows of {}", x.len(), w.input);
+        let bias = self.bias;
+        let (out, tokens) = dense_output(slice(storage, layout)?, self.w, bias, |_, row| {
+            row.iter_mut().zip(bias).for_each(|(v, b)| {
+                v.write(*b);
+            })
+        })?;
+        Ok((CpuStorage::F32(out), Shape::from((tokens, self.w.output))))
+    }
+}
+
+impl CustomOp2 for DenseResidual<'_> {
+    fn name(&self) -> &'static str {
+        "bert-dense-residual"
+    }
+
+    fn cpu_fwd(&self, s1: &CpuStorage, l1: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<(CpuStorage, Shape)> {
+        let (x, residual) = (slice(s1, l1)?, slice(s2, l2)?);
+        let (bias, o) = (self.bias, self.w.output);
+        if x.len() / self.w.input.max(1) * o != residual.len() {
+            candle_core::bail!("bert-dense-residual: a residual of {} values for {} rows of {o}", residual.len(), x.len() / self.w.input.max(1));
         }
-        let tokens = x.len() / w.input;
-        let mut out = vec![0f32; tokens * w.output];
-        sgemm::product(x, &w.data, &mut out, tokens, w.input, w.output);
-        Ok((CpuStorage::F32(out), Shape::from((tokens, w.output))))
+        let (out, tokens) = dense_output(x, self.w, bias, |i, row| {
+            row.iter_mut().zip(&residual[i * o..(i + 1) * o]).zip(bias).for_each(|((v, r), b)| {
+                v.write(r + b);
+            })
+        })?;
+        Ok((CpuStorage::F32(out), Shape::from((tokens, o))))
     }
 }
 
@@ -382,47 +431,35 @@ impl InplaceOp1 for EmbedNorm<'_> {
     }
 }
 
-/// `layer_norm(x + bias + residual)`, row by row.
-struct AddNorm<'a> {
-    bias: &'a [f32],
+/// Layer norm, row by row, in place.
+struct LayerNorm<'a> {
     norm: &'a Norm,
     eps: f32,
 }
 
-impl InplaceOp2 for AddNorm<'_> {
+impl InplaceOp1 for LayerNorm<'_> {
     fn name(&self) -> &'static str {
-        "bert-add-norm"
-    }
-
-    fn cpu_fwd(&self, dst: &mut CpuStorage, dst_l: &Layout, s2: &CpuStorage, l2: &Layout) -> candle_core::Result<()> {
-        let residual = slice(s2, l2)?;
-        let out = slice_mut(dst, dst_l)?;
-        if out.len() != residual.len() {
-            candle_core::bail!("bert-add-norm: {} values and a residual of {}", out.len(), residual.len());
-        }
-        let h = self.bias.len();
-        out.par_chunks_mut(h * ROWS_PER_TASK)
-            .zip(residual.par_chunks(h * ROWS_PER_TASK))
-            .for_each(|(rows, res)| add_norm_rows(rows, res, self.bias, self.norm, self.eps));
-        Ok(())
-    }
-}
-
-/// `x + bias`, then BERT's exact (erf) GELU when `gelu`, row by row.
-struct AddBias<'a> {
-    bias: &'a [f32],
-    gelu: bool,
-}
-
-impl InplaceOp1 for AddBias<'_> {
-    fn name(&self) -> &'static str {
-        if self.gelu { "bert-bias-gelu" } else { "bert-add-bias" }
+        "bert-layer-norm"
     }
 
     fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
         let out = slice_mut(storage, layout)?;
-        let w = self.bias.len();
-        out.par_chunks_mut(w * ROWS_PER_TASK).for_each(|rows| bias_rows(rows, self.bias, self.gelu));
+        let h = self.norm.gamma.len();
+        out.par_chunks_mut(h * ROWS_PER_TASK).for_each(|rows| norm_rows(rows, self.norm, self.eps));
+        Ok(())
+    }
+}
+
+/// BERT's exact (erf) GELU, in place.
+struct Gelu;
+
+impl InplaceOp1 for Gelu {
+    fn name(&self) -> &'static str {
+        "bert-gelu"
+    }
+
+    fn cpu_fwd(&self, storage: &mut CpuStorage, layout: &Layout) -> candle_core::Result<()> {
+        slice_mut(storage, layout)?.par_chunks_mut(4096).for_each(gelu_all);
         Ok(())
     }
 }
