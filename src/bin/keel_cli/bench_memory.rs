@@ -85,11 +85,23 @@ pub fn retrieval(args: RetrievalArgs) -> Result<(), AppError> {
     Ok(())
 }
 
+/// A folder removed when dropped.
+struct Scratch(PathBuf);
+
+impl Drop for Scratch {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
 pub fn memory(args: MemoryBenchArgs) -> Result<(), AppError> {
     std::env::set_var("RAYON_NUM_THREADS", args.threads.max(1).to_string());
     let app = App::open_default()?;
     let (model_dir, model_id) = app.embedding_model_dir(&mut |_| {})?;
-    let work = args.work.unwrap_or_else(|| std::env::temp_dir().join(format!("keel-bench-memory-{}", std::process::id())));
+    // Without --work, a scratch folder that goes when the benchmark ends, however it ends (it holds a store of
+    // every generated item: hundreds of MB at 100,000).
+    let scratch = args.work.is_none().then(|| Scratch(std::env::temp_dir().join(format!("keel-bench-memory-{}", std::process::id()))));
+    let work = args.work.clone().or_else(|| scratch.as_ref().map(|s| s.0.clone())).unwrap_or_default();
     let options = keel::eval::memory_bench::MemoryBenchOptions {
         model_dir,
         model_id,
