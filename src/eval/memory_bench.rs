@@ -289,11 +289,13 @@ pub fn run(options: &MemoryBenchOptions, on_progress: &mut dyn FnMut(&str)) -> R
     let query_refs: Vec<&str> = queries.iter().map(String::as_str).collect();
     let query_vectors = embedder.embed(&query_refs).map_err(internal)?;
     // A store left by an earlier run with the same generated items is reused (embedding 10^5 items takes a
-    // while and is not what is measured); anything else is started afresh.
+    // while and is not what is measured) when it holds no more than the smallest size, since the store only
+    // grows; anything else is started afresh.
     let reusable = Store::open(&options.work.join("store/keel.sqlite3")).ok().and_then(|s| {
         let n = s.memory_live_count().ok()? as usize;
         let last = s.memory_export_page(n as i64 - 1, 1).ok()?.pop()?.0;
-        (n > 0 && n <= largest && last.text == items[n - 1] && last.embedding_model.as_deref() == Some(&options.model_id))
+        let smallest = options.sizes.iter().copied().min().unwrap_or(0);
+        (n > 0 && n <= smallest && last.text == items[n - 1] && last.embedding_model.as_deref() == Some(&options.model_id))
             .then_some((s, n))
     });
     let (store, mut have) = match reusable {
