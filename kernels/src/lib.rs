@@ -4,4 +4,5 @@
 //!
 //! It depends on nothing of Keel's; `keel::memory` uses it (as `keel::memory::sgemm`).
 
+pub mod int8;
 pub mod sgemm;

@@ -5,6 +5,8 @@
 //! copy of the matrix (one scale per row; a quarter of the bytes) and only the best `RERANK × k` rows are
 //! scored again exactly in f32. Quantisation error moves a cosine by well under 0.01, far less than the gap
 //! between the k-th and the `RERANK × k`-th candidate, so the result is the exact top k (a test checks it).
+//! The int8 scan is `keel_kernels::int8` (AVX2 `vpmaddubsw`, keeping the shortlist as it goes); at 100,000
+//! rows it is split over up to four threads.
 
 use std::collections::HashMap;
 
@@ -22,53 +24,10 @@ pub struct Vectors {
 /// Candidates rescored exactly per wanted result.
 pub const RERANK: usize = 8;
 
-fn quantise(v: &[f32], out: &mut [i8]) -> f32 {
-    let max = v.iter().fold(0f32, |m, x| m.max(x.abs())).max(1e-12);
-    let scale = max / 127.0;
-    for (o, x) in out.iter_mut().zip(v) {
-        *o = (x / scale).round().clamp(-127.0, 127.0) as i8;
-    }
-    scale
-}
+/// From this many rows the scan is split over threads (under it, starting them costs more than it saves).
+const PARALLEL_FROM: usize = 20_000;
 
-/// Integer dot product: pairs of i8 products summed into i32 lanes, the shape of x86's `pmaddwd`.
-#[inline(always)]
-fn dot_i8(a: &[i8], b: &[i8]) -> i32 {
-    let mut acc = [0i32; 8];
-    let (ca, cb) = (a.chunks_exact(16), b.chunks_exact(16));
-    let tail: i32 = ca.remainder().iter().zip(cb.remainder()).map(|(x, y)| *x as i32 * *y as i32).sum();
-    for (x, y) in ca.zip(cb) {
-        for i in 0..8 {
-            acc[i] += (x[2 * i] as i16 * y[2 * i] as i16) as i32 + (x[2 * i + 1] as i16 * y[2 * i + 1] as i16) as i32;
-        }
-    }
-    acc.iter().sum::<i32>() + tail
-}
-
-/// Approximate scores of rows `first..first + out.len()` against the quantised query.
-#[inline(always)]
-fn scan_rows(quantised: &[i8], scales: &[f32], q8: &[i8], dim: usize, first: usize, out: &mut [f32]) {
-    for (i, o) in out.iter_mut().enumerate() {
-        let row = first + i;
-        *o = dot_i8(&quantised[row * dim..(row + 1) * dim], q8) as f32 * scales[row];
-    }
-}
-
-/// The same loop compiled for AVX2 (the build targets baseline x86-64, which has only SSE2).
-#[cfg(target_arch = "x86_64")]
-#[target_feature(enable = "avx2")]
-unsafe fn scan_rows_avx2(quantised: &[i8], scales: &[f32], q8: &[i8], dim: usize, first: usize, out: &mut [f32]) {
-    scan_rows(quantised, scales, q8, dim, first, out)
-}
-
-fn scan(quantised: &[i8], scales: &[f32], q8: &[i8], dim: usize, first: usize, out: &mut [f32]) {
-    #[cfg(target_arch = "x86_64")]
-    if std::is_x86_feature_detected!("avx2") {
-        // SAFETY: the CPU was just checked to support AVX2, the only requirement of `scan_rows_avx2`.
-        return unsafe { scan_rows_avx2(quantised, scales, q8, dim, first, out) };
-    }
-    scan_rows(quantised, scales, q8, dim, first, out)
-}
+use keel_kernels::int8::{self, quantise};
 
 /// Dot product in 8 independent lanes, which the compiler turns into SIMD.
 pub fn dot(a: &[f32], b: &[f32]) -> f32 {
@@ -171,40 +130,39 @@ impl Vectors {
         let n = self.ids.len();
         let mut q8 = vec![0i8; self.dim];
         quantise(query, &mut q8);
-        // Approximate scores from the int8 copy (the query's own scale is common to all rows, so left out).
-        let mut approx = vec![0f32; n];
+        // The best `RERANK × k` rows by their int8 scores, each thread over its own share of the rows.
+        let shortlist = (k * RERANK).min(n);
         let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(4);
-        let score_rows = |first: usize, out: &mut [f32]| scan(&self.quantised, &self.scales, &q8, self.dim, first, out);
-        if threads > 1 && n >= 20_000 {
+        let scan = |rows: std::ops::Range<usize>| int8::top_rows(&self.quantised, &self.scales, &q8, self.dim, rows, shortlist);
+        let mut rows: Vec<(f32, u32)> = if threads > 1 && n >= PARALLEL_FROM {
             let per = n.div_ceil(threads);
             std::thread::scope(|s| {
-                for (t, out) in approx.chunks_mut(per).enumerate() {
-                    s.spawn(move || score_rows(t * per, out));
-                }
-            });
+                let parts: Vec<_> = (0..n).step_by(per).map(|first| s.spawn(move || scan(first..(first + per).min(n)))).collect();
+                parts.into_iter().flat_map(|p| p.join().expect("a vector scan thread panicked")).collect()
+            })
         } else {
-            score_rows(0, &mut approx);
-        }
-        let shortlist = (k * RERANK).min(n);
-        let mut rows: Vec<usize> = (0..n).collect();
-        if shortlist < n {
-            rows.select_nth_unstable_by(shortlist - 1, |a, b| approx[*b].total_cmp(&approx[*a]));
+            scan(0..n)
+        };
+        if rows.len() > shortlist {
+            rows.select_nth_unstable_by(shortlist - 1, |a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
             rows.truncate(shortlist);
         }
         // Exact cosines for the shortlist.
-        let mut scores = vec![0f32; n];
-        for &row in &rows {
-            scores[row] = dot(&self.data[row * self.dim..(row + 1) * self.dim], query);
+        let mut exact: Vec<(i64, f32)> = rows
+            .into_iter()
+            .map(|(_, row)| {
+                let row = row as usize;
+                (self.ids[row], dot(&self.data[row * self.dim..(row + 1) * self.dim], query))
+            })
+            .collect();
+        let cmp = |a: &(i64, f32), b: &(i64, f32)| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0));
+        let k = k.min(exact.len());
+        if k < exact.len() {
+            exact.select_nth_unstable_by(k - 1, cmp);
+            exact.truncate(k);
         }
-        let mut idx = rows;
-        let k = k.min(idx.len());
-        let cmp = |a: &usize, b: &usize| scores[*b].total_cmp(&scores[*a]).then(self.ids[*a].cmp(&self.ids[*b]));
-        if k < idx.len() {
-            idx.select_nth_unstable_by(k - 1, cmp);
-            idx.truncate(k);
-        }
-        idx.sort_by(cmp);
-        idx.into_iter().map(|i| (self.ids[i], scores[i])).collect()
+        exact.sort_by(cmp);
+        exact
     }
 }
 
