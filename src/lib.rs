@@ -41,7 +41,7 @@ pub use app_memory::{ExportedItem, RestoreReport, INDEX_DIR};
 pub use app_runs::{Replay, RunOptions, FILES_DIR, MCP_CONFIG};
 pub use orchestration::events::{Action, RunOutcome as Outcome, UserAnswer};
 pub use orchestration::{Limits, RunMode, UserRequest};
-pub use tools::{Effect, ToolError, ToolSpec};
+pub use tools::{Effect, Origin, ToolError, ToolSpec};
 pub use memory::retrieve::{CandidateDecision, Retrieval, RetrievalCandidate};
 pub use memory::{ImportError, ImportProgress, ImportReport, IndexReport};
 pub use orchestration::events::RecordedCandidate;

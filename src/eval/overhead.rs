@@ -22,7 +22,7 @@ use crate::orchestration::runner::{self, Services, Turn};
 use crate::orchestration::{journal, Limits, RunMode, TurnEvent};
 use crate::store::Store;
 use crate::tools::faults::FnTool;
-use crate::tools::{object_schema, Effect, ToolSpec, Toolbox};
+use crate::tools::{object_schema, Effect, Origin, ToolSpec, Toolbox};
 
 #[derive(Debug, Clone, Serialize)]
 pub struct ModeFigures {
@@ -50,6 +50,7 @@ fn noop_tool() -> FnTool {
         timeout_ms: 5_000,
         idempotent: true,
         capability: None,
+        origin: Origin::Keel,
     };
     FnTool::new(spec, |args, _| Ok(json!({"n": args["n"]})))
 }

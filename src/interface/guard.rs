@@ -418,7 +418,7 @@ pub fn pattern_scan(text: &str, source: Source) -> (f32, Vec<Reason>) {
         let run = m.as_str().trim_end_matches('=');
         base64::engine::general_purpose::STANDARD.decode(run).or_else(|_| base64::engine::general_purpose::STANDARD_NO_PAD.decode(run)).ok()
     });
-    let hex = hex_runs().find_iter(text).filter_map(|m| decode_hex(m.as_str()));
+    let hex = hex_runs().find_iter(text).filter_map(|m| hex::decode(m.as_str()).ok());
     let base32 = base32_runs().find_iter(text).filter_map(|m| decode_base32(m.as_str()));
     for bytes in base64.chain(hex).chain(base32) {
         let Some(decoded) = readable(bytes) else { continue };
@@ -474,12 +474,6 @@ fn readable(bytes: Vec<u8>) -> Option<String> {
 fn hex_runs() -> &'static Regex {
     static RE: OnceLock<Regex> = OnceLock::new();
     RE.get_or_init(|| Regex::new(r"\b(?:[0-9a-fA-F]{2}){12,}\b").expect("hex pattern"))
-}
-
-fn decode_hex(run: &str) -> Option<Vec<u8>> {
-    let b = run.as_bytes();
-    (b.len() % 2 == 0).then_some(())?;
-    b.chunks(2).map(|p| u8::from_str_radix(std::str::from_utf8(p).ok()?, 16).ok()).collect()
 }
 
 /// A run of RFC 4648 base32 (upper case, digits 2–7), optionally padded.

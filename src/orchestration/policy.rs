@@ -13,7 +13,7 @@ use super::events::{PolicyDecision, RunEvent};
 use super::state::RunState;
 use crate::interface::guard::{Scan, Screen, Source, Verdict};
 use crate::interface::intent::Intent;
-use crate::tools::{Effect, ToolSpec};
+use crate::tools::{Effect, Origin, ToolSpec};
 
 /// What happens to a text the guard checked.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
@@ -63,16 +63,17 @@ pub fn screen_text(screen: &dyn Screen, text: &str, source: Source, origin: Stri
 }
 
 /// Where a tool's output counts as coming from, when it is not Keel's own computation: what a tool reads
-/// (files, memory) or fetches, and anything an MCP server returns, is untrusted.
+/// (files, memory) or fetches, and anything an MCP server returns, is untrusted. A tool's declared origin is
+/// believed only when it lowers no guard: a tool that reads the user's data or reaches outside is never
+/// trusted, whatever its spec says.
 pub fn output_source(spec: &ToolSpec) -> Option<Source> {
-    let mcp = spec.name.contains('.');
-    match spec.effect {
-        _ if spec.name.starts_with("memory_search") => Some(Source::Memory),
-        _ if spec.name.starts_with("http") => Some(Source::Web),
-        Effect::Read if spec.name.starts_with("files_") => Some(Source::Document),
-        Effect::Read | Effect::External => Some(Source::Tool),
-        _ if mcp => Some(Source::Tool),
-        _ => None,
+    match spec.origin {
+        Origin::Document => Some(Source::Document),
+        Origin::Memory => Some(Source::Memory),
+        Origin::Web => Some(Source::Web),
+        Origin::External => Some(Source::Tool),
+        Origin::Keel if matches!(spec.effect, Effect::Read | Effect::External) => Some(Source::Tool),
+        Origin::Keel => None,
     }
 }
 
@@ -102,4 +103,55 @@ pub fn check(spec: &ToolSpec, state: &RunState, approved: bool) -> (PolicyDecisi
 /// The untrusted sources in the run's context, named for the approval prompt.
 fn tainted_by(state: &RunState) -> Option<String> {
     (!state.untrusted.is_empty()).then(|| state.untrusted.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec(name: &str, effect: Effect, origin: Origin) -> ToolSpec {
+        ToolSpec {
+            name: name.into(),
+            description: String::new(),
+            input_schema: serde_json::json!({"type": "object"}),
+            output_schema: serde_json::json!({"type": "object"}),
+            effect,
+            timeout_ms: 1_000,
+            idempotent: true,
+            capability: None,
+            origin,
+        }
+    }
+
+    /// Trust follows the declared origin, not the name, and a tool that reads or reaches outside is never
+    /// trusted even when it claims to be Keel's own computation.
+    #[test]
+    fn output_trust_follows_the_origin_and_the_effect() {
+        let cases = [
+            (spec("calculator", Effect::Pure, Origin::Keel), None),
+            (spec("files_write", Effect::Write, Origin::Keel), None),
+            (spec("files_read", Effect::Read, Origin::Document), Some(Source::Document)),
+            (spec("recall", Effect::Read, Origin::Memory), Some(Source::Memory)),
+            (spec("fetch", Effect::External, Origin::Web), Some(Source::Web)),
+            // Names that used to decide trust decide nothing now.
+            (spec("memory_search_helper", Effect::Pure, Origin::Keel), None),
+            (spec("http_status", Effect::Pure, Origin::External), Some(Source::Tool)),
+            (spec("notes.lookup", Effect::Pure, Origin::External), Some(Source::Tool)),
+            (spec("sneaky", Effect::Read, Origin::Keel), Some(Source::Tool)),
+            (spec("sneaky", Effect::External, Origin::Keel), Some(Source::Tool)),
+        ];
+        for (spec, want) in cases {
+            assert_eq!(output_source(&spec), want, "{} ({:?}, {:?})", spec.name, spec.effect, spec.origin);
+        }
+    }
+
+    /// A spec written before `origin` existed reads as external, the untrusted default.
+    #[test]
+    fn a_spec_without_an_origin_is_untrusted() {
+        let mut v = serde_json::to_value(spec("old", Effect::Pure, Origin::Keel)).unwrap();
+        v.as_object_mut().unwrap().remove("origin");
+        let old: ToolSpec = serde_json::from_value(v).unwrap();
+        assert_eq!(old.origin, Origin::External);
+        assert_eq!(output_source(&old), Some(Source::Tool));
+    }
 }

@@ -24,7 +24,7 @@
 use rust_decimal::{Decimal, RoundingStrategy};
 use serde_json::{json, Value};
 
-use super::{object_schema, CallContext, Effect, Tool, ToolError, ToolSpec};
+use super::{object_schema, CallContext, Effect, Origin, Tool, ToolError, ToolSpec};
 
 /// The longest expression accepted, in characters; the input schema says the same.
 const MAX_LENGTH: usize = 1000;
@@ -83,6 +83,7 @@ impl Calculator {
             timeout_ms: 2000,
             idempotent: true,
             capability: Some("arithmetic".into()),
+            origin: Origin::Keel,
         };
         Calculator { spec }
     }

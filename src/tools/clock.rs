@@ -10,7 +10,7 @@ use chrono::{DateTime, Datelike, Offset, SecondsFormat, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
 use serde_json::{json, Value};
 
-use super::{object_schema, CallContext, Effect, Tool, ToolError, ToolSpec};
+use super::{object_schema, CallContext, Effect, Origin, Tool, ToolError, ToolSpec};
 
 /// Where "now" comes from.
 #[derive(Debug, Clone, Copy)]
@@ -88,6 +88,7 @@ fn spec() -> ToolSpec {
         timeout_ms: 2000,
         idempotent: true,
         capability: Some("time".into()),
+        origin: Origin::Keel,
     }
 }
 

@@ -17,7 +17,7 @@ use cap_std::ambient_authority;
 use cap_std::fs::{Dir, OpenOptions};
 use serde_json::{json, Value};
 
-use super::{object_schema, CallContext, Effect, Tool, ToolError, ToolSpec};
+use super::{object_schema, CallContext, Effect, Origin, Tool, ToolError, ToolSpec};
 
 /// The most a read returns and a write accepts: enough for notes and code, small enough for a context window.
 pub const MAX_FILE_BYTES: usize = 1024 * 1024;
@@ -81,6 +81,7 @@ impl FileTool {
                 timeout_ms: TIMEOUT_MS,
                 idempotent: true,
                 capability: Some("files_read".into()),
+                origin: Origin::Document,
             },
             FileOp::List => ToolSpec {
                 name: "files_list".into(),
@@ -118,6 +119,7 @@ impl FileTool {
                 timeout_ms: TIMEOUT_MS,
                 idempotent: true,
                 capability: None,
+                origin: Origin::Document,
             },
             FileOp::Write => ToolSpec {
                 name: "files_write".into(),
@@ -145,6 +147,7 @@ impl FileTool {
                 // Writing the same content twice leaves the same file.
                 idempotent: true,
                 capability: None,
+                origin: Origin::Keel,
             },
         };
         FileTool { spec, op, root }

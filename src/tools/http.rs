@@ -23,7 +23,7 @@ use reqwest::redirect::Policy;
 use reqwest::Url;
 use serde_json::{json, Value};
 
-use super::{object_schema, CallContext, Effect, Tool, ToolError, ToolSpec};
+use super::{object_schema, CallContext, Effect, Origin, Tool, ToolError, ToolSpec};
 
 /// How much of a body a call returns when it does not say.
 pub const DEFAULT_MAX_BYTES: u64 = 256 * 1024;
@@ -246,6 +246,7 @@ impl HttpFetch {
             // A GET.
             idempotent: true,
             capability: Some("web".into()),
+            origin: Origin::Web,
         };
         HttpFetch { spec, enabled }
     }

@@ -34,7 +34,7 @@ use tokio::io::AsyncReadExt;
 use tokio::process::ChildStderr;
 use tokio::runtime::Runtime;
 
-use super::{CallContext, Effect, Tool, ToolError, ToolSpec};
+use super::{CallContext, Effect, Origin, Tool, ToolError, ToolSpec};
 
 /// The longest one MCP tool call may take (the caller may give less).
 pub const TIMEOUT_MS: u64 = 30_000;
@@ -409,6 +409,7 @@ impl McpTool {
             timeout_ms: TIMEOUT_MS,
             idempotent: false,
             capability: None,
+            origin: Origin::External,
         };
         McpTool { spec, remote_name: tool.name.into_owned(), connection }
     }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use serde_json::{json, Value};
 
-use super::{object_schema, CallContext, Effect, Tool, ToolError, ToolSpec};
+use super::{object_schema, CallContext, Effect, Origin, Tool, ToolError, ToolSpec};
 
 /// One memory found by a search.
 #[derive(Debug, Clone, PartialEq)]
@@ -67,6 +67,7 @@ pub fn memory_tools(port: Arc<dyn MemoryPort>) -> Vec<Arc<dyn Tool>> {
             timeout_ms: 10_000,
             idempotent: true,
             capability: Some("memory_search".into()),
+            origin: Origin::Memory,
         },
         port: port.clone(),
     };
@@ -80,6 +81,7 @@ pub fn memory_tools(port: Arc<dyn MemoryPort>) -> Vec<Arc<dyn Tool>> {
             timeout_ms: 10_000,
             idempotent: false,
             capability: None,
+            origin: Origin::Keel,
         },
         port,
     };

@@ -1,7 +1,7 @@
 //! The tools layer: what the agent can do besides talk, each behind a strict contract.
 //!
 //! A tool is a [`ToolSpec`] (name, description, JSON Schemas for its arguments and its result, its effect, a
-//! timeout, whether a retry is safe) and a [`Tool::call`]. The [`Toolbox`] holds the tools a run may use and is
+//! timeout, whether a retry is safe, where its result comes from) and a [`Tool::call`]. The [`Toolbox`] holds the tools a run may use and is
 //! the one way to call them: it validates the arguments against the input schema before the tool sees them, runs
 //! the call on its own thread under the tool's timeout and the caller's cancellation, and validates the result
 //! against the output schema (a result that breaks it is [`ToolError::SchemaDrift`], never data). Tools are
@@ -47,6 +47,25 @@ impl Effect {
     }
 }
 
+/// Where a tool's result comes from. It decides whether the agent may read the result as anything but data:
+/// only Keel's own computation is trusted, and only for a tool that neither reads the user's data nor reaches
+/// outside (see `orchestration::policy::output_source`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum Origin {
+    /// Keel computes it from the arguments (calculator, clock) or reports its own action (a file written).
+    Keel,
+    /// The user's files and documents.
+    Document,
+    /// The user's memory store.
+    Memory,
+    /// A web page or web service.
+    Web,
+    /// Another program: an MCP server, a service. The default for a tool that does not say.
+    #[default]
+    External,
+}
+
 /// A tool's contract, as listed by `keel tools list` and shown to the model.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize, TS)]
 pub struct ToolSpec {
@@ -66,6 +85,9 @@ pub struct ToolSpec {
     pub idempotent: bool,
     /// Tools with the same capability can stand in for each other (an alternative when one keeps failing).
     pub capability: Option<String>,
+    /// Where its result comes from (whether it is untrusted text). Missing in a stored spec: external.
+    #[serde(default)]
+    pub origin: Origin,
 }
 
 /// Why a tool call did not produce a valid result. The variants are the decisions the orchestrator makes.

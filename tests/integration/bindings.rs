@@ -5,7 +5,7 @@ use keel::llm::{GenerationSettings, Role, StopReason};
 use keel::orchestration::events::{Action, PlanStep, PolicyDecision, RunEvent, RunOutcome, RunStatus, StoredEvent, ToolOutcome, UserAnswer};
 use keel::orchestration::{Limits, RunMode, TurnEvent, TurnResult, UserRequest};
 use keel::tools::retry::RetryPolicy;
-use keel::tools::{Effect, ToolError, ToolSpec};
+use keel::tools::{Effect, Origin, ToolError, ToolSpec};
 use keel::RunOptions;
 use keel::orchestration::journal::{ConversationDetail, Message, RunDetail, RunSummary};
 use keel::store::ConversationSummary;
@@ -34,6 +34,7 @@ fn generated() -> String {
         ToolOutcome::decl(),
         ToolError::decl(),
         Effect::decl(),
+        Origin::decl(),
         ToolSpec::decl(),
         RetryPolicy::decl(),
         Limits::decl(),

@@ -14,7 +14,7 @@ use keel::orchestration::state::{Pending, RunState};
 use keel::orchestration::{Limits, RunMode, TurnResult, UserRequest};
 use keel::tools::faults::{Fault, FaultyTool, FnTool};
 use keel::tools::retry::RetryPolicy;
-use keel::tools::{object_schema, Effect, Tool, ToolError, ToolSpec};
+use keel::tools::{object_schema, Effect, Origin, Tool, ToolError, ToolSpec};
 use keel::{App, OpenOptions, RunOptions};
 use proptest::strategy::Strategy;
 use serde_json::json;
@@ -43,6 +43,7 @@ fn spec(name: &str, effect: Effect, capability: Option<&str>, timeout_ms: u64) -
         timeout_ms,
         idempotent: effect != Effect::Write,
         capability: capability.map(str::to_owned),
+        origin: if matches!(effect, Effect::Read | Effect::External) { Origin::External } else { Origin::Keel },
     }
 }
 

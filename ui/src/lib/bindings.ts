@@ -65,6 +65,7 @@ export type ToolError = { "class": "unknown_tool", name: string, } | { "class": 
  */
 retry_after_ms: number | null, } | { "class": "refused", tool: string, reason: string, } | { "class": "failed", tool: string, message: string, } | { "class": "cancelled", tool: string, };
 export type Effect = "pure" | "read" | "write" | "external";
+export type Origin = "keel" | "document" | "memory" | "web" | "external";
 export type ToolSpec = { name: string, description: string, 
 /**
  * JSON Schema the arguments must satisfy.
@@ -85,7 +86,11 @@ idempotent: boolean,
 /**
  * Tools with the same capability can stand in for each other (an alternative when one keeps failing).
  */
-capability: string | null, };
+capability: string | null, 
+/**
+ * Where its result comes from (whether it is untrusted text). Missing in a stored spec: external.
+ */
+origin: Origin, };
 export type RetryPolicy = { 
 /**
  * Attempts in all, the first included (1 means no retry).
