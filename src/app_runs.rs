@@ -321,6 +321,7 @@ impl App {
         settings: &GenerationSettings,
         on_event: &mut dyn FnMut(TurnEvent),
     ) -> Result<TurnResult, AppError> {
+        let backend_name = backend;
         // An unknown name is refused before anything is copied.
         let backend = backend.map(|name| self.backend_named(Some(name))).transpose()?;
         let detail = journal::load(&self.inner.store, run_id)?;
@@ -341,7 +342,7 @@ impl App {
             .filter(|e| !matches!(e, RunEvent::RunFinished { .. } | RunEvent::RunCancelled { .. } | RunEvent::LimitReached { .. }))
             .collect();
         let input = detail.run.input.clone();
-        let (_, new_id) = self.inner.store.begin_fork(run_id, &input)?;
+        let (_, new_id) = self.inner.store.begin_fork(run_id, &input, backend_name)?;
         for event in &kept {
             journal::append(&self.inner.store, new_id, event)?;
         }

@@ -474,7 +474,7 @@ impl App {
         };
         // The run, its user message and its RunStarted are one transaction: no run is ever on disk unstarted.
         let first = |conv: i64| Some(journal::encode(&runner::started_event(backend.as_ref(), &toolbox, conv, &turn)));
-        let (conversation_id, run_id) = store.begin_turn_with_event(conversation_id, &accepted.text, &first)?;
+        let (conversation_id, run_id) = store.begin_turn_with_event(conversation_id, &accepted.text, options.backend.as_deref(), &first)?;
         turn.conversation_id = conversation_id;
         turn.run_id = run_id;
         let cancel = CancelFlag::default();

@@ -91,7 +91,7 @@ pub fn run(dir: &Path, steps: u32, runs: u32, on_progress: &mut dyn FnMut(&str, 
                 auto_approve: Vec::new(),
             };
             let first = |conv: i64| Some(journal::encode(&runner::started_event(&backend, &toolbox, conv, &turn)));
-            let (conversation_id, run_id) = store.begin_turn_with_event(None, "go", &first).map_err(|e| e.to_string())?;
+            let (conversation_id, run_id) = store.begin_turn_with_event(None, "go", None, &first).map_err(|e| e.to_string())?;
             turn.conversation_id = conversation_id;
             turn.run_id = run_id;
             let mut last: Option<Instant> = None;

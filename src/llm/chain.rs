@@ -2,6 +2,9 @@
 //! down or refusing, a stream broken mid-reply). The completion says which backend answered and which failed
 //! before it, so the run records it and the Inspector shows it.
 //!
+//! A member that fails after streaming part of a reply leaves that text in the stream, followed by a line that
+//! says it stopped and which member answers instead; the completion is the answering member's alone.
+//!
 //! The chain's window is the smallest of its members' (any of them may have to take the prompt), and its token
 //! count the largest of their counts. A reply the user stopped is not passed on: cancellation ends the chain.
 
@@ -31,9 +34,14 @@ impl FallbackChain {
     ) -> Result<Completion, BackendError> {
         let mut failures: Vec<BackendFailure> = Vec::new();
         let mut last = None;
-        for member in &self.members {
+        for (i, member) in self.members.iter().enumerate() {
             let name = member.info().name;
-            match call(member.as_ref(), on_text) {
+            let mut streamed = false;
+            let result = call(member.as_ref(), &mut |piece: &str| {
+                streamed |= !piece.is_empty();
+                on_text(piece)
+            });
+            match result {
                 Ok(mut completion) => {
                     completion.answered_by.get_or_insert(name);
                     failures.append(&mut completion.fell_back);
@@ -43,11 +51,17 @@ impl FallbackChain {
                 // A prompt too long for this member is too long for the chain (its window is the smallest).
                 Err(e @ BackendError::ContextOverflow { .. }) => return Err(e),
                 Err(e) => {
-                    failures.push(BackendFailure { backend: name, error: e.to_string() });
-                    last = Some(e);
                     if cancel.is_cancelled() {
+                        failures.push(BackendFailure { backend: name, error: e.to_string() });
                         break;
                     }
+                    // What this member streamed is not the answer: the stream says so before the next one's
+                    // text follows it (the recorded reply is the next member's alone).
+                    if let (true, Some(next)) = (streamed, self.members.get(i + 1)) {
+                        on_text(&format!("\n\n[{name} stopped mid-reply; {} answers instead]\n\n", next.info().name));
+                    }
+                    failures.push(BackendFailure { backend: name, error: e.to_string() });
+                    last = Some(e);
                 }
             }
         }
@@ -145,6 +159,49 @@ mod tests {
         assert_eq!(reply.text, "hello");
         assert_eq!(reply.answered_by.as_deref(), Some("scripted"));
         assert_eq!(reply.fell_back, vec![BackendFailure { backend: "down".into(), error: "inference failed: connection refused".into() }]);
+    }
+
+    /// Streams a few words, then breaks.
+    struct Breaks;
+    impl Backend for Breaks {
+        fn info(&self) -> BackendInfo {
+            BackendInfo { name: "breaks".into(), model: "m".into(), context_window: 1024 }
+        }
+        fn count_prompt_tokens(&self, _: &[ChatMessage]) -> Result<u32, BackendError> {
+            Ok(1)
+        }
+        fn chat(&self, _: &[ChatMessage], _: &GenerationSettings, _: &CancelFlag, on_text: &mut dyn FnMut(&str)) -> Result<Completion, BackendError> {
+            on_text("Once upon");
+            on_text(" a");
+            Err(BackendError::Inference("stream closed".into()))
+        }
+    }
+
+    fn streamed(chain: &FallbackChain) -> (Result<Completion, BackendError>, String) {
+        let mut text = String::new();
+        let reply = chain.chat(&[ChatMessage::new(crate::llm::Role::User, "hi")], &GenerationSettings::default(), &CancelFlag::default(), &mut |t| text.push_str(t));
+        (reply, text)
+    }
+
+    /// The partial text of a member that broke is followed in the stream by a line saying so; the reply the
+    /// run records is the next member's own.
+    #[test]
+    fn a_reply_broken_mid_stream_is_marked_before_the_next_backend_streams() {
+        let scripted = || Arc::new(ScriptedBackend::new(vec![crate::llm::scripted::ScriptedReply::Text("hello".into())]));
+        let (reply, text) = streamed(&FallbackChain::new(vec![Arc::new(Breaks), scripted()]));
+        let reply = reply.unwrap();
+        assert_eq!(reply.text, "hello");
+        assert_eq!(text, "Once upon a\n\n[breaks stopped mid-reply; scripted answers instead]\n\nhello");
+        assert_eq!(reply.fell_back[0].backend, "breaks");
+
+        // A member that failed before streaming anything adds nothing to the stream.
+        let (reply, text) = streamed(&FallbackChain::new(vec![Arc::new(Down), scripted()]));
+        assert_eq!((reply.unwrap().text, text), ("hello".to_string(), "hello".to_string()));
+
+        // The last member has no one to hand over to: its partial text stays as it is, and the chain fails.
+        let (reply, text) = streamed(&FallbackChain::new(vec![Arc::new(Down), Arc::new(Breaks)]));
+        assert!(reply.is_err());
+        assert_eq!(text, "Once upon a");
     }
 
     #[test]

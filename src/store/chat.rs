@@ -16,6 +16,8 @@ pub struct ConversationSummary {
     #[ts(type = "number")]
     pub updated_ms: i64,
     pub message_count: u32,
+    /// The backend profile its last turn asked for; `None`: the default backend.
+    pub backend: Option<String>,
 }
 
 /// A stored message. `role` is `system`, `user` or `assistant` (a CHECK constraint holds it to those).
@@ -45,7 +47,7 @@ fn title_from(text: &str) -> String {
 }
 
 const SUMMARY_SQL: &str = "SELECT c.id, c.title, c.created_ms, c.updated_ms,
-        (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id)
+        (SELECT COUNT(*) FROM messages m WHERE m.conversation_id = c.id), c.backend
     FROM conversations c";
 
 fn summary(row: &Row) -> rusqlite::Result<ConversationSummary> {
@@ -55,6 +57,7 @@ fn summary(row: &Row) -> rusqlite::Result<ConversationSummary> {
         created_ms: row.get(2)?,
         updated_ms: row.get(3)?,
         message_count: row.get(4)?,
+        backend: row.get(5)?,
     })
 }
 
@@ -93,15 +96,17 @@ impl Store {
     /// `conversation_id` is `None`), a run in `running` state, and the user's message linked to it. Returns
     /// `(conversation_id, run_id)`. A crash can leave all of it or none of it.
     pub fn begin_turn(&self, conversation_id: Option<i64>, user_text: &str) -> Result<(i64, i64), StoreError> {
-        self.begin_turn_with_event(conversation_id, user_text, &|_| None)
+        self.begin_turn_with_event(conversation_id, user_text, None, &|_| None)
     }
 
     /// [`Store::begin_turn`], committing the run's first event in the same transaction: `first_event` gets the
     /// conversation id and returns `(kind, version, payload)`. A run is then never on disk without its start.
+    /// `backend` is the profile the turn asked for (`None`: the default), kept as the conversation's.
     pub fn begin_turn_with_event(
         &self,
         conversation_id: Option<i64>,
         user_text: &str,
+        backend: Option<&str>,
         first_event: &dyn Fn(i64) -> Option<(String, u32, String)>,
     ) -> Result<(i64, i64), StoreError> {
         let now = now_ms();
@@ -114,12 +119,13 @@ impl Store {
                     .optional()
                     .map_err(|e| self.err(e))?;
                 exists.ok_or(StoreError::NotFound { what: "conversation", id })?;
+                tx.execute("UPDATE conversations SET backend = ?2 WHERE id = ?1", params![id, backend]).map_err(|e| self.err(e))?;
                 id
             }
             None => {
                 tx.execute(
-                    "INSERT INTO conversations (title, created_ms, updated_ms) VALUES (?1, ?2, ?2)",
-                    params![title_from(user_text), now],
+                    "INSERT INTO conversations (title, created_ms, updated_ms, backend) VALUES (?1, ?2, ?2, ?3)",
+                    params![title_from(user_text), now, backend],
                 )
                 .map_err(|e| self.err(e))?;
                 tx.last_insert_rowid()
@@ -146,12 +152,17 @@ impl Store {
     /// Starts a fork of run `parent_run`: a new conversation holding copies of the parent's conversation up to
     /// and including the message that started the parent run (that copy starts the new run), all in one
     /// transaction. Returns the new conversation and run.
-    pub fn begin_fork(&self, parent_run: i64, user_text: &str) -> Result<(i64, i64), StoreError> {
+    /// `backend` is the profile the fork runs on (`None`: its parent conversation's).
+    pub fn begin_fork(&self, parent_run: i64, user_text: &str, backend: Option<&str>) -> Result<(i64, i64), StoreError> {
         let now = now_ms();
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
-        let parent_conversation: i64 = tx
-            .query_row("SELECT conversation_id FROM runs WHERE id = ?1", [parent_run], |r| r.get(0))
+        let (parent_conversation, parent_backend): (i64, Option<String>) = tx
+            .query_row(
+                "SELECT r.conversation_id, c.backend FROM runs r JOIN conversations c ON c.id = r.conversation_id WHERE r.id = ?1",
+                [parent_run],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
             .optional()
             .map_err(|e| self.err(e))?
             .ok_or(StoreError::NotFound { what: "run", id: parent_run })?;
@@ -166,8 +177,8 @@ impl Store {
         };
         let end = rows.iter().position(|(_, role, _, run)| role == "user" && *run == Some(parent_run)).map(|i| i + 1).unwrap_or(rows.len());
         tx.execute(
-            "INSERT INTO conversations (title, created_ms, updated_ms) VALUES (?1, ?2, ?2)",
-            params![format!("Fork of run {parent_run}: {}", title_from(user_text)), now],
+            "INSERT INTO conversations (title, created_ms, updated_ms, backend) VALUES (?1, ?2, ?2, ?3)",
+            params![format!("Fork of run {parent_run}: {}", title_from(user_text)), now, backend.or(parent_backend.as_deref())],
         )
         .map_err(|e| self.err(e))?;
         let conversation_id = tx.last_insert_rowid();

@@ -133,6 +133,8 @@ const MIGRATIONS: &[&str] = &[
         updated_ms INTEGER NOT NULL
     );
     CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);",
+    // 4: the backend a conversation's last turn asked for (NULL: the default one), so a reopened chat keeps it.
+    "ALTER TABLE conversations ADD COLUMN backend TEXT;",
 ];
 
 /// Why the store failed. The variants are what a caller can do something about.

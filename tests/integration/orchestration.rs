@@ -125,15 +125,16 @@ fn stop_ends_the_run_as_stopped_and_keeps_the_partial_answer() {
     let home = tempfile::tempdir().unwrap();
     let app = scripted_app(home.path(), vec![ScriptedReply::UntilCancelled("partial words".into())]);
     let canceller = app.clone();
+    let mut started = None;
     let result = app
-        .send_message(None, "tell me a long story", &GenerationSettings::default(), &mut |e| {
-            if let TurnEvent::Started { run_id, .. } = e {
-                let c = canceller.clone();
-                std::thread::spawn(move || {
-                    std::thread::sleep(std::time::Duration::from_millis(50));
-                    assert!(c.cancel_run(run_id));
-                });
+        .send_message(None, "tell me a long story", &GenerationSettings::default(), &mut |e| match e {
+            TurnEvent::Started { run_id, .. } => started = Some(run_id),
+            // Stopped once the reply has streamed its words (a fixed delay lost the race on a loaded machine).
+            TurnEvent::Token { text } if text.contains("words") => {
+                let (c, run_id) = (canceller.clone(), started.expect("the run started before it streamed"));
+                std::thread::spawn(move || assert!(c.cancel_run(run_id)));
             }
+            _ => {}
         })
         .unwrap();
     assert_eq!(result.outcome, Some(RunOutcome::Stopped { reason: "stopped by the user".into() }));

@@ -228,6 +228,8 @@ fn a_run_falls_back_to_the_local_model_when_the_server_stops_mid_run() {
     let result = app.send_message_with(None, "Say hello in one short sentence.", &settings(24), &options, &mut |_| {}).unwrap();
     assert!(!result.answer.is_empty(), "{result:?}");
     assert_eq!(replies(&app, result.run_id), vec![(Some("lab".to_string()), vec![])]);
+    // The conversation keeps the backend its turn asked for (the chat reopens on it).
+    assert_eq!(app.conversation(result.conversation_id).unwrap().conversation.backend.as_deref(), Some("lab"));
 
     // The same run forked from its start onto the embedded model: the branch is answered by `local`.
     let fork = app.fork_run(result.run_id, 0, None, Some("local"), &settings(24), &mut |_| {}).unwrap();
@@ -237,9 +239,11 @@ fn a_run_falls_back_to_the_local_model_when_the_server_stops_mid_run() {
     // The server is killed while it streams the reply: the local model answers the same step instead.
     let stopper = server.clone();
     let mut tokens = 0;
+    let mut streamed = String::new();
     let result = app
         .send_message_with(Some(result.conversation_id), "Now write a long story about a fox.", &settings(48), &options, &mut |e| {
-            if let keel::TurnEvent::Token { .. } = e {
+            if let keel::TurnEvent::Token { text } = e {
+                streamed.push_str(&text);
                 tokens += 1;
                 if tokens == 2 {
                     stopper.lock().unwrap().stop();
@@ -249,6 +253,11 @@ fn a_run_falls_back_to_the_local_model_when_the_server_stops_mid_run() {
         .unwrap();
     assert!(matches!(result.outcome, Some(keel::Outcome::Answered | keel::Outcome::Partial { .. })), "{:?}", result.outcome);
     assert!(!result.answer.is_empty(), "{result:?}");
+    // The stream shows the server's partial reply, says it stopped, then streams the local model's; the
+    // answer is the local model's alone.
+    let (partial, rest) = streamed.split_once("\n\n[lab stopped mid-reply; local answers instead]\n\n").expect(&streamed);
+    assert!(!partial.is_empty(), "{streamed:?}");
+    assert_eq!(rest.trim(), result.answer.trim());
     let steps = replies(&app, result.run_id);
     assert_eq!(steps.len(), 1, "{steps:?}");
     let (answered_by, fell_back) = &steps[0];

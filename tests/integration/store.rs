@@ -12,7 +12,7 @@ fn a_new_store_is_migrated_and_in_wal_mode_with_full_sync() {
     drop(Store::open(&path).unwrap());
     let conn = rusqlite::Connection::open(&path).unwrap();
     let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).unwrap();
-    assert_eq!(version, 3);
+    assert_eq!(version, 4);
     let mode: String = conn.query_row("PRAGMA journal_mode", [], |r| r.get(0)).unwrap();
     assert_eq!(mode, "wal");
     let tables: Vec<String> = conn
@@ -46,4 +46,29 @@ fn a_file_that_is_not_a_database_is_a_clear_error() {
     assert!(err.hint.unwrap().contains("move the damaged keel.sqlite3 aside"));
     // Nothing was overwritten.
     assert_eq!(std::fs::read(dir.path().join("keel.sqlite3")).unwrap(), vec![0x5a; 8192]);
+}
+
+/// A conversation keeps the backend its last turn asked for (NULL: the default), and a fork takes its own or
+/// its parent's.
+#[test]
+fn a_conversation_keeps_the_backend_of_its_last_turn() {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(&dir.path().join("keel.sqlite3")).unwrap();
+    let backend = |id: i64| store.conversation(id).unwrap().0.backend;
+    let (conversation, first_run) = store.begin_turn_with_event(None, "hello", Some("lab"), &|_| None).unwrap();
+    assert_eq!(backend(conversation), Some("lab".to_string()));
+    assert_eq!(store.list_conversations().unwrap()[0].backend.as_deref(), Some("lab"));
+
+    let (fork, _) = store.begin_fork(first_run, "hello", None).unwrap();
+    assert_eq!(backend(fork), Some("lab".to_string()), "a fork without a backend keeps its parent's");
+    let (fork, _) = store.begin_fork(first_run, "hello", Some("cloud")).unwrap();
+    assert_eq!(backend(fork), Some("cloud".to_string()));
+
+    store.begin_turn_with_event(Some(conversation), "again", None, &|_| None).unwrap();
+    assert_eq!(backend(conversation), None, "a turn on the default backend says so");
+    drop(store);
+    // It is on disk, not in the process.
+    let store = Store::open(&dir.path().join("keel.sqlite3")).unwrap();
+    assert_eq!(store.conversation(conversation).unwrap().0.backend, None);
+    assert_eq!(store.conversation(fork).unwrap().0.backend.as_deref(), Some("cloud"));
 }

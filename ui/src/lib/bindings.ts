@@ -174,7 +174,11 @@ run_id: number | null,
  * How that run ended (or `running`), so a reopened conversation shows a stopped or partial answer as such.
  */
 run_status: RunStatus | null, created_ms: number, };
-export type ConversationSummary = { id: number, title: string, created_ms: number, updated_ms: number, message_count: number, };
+export type ConversationSummary = { id: number, title: string, created_ms: number, updated_ms: number, message_count: number, 
+/**
+ * The backend profile its last turn asked for; `None`: the default backend.
+ */
+backend: string | null, };
 export type ConversationDetail = { conversation: ConversationSummary, messages: Array<Message>, };
 export type RunStatus = "running" | "awaiting_user" | "interrupted" | "answered" | "partial" | "stopped" | "failed";
 export type RunSummary = { id: number, conversation_id: number, status: RunStatus, input: string, started_ms: number, finished_ms: number | null, prompt_tokens: number, completion_tokens: number, };

@@ -17,8 +17,9 @@
 // gathers them from its step events; a reopened conversation reads them from its last runs' logs, after the
 // messages are on screen.
 //
-// Which backend a conversation's turns use is the user's choice in the chat (null: the default backend); it is
-// remembered per conversation for the session only, and goes to the core with each new turn.
+// Which backend a conversation's turns use is the user's choice in the chat (null: the default backend); it
+// goes to the core with each new turn, which keeps it as the conversation's, so a reopened conversation (after a
+// restart too) starts with the backend its last turn used. A choice made this session wins over the kept one.
 
 import { answerActivity, runActivity } from "./activity";
 import * as api from "./api";
@@ -147,7 +148,10 @@ export class ChatStore {
       const detail = await api.getConversation(id);
       if (request !== this.#openRequest) return;
       this.conversationId = detail.conversation.id;
-      this.backend = this.#backends.get(detail.conversation.id) ?? null;
+      // This session's choice, else the one the conversation's last turn made (kept by the core).
+      const chosen = this.#backends;
+      const opened = detail.conversation;
+      this.backend = chosen.has(opened.id) ? (chosen.get(opened.id) ?? null) : opened.backend;
       this.messages = detail.messages.flatMap((m) => this.#fromStored(m));
       this.#clearRun();
       void this.#loadNotices(detail.conversation.id, detail.messages);

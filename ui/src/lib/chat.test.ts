@@ -268,7 +268,7 @@ function userMessage(run_status: Message["run_status"]): Message {
 
 function detail(messages: Message[]): ConversationDetail {
   return {
-    conversation: { id: 5, title: "Save a note", created_ms: 1_000, updated_ms: 1_000, message_count: messages.length },
+    conversation: { id: 5, title: "Save a note", created_ms: 1_000, updated_ms: 1_000, message_count: messages.length, backend: null },
     messages,
   };
 }
@@ -380,9 +380,27 @@ describe("the guard's notices", () => {
 });
 
 describe("the conversation's backend", () => {
-  const other = (id: number): ConversationDetail => ({
-    conversation: { id, title: "Other", created_ms: 1_000, updated_ms: 1_000, message_count: 0 },
+  const other = (id: number, backend: string | null = null): ConversationDetail => ({
+    conversation: { id, title: "Other", created_ms: 1_000, updated_ms: 1_000, message_count: 0, backend },
     messages: [],
+  });
+
+  it("takes a reopened conversation's backend from the core, unless chosen again this session", async () => {
+    const chat = new ChatStore();
+    core.getConversation.mockResolvedValueOnce(other(5, "lab-server"));
+    await chat.openConversation(5);
+    expect(chat.backend).toBe("lab-server");
+    core.sendMessage.mockResolvedValue(result("Hi."));
+    chat.draft = "hello";
+    await chat.send();
+    expect(core.sendMessage).toHaveBeenLastCalledWith(5, "hello", expect.any(Function), { backend: "lab-server" });
+
+    chat.chooseBackend(null); // Back to the default: the session's choice wins over what the core kept.
+    core.getConversation.mockResolvedValueOnce(other(8));
+    await chat.openConversation(8);
+    core.getConversation.mockResolvedValueOnce(other(5, "lab-server"));
+    await chat.openConversation(5);
+    expect(chat.backend).toBeNull();
   });
 
   it("sends no options while the default is chosen, and the chosen backend otherwise", async () => {
