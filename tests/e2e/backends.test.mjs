@@ -16,7 +16,6 @@ import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createWriteStream, existsSync, readFileSync, readdirSync, readlinkSync } from "node:fs";
 import { mkdir, readdir, readFile } from "node:fs/promises";
-import net from "node:net";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -24,6 +23,7 @@ import { setTimeout as sleep } from "node:timers/promises";
 import { By } from "selenium-webdriver";
 import {
   desktopBinary,
+  freePort,
   openDesktop,
   outDir,
   screenshot,
@@ -44,18 +44,6 @@ const keelCache = process.env.KEEL_CACHE ?? path.join(os.homedir(), ".cache", "k
 const modelsDir = path.resolve(process.env.KEEL_MODELS_DIR ?? path.join(keelCache, "models"));
 const gguf = path.join(modelsDir, "smollm2-135m-instruct-q4_1", "SmolLM2-135M-Instruct.Q4_1.gguf");
 const llamaPython = process.env.KEEL_LLAMA_PYTHON ?? path.join(keelCache, "llama-venv", "bin", "python");
-
-async function freePort() {
-  return new Promise((resolve, reject) => {
-    const server = net.createServer();
-    server.unref();
-    server.on("error", reject);
-    server.listen(0, "127.0.0.1", () => {
-      const { port } = server.address();
-      server.close(() => resolve(port));
-    });
-  });
-}
 
 /** GET /v1/models on the server with `key` as the Bearer token (none when null); the status, or null on no answer. */
 async function modelsStatus(port, key) {

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { createWriteStream, readdirSync, readFileSync } from "node:fs";
-import { mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
+import { access, mkdir, mkdtemp, rm, writeFile } from "node:fs/promises";
 import net from "node:net";
 import os from "node:os";
 import path from "node:path";
@@ -43,7 +43,8 @@ export async function makeKeelHome(name) {
   };
 }
 
-async function freePort() {
+/** A TCP port nothing listens on now, on loopback. */
+export async function freePort() {
   return new Promise((resolve, reject) => {
     const server = net.createServer();
     server.unref();
@@ -262,4 +263,17 @@ export async function screenshot(driver, name) {
   const file = path.join(outDir, name);
   await writeFile(file, Buffer.from(await driver.takeScreenshot(), "base64"));
   return file;
+}
+
+/** Whether `file` exists. */
+export async function exists(file) {
+  return access(file).then(
+    () => true,
+    () => false,
+  );
+}
+
+/** In the page: true while the chat shows no approval card. */
+export function noApprovalCard() {
+  return document.querySelector('[data-testid="approval"]') === null;
 }

@@ -9,12 +9,21 @@
 // without memory when it is not.
 
 import assert from "node:assert/strict";
-import { access, mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
 import { By } from "selenium-webdriver";
-import { openDesktop, screenshot, sendMessage, waitForModelReady, waitForReply, waitInPage } from "./desktop.mjs";
+import {
+  exists,
+  noApprovalCard,
+  openDesktop,
+  screenshot,
+  sendMessage,
+  waitForModelReady,
+  waitForReply,
+  waitInPage,
+} from "./desktop.mjs";
 
 // "file" in the message makes the core run it in ReAct mode with tools (interface::needs_tools).
 const APPROVE_MESSAGE = "Save a note to a file: buy milk";
@@ -55,11 +64,6 @@ function approvalCard() {
   };
 }
 
-/** True once no approval card is shown. */
-function noApprovalCard() {
-  return document.querySelector('[data-testid="approval"]') === null;
-}
-
 /** The inspector's tool blocks for run `runId`, once the run's log is shown up to its RunFinished. */
 function inspectorTools(runId) {
   const inspector = document.querySelector(`[data-testid="inspector"][data-run-id="${runId}"]`);
@@ -91,13 +95,6 @@ function conversationItems() {
     title: (item.querySelector('[data-testid="conversation-title"]') ?? item).textContent.trim(),
   }));
   return items.length > 0 ? items : null;
-}
-
-async function exists(file) {
-  return access(file).then(
-    () => true,
-    () => false,
-  );
 }
 
 /** Checks that the card shows files_write with exactly the scripted arguments, and returns it. */
