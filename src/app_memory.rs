@@ -13,7 +13,7 @@ use serde::{Deserialize, Serialize};
 use crate::memory::retrieve::{Retrieval, RetrieveOptions};
 use crate::memory::{ImportProgress, ImportReport, IndexReport, ItemSpec, Memory, MemoryError, Progress};
 use crate::orchestration::journal;
-use crate::store::{MemoryItem, MemoryKind, MemoryPage, MemoryQuery, NewItem};
+use crate::store::{DocumentLink, MemoryItem, MemoryKind, MemoryPage, MemoryQuery, NewItem};
 use crate::{App, AppError, ErrorKind, LoadProgress, RunSummary};
 
 /// The folder of the derived BM25 index, inside the data dir.
@@ -35,6 +35,9 @@ pub struct ExportedItem {
     pub embedding_model: Option<String>,
     #[serde(default)]
     pub embedding: Option<Vec<f32>>,
+    /// For a document chunk: its document (path, content hash, title, chunk count) and its place in it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub document: Option<DocumentLink>,
 }
 
 /// What restoring an export did.
@@ -184,7 +187,8 @@ impl App {
         let mut n = 0;
         loop {
             let page = self.inner.store.memory_export_page(after, 1000)?;
-            let Some(last) = page.last() else { break };
+            let (Some(first), Some(last)) = (page.first(), page.last()) else { break };
+            let mut documents = self.inner.store.memory_document_links(first.0.id, last.0.id)?;
             after = last.0.id;
             for (item, embedding) in page {
                 let line = ExportedItem {
@@ -199,6 +203,7 @@ impl App {
                     deleted: item.deleted,
                     embedding: if with_embeddings { embedding } else { None },
                     embedding_model: if with_embeddings { item.embedding_model } else { None },
+                    document: documents.remove(&item.id),
                 };
                 serde_json::to_writer(&mut *out, &line).map_err(|e| io(e.into()))?;
                 out.write_all(b"\n").map_err(io)?;
@@ -233,6 +238,7 @@ impl App {
                 embedding_model: e.embedding_model,
                 created_ms: Some(e.created_ms),
                 deleted: e.deleted,
+                document: e.document,
             });
         }
         let memory = self.mem()?;

@@ -337,6 +337,7 @@ pub fn run(options: &MemoryBenchOptions, on_progress: &mut dyn FnMut(&str)) -> R
                     embedding_model: Some(options.model_id.clone()),
                     created_ms: None,
                     deleted: false,
+                    document: None,
                 })
                 .collect();
             store.memory_insert(&batch)?;

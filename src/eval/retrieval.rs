@@ -141,6 +141,7 @@ pub fn evaluate(
             embedding_model: None,
             created_ms: None,
             deleted: false,
+            document: None,
         })
         .collect();
     if store.memory_live_count()? == 0 {

@@ -291,6 +291,7 @@ impl Memory {
             embedding_model: Some(self.embedder.model_id().to_owned()),
             created_ms: None,
             deleted: false,
+            document: None,
         }])?[0];
         self.catch_up(store)?;
         Ok(store.memory_get(id)?)
@@ -540,6 +541,7 @@ impl Memory {
                         embedding_model: Some(model.clone()),
                         created_ms: None,
                         deleted: false,
+                        document: None,
                     })
                     .collect(),
             };

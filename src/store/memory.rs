@@ -6,6 +6,8 @@
 //! half way leaves whole documents or nothing. Embeddings are stored as little-endian f32 blobs tagged with the
 //! model that made them.
 
+use std::collections::HashMap;
+
 use rusqlite::{params, params_from_iter, OptionalExtension, Row, TransactionBehavior};
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
@@ -102,6 +104,21 @@ pub struct NewItem {
     /// Kept when restoring an export; `None` means now.
     pub created_ms: Option<i64>,
     pub deleted: bool,
+    /// The imported document a restored chunk belongs to: its row is made (or found by content hash) and the
+    /// chunk linked to it, so that importing the same file again is still recognised as a duplicate.
+    pub document: Option<DocumentLink>,
+}
+
+/// A chunk's document, as an export carries it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DocumentLink {
+    pub path: String,
+    pub content_hash: String,
+    pub title: String,
+    /// The document's chunk count.
+    pub chunks: u32,
+    /// This chunk's place in it.
+    pub chunk_index: u32,
 }
 
 /// A document and its chunks (already embedded), inserted together.
@@ -173,6 +190,11 @@ fn insert_item(
     generation: i64,
     now: i64,
 ) -> rusqlite::Result<i64> {
+    let document = match (document, &item.document) {
+        (Some(d), _) => Some(d),
+        (None, Some(link)) => Some((document_row(tx, link, now)?, link.chunk_index as usize)),
+        (None, None) => None,
+    };
     tx.execute(
         "INSERT INTO memory_items (kind, text, source, provenance, pinned, created_ms, updated_ms, deleted_ms,
             document_id, chunk_index, content_hash, embedding, embedding_model, generation)
@@ -195,6 +217,16 @@ fn insert_item(
         ],
     )?;
     Ok(tx.last_insert_rowid())
+}
+
+/// The id of the document `link` names: the row with its content hash, made if there is none.
+fn document_row(tx: &rusqlite::Transaction<'_>, link: &DocumentLink, now: i64) -> rusqlite::Result<i64> {
+    tx.execute(
+        "INSERT INTO documents (path, content_hash, title, chunks, imported_ms) VALUES (?1, ?2, ?3, ?4, ?5)
+         ON CONFLICT(content_hash) DO NOTHING",
+        params![link.path, link.content_hash, link.title, link.chunks as i64, now],
+    )?;
+    tx.query_row("SELECT id FROM documents WHERE content_hash = ?1", [&link.content_hash], |r| r.get(0))
 }
 
 impl Store {
@@ -499,6 +531,31 @@ impl Store {
             })
             .map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
+    }
+
+    /// The document links of the items in `first..=last` that belong to an imported document (for an export).
+    pub fn memory_document_links(&self, first: i64, last: i64) -> Result<HashMap<i64, DocumentLink>, StoreError> {
+        let conn = self.conn();
+        let mut stmt = conn
+            .prepare(
+                "SELECT m.id, d.path, d.content_hash, d.title, d.chunks, m.chunk_index
+                 FROM memory_items m JOIN documents d ON d.id = m.document_id
+                 WHERE m.id BETWEEN ?1 AND ?2",
+            )
+            .map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![first, last], |r| {
+                let link = DocumentLink {
+                    path: r.get(1)?,
+                    content_hash: r.get(2)?,
+                    title: r.get(3)?,
+                    chunks: r.get(4)?,
+                    chunk_index: r.get::<_, Option<u32>>(5)?.unwrap_or(0),
+                };
+                Ok((r.get::<_, i64>(0)?, link))
+            })
+            .map_err(|e| self.err(e))?;
+        rows.collect::<rusqlite::Result<HashMap<_, _>>>().map_err(|e| self.err(e))
     }
 
     /// Whether a live item with exactly this text and kind exists (import of an export skips those).

@@ -264,6 +264,38 @@ fn export_then_restore_into_a_fresh_data_dir_keeps_every_item() {
     assert_eq!(again.skipped, 1);
 }
 
+/// A document chunk's export carries its document, and the restore links the chunk to it again: importing the
+/// same file after the restore is recognised as a duplicate, as it is in the data dir it came from.
+#[test]
+fn a_restored_document_is_still_known_to_the_importer() {
+    let home = tempfile::tempdir().unwrap();
+    let docs = tempfile::tempdir().unwrap();
+    let doc = docs.path().join("boat.md");
+    std::fs::write(&doc, "# The boat\n\nThe dinghy's outboard takes two-stroke fuel mixed at fifty to one.").unwrap();
+    let app = app_with(home.path(), replies(0));
+    assert_eq!(app.memory_import(&[doc.clone()], &mut |_| {}).unwrap().documents_added, 1);
+    app.memory_add(MemoryKind::Fact, "The mooring fee is due in April", "test").unwrap();
+    let mut out = Vec::new();
+    assert_eq!(app.memory_export(&mut out, true).unwrap(), 2);
+    let lines: Vec<serde_json::Value> = String::from_utf8(out.clone()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let chunk = lines.iter().find(|l| l["kind"] == "document_chunk").unwrap();
+    assert_eq!(chunk["document"]["path"], doc.display().to_string());
+    assert_eq!(chunk["document"]["chunk_index"], 0);
+    assert_eq!(chunk["document"]["chunks"], 1);
+    assert!(lines.iter().find(|l| l["kind"] == "fact").unwrap().get("document").is_none(), "a fact has no document");
+    let file = home.path().join("export.jsonl");
+    std::fs::write(&file, &out).unwrap();
+
+    let other = tempfile::tempdir().unwrap();
+    let fresh = app_with(other.path(), replies(0));
+    assert_eq!(fresh.memory_restore_export(&file, &mut |_| {}).unwrap().added, 2);
+    let restored = fresh.memory_list(&MemoryQuery { kind: Some(MemoryKind::DocumentChunk), ..MemoryQuery::default() }).unwrap();
+    assert!(restored.items[0].document_id.is_some(), "{:?}", restored.items[0]);
+    let again = fresh.memory_import(&[doc], &mut |_| {}).unwrap();
+    assert_eq!((again.documents_added, again.documents_skipped, again.chunks_added), (0, 1, 0), "{again:?}");
+    assert_eq!(fresh.memory_list(&MemoryQuery::default()).unwrap().total, 2);
+}
+
 #[test]
 fn a_deleted_index_folder_is_rebuilt_on_the_next_start_with_the_same_results() {
     let home = tempfile::tempdir().unwrap();
