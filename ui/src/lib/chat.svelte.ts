@@ -90,7 +90,7 @@ export class ChatStore {
   backend = $state<string | null>(null);
 
   #nextKey = 0;
-  /** The backend chosen for each conversation this session. */
+  /** A backend chosen this session for a conversation, not yet used by a turn there (the core keeps the used one). */
   #backends = new Map<number, string | null>();
   #openRequest = 0;
   /** Outcomes of the runs streamed in this session, to keep the "stopped" marker when a chat is reopened. */
@@ -149,9 +149,8 @@ export class ChatStore {
       if (request !== this.#openRequest) return;
       this.conversationId = detail.conversation.id;
       // This session's choice, else the one the conversation's last turn made (kept by the core).
-      const chosen = this.#backends;
       const opened = detail.conversation;
-      this.backend = chosen.has(opened.id) ? (chosen.get(opened.id) ?? null) : opened.backend;
+      this.backend = this.#backends.has(opened.id) ? (this.#backends.get(opened.id) ?? null) : opened.backend;
       this.messages = detail.messages.flatMap((m) => this.#fromStored(m));
       this.#clearRun();
       void this.#loadNotices(detail.conversation.id, detail.messages);
@@ -240,12 +239,10 @@ export class ChatStore {
           if (result.outcome?.status === "failed" && this.draft === "") this.draft = typed;
         },
       });
-      this.#keepBackend(startedIn, backend);
     } catch (e) {
       this.error = toAppError(e);
       this.#remove(reply.key);
       this.#remove(user.key);
-      this.#keepBackend(startedIn, backend);
       if (this.draft === "") this.draft = typed;
       // The core may have stored part of the turn; show what it kept.
       if (this.conversationId !== null) await this.#reloadKeepingError(this.conversationId);
@@ -253,11 +250,6 @@ export class ChatStore {
       this.stopping = false;
       await this.refreshConversations();
     }
-  }
-
-  /** A new chat's backend becomes its conversation's once the core has given the conversation an id. */
-  #keepBackend(startedIn: number | null, backend: string | null): void {
-    if (startedIn === null && this.conversationId !== null) this.#backends.set(this.conversationId, backend);
   }
 
   /** Approves the call the run waits on. */

@@ -266,9 +266,9 @@ function userMessage(run_status: Message["run_status"]): Message {
   };
 }
 
-function detail(messages: Message[]): ConversationDetail {
+function detail(messages: Message[], backend: string | null = null): ConversationDetail {
   return {
-    conversation: { id: 5, title: "Save a note", created_ms: 1_000, updated_ms: 1_000, message_count: messages.length, backend: null },
+    conversation: { id: 5, title: "Save a note", created_ms: 1_000, updated_ms: 1_000, message_count: messages.length, backend },
     messages,
   };
 }
@@ -421,7 +421,7 @@ describe("the conversation's backend", () => {
     core.sendMessage.mockResolvedValue(result("Paris."));
     chat.chooseBackend("lab-server");
     chat.draft = "capital of France?";
-    await chat.send(); // A new chat: the choice becomes conversation 5's once it has an id.
+    await chat.send(); // A new chat: the core keeps the choice as conversation 5's.
     expect(core.sendMessage).toHaveBeenLastCalledWith(null, "capital of France?", expect.any(Function), {
       backend: "lab-server",
     });
@@ -434,7 +434,7 @@ describe("the conversation's backend", () => {
     expect(chat.backend).toBeNull();
     chat.chooseBackend("cloud");
 
-    core.getConversation.mockResolvedValueOnce(detail([userMessage("answered")]));
+    core.getConversation.mockResolvedValueOnce(detail([userMessage("answered")], "lab-server"));
     await chat.openConversation(5);
     expect(chat.backend).toBe("lab-server");
 
@@ -449,7 +449,8 @@ describe("the conversation's backend", () => {
       onEvent({ type: "started", conversation_id: 5, run_id: 9 });
       throw { kind: "backend", message: "lab-server: connection refused", hint: null };
     });
-    core.getConversation.mockResolvedValue(detail([userMessage("failed")]));
+    // The core kept the backend with the turn's first transaction, before the backend failed.
+    core.getConversation.mockResolvedValue(detail([userMessage("failed")], "lab-server"));
     chat.chooseBackend("lab-server");
     chat.draft = "hello";
     await chat.send();
