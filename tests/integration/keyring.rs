@@ -90,7 +90,7 @@ fn keys_live_in_the_keyring_and_nowhere_else_after_a_full_session() {
     let out = with_stdin(keel(home.path()).args(["keys", "set", "lab"]), "sk-wrong-key\n");
     transcript.extend_from_slice(&out.stdout);
     transcript.extend_from_slice(&out.stderr);
-    assert!(out.status.success());
+    assert!(out.status.success(), "{}", common::stderr(&out));
     assert_eq!(secret_tool_lookup("lab").as_deref(), Some("sk-wrong-key"));
     let out = run(keel(home.path()).args(["backends", "test", "lab"]), &mut transcript);
     assert!(!out.status.success());
@@ -99,7 +99,7 @@ fn keys_live_in_the_keyring_and_nowhere_else_after_a_full_session() {
     let out = with_stdin(keel(home.path()).args(["keys", "set", "lab"]), &format!("{key}\n"));
     transcript.extend_from_slice(&out.stdout);
     transcript.extend_from_slice(&out.stderr);
-    assert!(out.status.success());
+    assert!(out.status.success(), "{}", common::stderr(&out));
 
     // Memory export and a run export go through the same scan.
     let export = home.path().join("export.jsonl");
