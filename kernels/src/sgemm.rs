@@ -216,28 +216,32 @@ mod fma {
                 // SAFETY: rows i..i+rows < r of q and s, columns j..j+8·C ≤ rs of kᵀ and s.
                 unsafe {
                     if rs - j >= 16 {
-                        match rows {
-                            6 => tile::<6, 2>(qi, qs, ktj, rs, d, sij, rs),
-                            5 => tile::<5, 2>(qi, qs, ktj, rs, d, sij, rs),
-                            4 => tile::<4, 2>(qi, qs, ktj, rs, d, sij, rs),
-                            3 => tile::<3, 2>(qi, qs, ktj, rs, d, sij, rs),
-                            2 => tile::<2, 2>(qi, qs, ktj, rs, d, sij, rs),
-                            _ => tile::<1, 2>(qi, qs, ktj, rs, d, sij, rs),
-                        }
+                        score_tile::<2>(rows, qi, qs, ktj, rs, d, sij);
                     } else {
-                        match rows {
-                            6 => tile::<6, 1>(qi, qs, ktj, rs, d, sij, rs),
-                            5 => tile::<5, 1>(qi, qs, ktj, rs, d, sij, rs),
-                            4 => tile::<4, 1>(qi, qs, ktj, rs, d, sij, rs),
-                            3 => tile::<3, 1>(qi, qs, ktj, rs, d, sij, rs),
-                            2 => tile::<2, 1>(qi, qs, ktj, rs, d, sij, rs),
-                            _ => tile::<1, 1>(qi, qs, ktj, rs, d, sij, rs),
-                        }
+                        score_tile::<1>(rows, qi, qs, ktj, rs, d, sij);
                     }
                 }
                 j += if rs - j >= 16 { 16 } else { 8 };
             }
             i += rows;
+        }
+    }
+
+    /// A tile of `rows` (1 to 6) score rows by 8·C columns: [`tile`] for that many rows.
+    #[target_feature(enable = "avx2,fma")]
+    #[inline]
+    #[allow(clippy::too_many_arguments)]
+    unsafe fn score_tile<const C: usize>(rows: usize, q: *const f32, qs: usize, kt: *const f32, rs: usize, d: usize, s: *mut f32) {
+        // SAFETY: the caller's (rows of q and s, 8·C columns of kᵀ and s).
+        unsafe {
+            match rows {
+                6 => tile::<6, C>(q, qs, kt, rs, d, s, rs),
+                5 => tile::<5, C>(q, qs, kt, rs, d, s, rs),
+                4 => tile::<4, C>(q, qs, kt, rs, d, s, rs),
+                3 => tile::<3, C>(q, qs, kt, rs, d, s, rs),
+                2 => tile::<2, C>(q, qs, kt, rs, d, s, rs),
+                _ => tile::<1, C>(q, qs, kt, rs, d, s, rs),
+            }
         }
     }
 

@@ -9,27 +9,30 @@ use keel::{
     ImportReport, LoadProgress, MemoryItem, MemoryKind, MemoryPage, MemoryQuery, ModelStatus, Retrieval, RunDetail,
     RunSummary, TurnEvent, TurnResult,
 };
-use keel::models::manager::{DownloadProgress, ModelInfo, ModelList};
+use keel::models::library::{DownloadProgress, ModelInfo, ModelList};
 use keel::{BackendProfile, BackendTest, BackendView};
 use tauri::ipc::Channel;
 use tauri::State;
 
-/// Runs blocking core work off the async runtime.
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> Result<T, AppError> + Send + 'static) -> Result<T, AppError> {
-    tauri::async_runtime::spawn_blocking(f)
+/// Runs blocking core work off the async runtime, with its own handle to `App`.
+async fn on_worker<T: Send + 'static>(
+    app: State<'_, App>,
+    f: impl FnOnce(App) -> Result<T, AppError> + Send + 'static,
+) -> Result<T, AppError> {
+    let app = app.inner().clone();
+    tauri::async_runtime::spawn_blocking(move || f(app))
         .await
         .unwrap_or_else(|e| Err(AppError::new(ErrorKind::Internal, format!("a worker thread failed: {e}"), None)))
 }
 
 #[tauri::command]
-pub fn app_status(app: State<'_, App>) -> AppStatus {
+pub fn status(app: State<'_, App>) -> AppStatus {
     app.status()
 }
 
 #[tauri::command]
 pub async fn load_model(app: State<'_, App>, on_progress: Channel<LoadProgress>) -> Result<ModelStatus, AppError> {
-    let app = app.inner().clone();
-    blocking(move || app.load_model(&mut |p| drop(on_progress.send(p)))).await
+    on_worker(app, move |app| app.load_model(&mut |p| drop(on_progress.send(p)))).await
 }
 
 #[tauri::command]
@@ -39,7 +42,7 @@ pub fn list_conversations(app: State<'_, App>) -> Result<Vec<ConversationSummary
 
 #[tauri::command]
 pub fn get_conversation(app: State<'_, App>, id: i64) -> Result<ConversationDetail, AppError> {
-    app.conversation(id)
+    app.get_conversation(id)
 }
 
 #[tauri::command]
@@ -50,10 +53,9 @@ pub async fn send_message(
     options: Option<RunOptions>,
     on_event: Channel<TurnEvent>,
 ) -> Result<TurnResult, AppError> {
-    let app = app.inner().clone();
     let options = options.unwrap_or_default();
-    blocking(move || {
-        app.send_message_with(conversation_id, &text, &GenerationSettings::default(), &options, &mut |e| drop(on_event.send(e)))
+    on_worker(app, move |app| {
+        app.send_message(conversation_id, &text, &GenerationSettings::default(), &options, &mut |e| drop(on_event.send(e)))
     })
     .await
 }
@@ -66,15 +68,13 @@ pub async fn answer_run(
     answer: UserAnswer,
     on_event: Channel<TurnEvent>,
 ) -> Result<TurnResult, AppError> {
-    let app = app.inner().clone();
-    blocking(move || app.answer_run(run_id, answer, &GenerationSettings::default(), &mut |e| drop(on_event.send(e)))).await
+    on_worker(app, move |app| app.answer_run(run_id, answer, &GenerationSettings::default(), &mut |e| drop(on_event.send(e)))).await
 }
 
 /// Continues a run Keel stopped in the middle of.
 #[tauri::command]
 pub async fn resume_run(app: State<'_, App>, run_id: i64, on_event: Channel<TurnEvent>) -> Result<TurnResult, AppError> {
-    let app = app.inner().clone();
-    blocking(move || app.resume_run(run_id, &GenerationSettings::default(), &mut |e| drop(on_event.send(e)))).await
+    on_worker(app, move |app| app.resume_run(run_id, &GenerationSettings::default(), &mut |e| drop(on_event.send(e)))).await
 }
 
 /// What a paused run waits for (after a restart, the UI asks again).
@@ -86,7 +86,7 @@ pub fn run_waiting(app: State<'_, App>, run_id: i64) -> Result<Option<UserReques
 /// The tools runs are offered, with their schemas and effects.
 #[tauri::command]
 pub fn list_tools(app: State<'_, App>) -> Vec<ToolSpec> {
-    app.tools_list()
+    app.list_tools()
 }
 
 #[tauri::command]
@@ -96,7 +96,7 @@ pub fn cancel_run(app: State<'_, App>, run_id: i64) -> bool {
 
 #[tauri::command]
 pub fn get_run(app: State<'_, App>, run_id: i64) -> Result<RunDetail, AppError> {
-    app.run(run_id)
+    app.get_run(run_id)
 }
 
 #[tauri::command]
@@ -106,49 +106,42 @@ pub fn list_runs(app: State<'_, App>, limit: u32) -> Result<Vec<RunSummary>, App
 
 #[tauri::command]
 pub async fn list_memory(app: State<'_, App>, query: MemoryQuery) -> Result<MemoryPage, AppError> {
-    let app = app.inner().clone();
-    blocking(move || app.memory_list(&query)).await
+    on_worker(app, move |app| app.list_memory(&query)).await
 }
 
 #[tauri::command]
-pub fn memory_sources(app: State<'_, App>) -> Result<Vec<String>, AppError> {
-    app.memory_sources()
+pub fn list_memory_sources(app: State<'_, App>) -> Result<Vec<String>, AppError> {
+    app.list_memory_sources()
 }
 
 #[tauri::command]
 pub async fn search_memory(app: State<'_, App>, query: String, limit: u32) -> Result<Retrieval, AppError> {
-    let app = app.inner().clone();
-    blocking(move || app.memory_search(&query, limit)).await
+    on_worker(app, move |app| app.search_memory(&query, limit)).await
 }
 
 #[tauri::command]
 pub async fn add_memory(app: State<'_, App>, kind: MemoryKind, text: String) -> Result<MemoryItem, AppError> {
-    let app = app.inner().clone();
-    blocking(move || app.memory_add(kind, &text, "desktop")).await
+    on_worker(app, move |app| app.add_memory(kind, &text, "desktop")).await
 }
 
 #[tauri::command]
 pub async fn edit_memory(app: State<'_, App>, id: i64, text: String) -> Result<MemoryItem, AppError> {
-    let app = app.inner().clone();
-    blocking(move || app.memory_edit(id, &text)).await
+    on_worker(app, move |app| app.edit_memory(id, &text)).await
 }
 
 #[tauri::command]
 pub async fn pin_memory(app: State<'_, App>, id: i64, pinned: bool) -> Result<MemoryItem, AppError> {
-    let app = app.inner().clone();
-    blocking(move || app.memory_pin(id, pinned)).await
+    on_worker(app, move |app| app.pin_memory(id, pinned)).await
 }
 
 #[tauri::command]
 pub async fn delete_memory(app: State<'_, App>, id: i64) -> Result<MemoryItem, AppError> {
-    let app = app.inner().clone();
-    blocking(move || app.memory_delete(id)).await
+    on_worker(app, move |app| app.delete_memory(id)).await
 }
 
 #[tauri::command]
-pub async fn restore_memory(app: State<'_, App>, id: i64) -> Result<MemoryItem, AppError> {
-    let app = app.inner().clone();
-    blocking(move || app.memory_restore(id)).await
+pub async fn undelete_memory(app: State<'_, App>, id: i64) -> Result<MemoryItem, AppError> {
+    on_worker(app, move |app| app.undelete_memory(id)).await
 }
 
 #[tauri::command]
@@ -157,9 +150,8 @@ pub async fn import_documents(
     paths: Vec<String>,
     on_progress: Channel<ImportProgress>,
 ) -> Result<ImportReport, AppError> {
-    let app = app.inner().clone();
     let paths: Vec<std::path::PathBuf> = paths.into_iter().map(Into::into).collect();
-    blocking(move || app.memory_import(&paths, &mut |p| drop(on_progress.send(p.clone())))).await
+    on_worker(app, move |app| app.import_documents(&paths, &mut |p| drop(on_progress.send(p.clone())))).await
 }
 
 #[tauri::command]
@@ -186,57 +178,48 @@ pub fn set_memory_episodes(app: State<'_, App>, on: bool) -> Result<bool, AppErr
 // locked keyring never freezes the window.
 #[tauri::command]
 pub async fn list_backends(app: State<'_, App>) -> Result<Vec<BackendView>, AppError> {
-    let app = app.inner().clone();
-    blocking(move || app.list_backends()).await
+    on_worker(app, move |app| app.list_backends()).await
 }
 
 #[tauri::command]
 pub async fn save_backend(app: State<'_, App>, profile: BackendProfile) -> Result<BackendView, AppError> {
-    let app = app.inner().clone();
-    blocking(move || app.save_backend(&profile)).await
+    on_worker(app, move |app| app.save_backend(&profile)).await
 }
 
 #[tauri::command]
 pub async fn remove_backend(app: State<'_, App>, name: String) -> Result<(), AppError> {
-    let app = app.inner().clone();
-    blocking(move || app.remove_backend(&name)).await
+    on_worker(app, move |app| app.remove_backend(&name)).await
 }
 
 #[tauri::command]
 pub async fn set_default_backend(app: State<'_, App>, name: String) -> Result<(), AppError> {
-    let app = app.inner().clone();
-    blocking(move || app.set_default_backend(&name)).await
+    on_worker(app, move |app| app.set_default_backend(&name)).await
 }
 
 #[tauri::command]
 pub async fn test_backend(app: State<'_, App>, name: String) -> Result<BackendTest, AppError> {
-    let app = app.inner().clone();
-    blocking(move || app.test_backend(&name)).await
+    on_worker(app, move |app| app.test_backend(&name)).await
 }
 
 /// The key goes straight to the OS keyring; it is never returned, logged or kept here.
 #[tauri::command]
 pub async fn set_key(app: State<'_, App>, name: String, key: String) -> Result<BackendView, AppError> {
-    let app = app.inner().clone();
-    blocking(move || app.set_key(&name, &key)).await
+    on_worker(app, move |app| app.set_key(&name, &key)).await
 }
 
 #[tauri::command]
 pub async fn remove_key(app: State<'_, App>, name: String) -> Result<BackendView, AppError> {
-    let app = app.inner().clone();
-    blocking(move || app.remove_key(&name)).await
+    on_worker(app, move |app| app.remove_key(&name)).await
 }
 
 #[tauri::command]
 pub async fn list_models(app: State<'_, App>) -> Result<ModelList, AppError> {
-    let app = app.inner().clone();
-    blocking(move || Ok(app.list_models())).await
+    on_worker(app, move |app| Ok(app.list_models())).await
 }
 
 #[tauri::command]
 pub async fn add_model(app: State<'_, App>, path: String) -> Result<ModelInfo, AppError> {
-    let app = app.inner().clone();
-    blocking(move || app.add_model(std::path::Path::new(&path), &mut |_| {})).await
+    on_worker(app, move |app| app.add_model(std::path::Path::new(&path), &mut |_| {})).await
 }
 
 #[tauri::command]
@@ -247,8 +230,7 @@ pub async fn download_model(
     name: Option<String>,
     on_progress: Channel<DownloadProgress>,
 ) -> Result<ModelInfo, AppError> {
-    let app = app.inner().clone();
-    blocking(move || app.download_model(&url, sha256.as_deref(), name.as_deref(), &mut |p| drop(on_progress.send(p)))).await
+    on_worker(app, move |app| app.download_model(&url, sha256.as_deref(), name.as_deref(), &mut |p| drop(on_progress.send(p)))).await
 }
 
 #[tauri::command]
@@ -258,12 +240,10 @@ pub fn cancel_download(app: State<'_, App>) {
 
 #[tauri::command]
 pub async fn delete_model(app: State<'_, App>, name: String) -> Result<(), AppError> {
-    let app = app.inner().clone();
-    blocking(move || app.delete_model(&name)).await
+    on_worker(app, move |app| app.delete_model(&name)).await
 }
 
 #[tauri::command]
 pub async fn use_model(app: State<'_, App>, name: String) -> Result<ModelStatus, AppError> {
-    let app = app.inner().clone();
-    blocking(move || app.use_model(&name)).await
+    on_worker(app, move |app| app.use_model(&name)).await
 }

@@ -29,7 +29,7 @@ fn main() {
     tauri::Builder::default()
         .manage(app)
         .invoke_handler(tauri::generate_handler![
-            commands::app_status,
+            commands::status,
             commands::load_model,
             commands::list_conversations,
             commands::get_conversation,
@@ -42,13 +42,13 @@ fn main() {
             commands::get_run,
             commands::list_runs,
             commands::list_memory,
-            commands::memory_sources,
+            commands::list_memory_sources,
             commands::search_memory,
             commands::add_memory,
             commands::edit_memory,
             commands::pin_memory,
             commands::delete_memory,
-            commands::restore_memory,
+            commands::undelete_memory,
             commands::import_documents,
             commands::cancel_import,
             commands::memory_item_runs,

@@ -14,11 +14,21 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 
-use crate::app_guard::GuardModel;
 use crate::interface::combiner::{self, Combiner, Evidence, Nearest};
-use crate::interface::guard::{self, Reason, Source};
-use crate::interface::intent::{self, Intent};
+use crate::interface::guard::{self, Exemplars, Reason, Source};
+use crate::interface::intent::{self, Intent, IntentGuess};
 use crate::interface::normalise::{normalise, Destination};
+use crate::memory::embed::Embedder;
+
+/// What the evaluation measures of the guard's model (`App`'s `GuardModel` is one): its exemplars and where
+/// they came from, the embedder and the intent classifier. A trait, so that evaluation sits below `App`.
+pub trait GuardUnderTest {
+    fn exemplars(&self) -> &Exemplars;
+    /// The guard-set ids the attack and benign exemplars were taken from.
+    fn exemplar_sources(&self) -> (&[Option<String>], &[Option<String>]);
+    fn embedder(&self) -> &Embedder;
+    fn intent(&self, text: &str, embedding: Option<&[f32]>) -> IntentGuess;
+}
 
 #[derive(Debug, Clone, Deserialize)]
 pub struct GuardItem {
@@ -158,7 +168,7 @@ fn fit(names: &[String], scored: &[Scored], dataset: &str) -> Combiner {
 /// [`texts`], in order. With `refit`, the combiner is fitted afresh (see [`fit`]) and both the report and the
 /// returned fit use it; otherwise the committed combiner is measured.
 pub fn evaluate(
-    model: &GuardModel,
+    model: &dyn GuardUnderTest,
     dataset: &str,
     items: &[GuardItem],
     windows: &[Vec<Vec<f32>>],
@@ -249,7 +259,7 @@ pub struct IntentEvalReport {
 }
 
 /// The intent detector on the test split of the committed intent set.
-pub fn evaluate_intent(model: &GuardModel) -> Result<IntentEvalReport, String> {
+pub fn evaluate_intent(model: &dyn GuardUnderTest) -> Result<IntentEvalReport, String> {
     let test = intent::examples(intent::TRAINING_SET, "test");
     let texts: Vec<&str> = test.iter().map(|(t, _)| t.as_str()).collect();
     let vectors = model.embedder().embed(&texts).map_err(|e| e.to_string())?;

@@ -19,7 +19,7 @@ use crate::llm::{CancelFlag, ChatMessage, GenerationSettings, Role};
 use crate::orchestration::events::RunEvent;
 use crate::orchestration::recall::MemoryAccess;
 use crate::orchestration::runner::{self, Services, Turn};
-use crate::orchestration::{journal, Limits, RunMode, TurnEvent};
+use crate::orchestration::{journal, lifecycle, Limits, RunMode, TurnEvent};
 use crate::store::Store;
 use crate::tools::faults::FnTool;
 use crate::tools::{object_schema, Effect, Origin, ToolSpec, Toolbox};
@@ -80,20 +80,19 @@ pub fn run(dir: &Path, steps: u32, runs: u32, on_progress: &mut dyn FnMut(&str, 
             let limits = Limits { max_steps: steps + 2, max_tool_calls: steps + 1, max_tokens: u32::MAX, ..Limits::default() };
             let memory = MemoryAccess::Off;
             let services = Services { store: &store, backend: &backend, toolbox: &toolbox, memory: &memory, memory_port: None, screen: None };
+            let input = crate::interface::accept("go", crate::interface::guard::Source::User).map_err(|e| e.to_string())?;
             let mut turn = Turn {
                 conversation_id: 0,
                 run_id: 0,
-                input: "go",
+                input: &input,
                 conversation: &conversation,
                 settings: &settings,
                 limits,
                 mode: RunMode::React,
                 auto_approve: Vec::new(),
             };
-            let first = |conv: i64| Some(journal::encode(&runner::started_event(&backend, &toolbox, conv, &turn)));
-            let (conversation_id, run_id) = store.begin_turn_with_event(None, "go", None, &first).map_err(|e| e.to_string())?;
-            turn.conversation_id = conversation_id;
-            turn.run_id = run_id;
+            lifecycle::begin_turn(&store, &services, None, None, &mut turn).map_err(|e| e.to_string())?;
+            let run_id = turn.run_id;
             let mut last: Option<Instant> = None;
             let mut run_samples = Vec::new();
             runner::run_turn(services, turn, &CancelFlag::default(), &mut |e| {

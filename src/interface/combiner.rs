@@ -15,7 +15,7 @@ use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
 
-use super::guard::{Reason, Source};
+use super::signals::{Reason, Source};
 
 /// The committed fit.
 pub const COMMITTED: &str = include_str!("guard_combiner.json");

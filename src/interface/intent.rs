@@ -5,7 +5,8 @@
 //! Everything else goes to a nearest-centroid classifier over the message's MiniLM embedding (given by the
 //! caller, since this layer knows no model): one centroid per intent, the mean of its training examples'
 //! unit vectors, and a softmax over the cosines as the confidence. Without an embedding the keyword rules of
-//! [`super::needs_tools`] give a low-confidence guess.
+//! `needs_tools` give a low-confidence guess. [`detect`] is the one place an intent is decided: the front door
+//! ([`super::Door::accept`]) calls it through its screen, with the classifier when the screen has one.
 
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
@@ -134,9 +135,22 @@ pub fn detect(text: &str, embedding: Option<&[f32]>, centroids: Option<&Centroid
             return g;
         }
     }
-    let intent = if super::needs_tools(text) { Intent::Task } else { Intent::Chat };
+    let intent = if needs_tools(text) { Intent::Task } else { Intent::Chat };
     IntentGuess { intent, confidence: 0.5, by: "keywords".into() }
 }
+
+/// The keyword cues of a task that needs tools (arithmetic, the time or date, files, a web page): the guess
+/// when neither a rule nor the classifier decides.
+fn needs_tools(text: &str) -> bool {
+    let lower = text.to_lowercase();
+    let arithmetic = super::has_arithmetic(&lower);
+    const CUES: &[&str] = &[
+        "calculate", "compute", "how much is", "what time", "the time in", "today's date", "what date", "what day",
+        "which day", "file", "folder", "http://", "https://", "fetch", "download", "search my memory", "look up",
+    ];
+    arithmetic || CUES.iter().any(|c| lower.contains(c))
+}
+
 
 #[cfg(test)]
 mod tests {

@@ -10,7 +10,7 @@
 
 use std::sync::Arc;
 
-use super::{Backend, BackendError, BackendFailure, BackendInfo, CancelFlag, ChatMessage, Completion, GenerationSettings, StopReason};
+use super::{Backend, BackendError, BackendFailure, BackendInfo, CancelFlag, ChatMessage, ChatRequest, Completion, StopReason};
 
 pub struct FallbackChain {
     name: String,
@@ -111,25 +111,12 @@ impl Backend for FallbackChain {
         Ok(most)
     }
 
-    fn chat(
-        &self,
-        messages: &[ChatMessage],
-        settings: &GenerationSettings,
-        cancel: &CancelFlag,
-        on_text: &mut dyn FnMut(&str),
-    ) -> Result<Completion, BackendError> {
-        self.each(cancel, on_text, &mut |b, sink| b.chat(messages, settings, cancel, sink))
+    fn reply(&self, request: &ChatRequest<'_>, cancel: &CancelFlag, on_text: &mut dyn FnMut(&str)) -> Result<Completion, BackendError> {
+        self.each(cancel, on_text, &mut |b, sink| b.reply(request, cancel, sink))
     }
 
-    fn chat_json(
-        &self,
-        messages: &[ChatMessage],
-        settings: &GenerationSettings,
-        schema: &serde_json::Value,
-        cancel: &CancelFlag,
-        on_text: &mut dyn FnMut(&str),
-    ) -> Result<Completion, BackendError> {
-        self.each(cancel, on_text, &mut |b, sink| b.chat_json(messages, settings, schema, cancel, sink))
+    fn members(&self) -> Vec<String> {
+        self.members.iter().flat_map(|m| m.members()).collect()
     }
 }
 
@@ -137,44 +124,40 @@ impl Backend for FallbackChain {
 mod tests {
     use super::*;
     use crate::llm::scripted::ScriptedBackend;
+    use crate::llm::GenerationSettings;
 
-    struct Down;
-    impl Backend for Down {
+    /// A member that fails: `name`, having streamed `words` first.
+    struct Failing {
+        name: &'static str,
+        words: &'static [&'static str],
+        error: &'static str,
+    }
+
+    const DOWN: Failing = Failing { name: "down", words: &[], error: "connection refused" };
+    /// Streams a few words, then breaks.
+    const BREAKS: Failing = Failing { name: "breaks", words: &["Once upon", " a"], error: "stream closed" };
+
+    impl Backend for Failing {
         fn info(&self) -> BackendInfo {
-            BackendInfo { name: "down".into(), model: "m".into(), context_window: 1024 }
+            BackendInfo { name: self.name.into(), model: "m".into(), context_window: 1024 }
         }
         fn count_prompt_tokens(&self, _: &[ChatMessage]) -> Result<u32, BackendError> {
             Ok(1)
         }
-        fn chat(&self, _: &[ChatMessage], _: &GenerationSettings, _: &CancelFlag, _: &mut dyn FnMut(&str)) -> Result<Completion, BackendError> {
-            Err(BackendError::Inference("connection refused".into()))
+        fn reply(&self, _: &ChatRequest<'_>, _: &CancelFlag, on_text: &mut dyn FnMut(&str)) -> Result<Completion, BackendError> {
+            self.words.iter().for_each(|w| on_text(w));
+            Err(BackendError::Inference(self.error.into()))
         }
     }
 
     #[test]
     fn the_next_backend_answers_when_the_first_fails_and_the_failure_is_kept() {
-        let chain = FallbackChain::new(vec![Arc::new(Down), Arc::new(ScriptedBackend::new(vec![crate::llm::scripted::ScriptedReply::Text("hello".into())]))]);
+        let chain = FallbackChain::new(vec![Arc::new(DOWN), Arc::new(ScriptedBackend::new(vec![crate::llm::scripted::ScriptedReply::Text("hello".into())]))]);
         assert_eq!(chain.info().context_window, 1024.min(ScriptedBackend::new(vec![]).info().context_window));
         let reply = chain.chat(&[ChatMessage::new(crate::llm::Role::User, "hi")], &GenerationSettings::default(), &CancelFlag::default(), &mut |_| {}).unwrap();
         assert_eq!(reply.text, "hello");
         assert_eq!(reply.answered_by.as_deref(), Some("scripted"));
         assert_eq!(reply.fell_back, vec![BackendFailure { backend: "down".into(), error: "inference failed: connection refused".into() }]);
-    }
-
-    /// Streams a few words, then breaks.
-    struct Breaks;
-    impl Backend for Breaks {
-        fn info(&self) -> BackendInfo {
-            BackendInfo { name: "breaks".into(), model: "m".into(), context_window: 1024 }
-        }
-        fn count_prompt_tokens(&self, _: &[ChatMessage]) -> Result<u32, BackendError> {
-            Ok(1)
-        }
-        fn chat(&self, _: &[ChatMessage], _: &GenerationSettings, _: &CancelFlag, on_text: &mut dyn FnMut(&str)) -> Result<Completion, BackendError> {
-            on_text("Once upon");
-            on_text(" a");
-            Err(BackendError::Inference("stream closed".into()))
-        }
     }
 
     fn streamed(chain: &FallbackChain) -> (Result<Completion, BackendError>, String) {
@@ -188,25 +171,25 @@ mod tests {
     #[test]
     fn a_reply_broken_mid_stream_is_marked_before_the_next_backend_streams() {
         let scripted = || Arc::new(ScriptedBackend::new(vec![crate::llm::scripted::ScriptedReply::Text("hello".into())]));
-        let (reply, text) = streamed(&FallbackChain::new(vec![Arc::new(Breaks), scripted()]));
+        let (reply, text) = streamed(&FallbackChain::new(vec![Arc::new(BREAKS), scripted()]));
         let reply = reply.unwrap();
         assert_eq!(reply.text, "hello");
         assert_eq!(text, "Once upon a\n\n[breaks stopped mid-reply; scripted answers instead]\n\nhello");
         assert_eq!(reply.fell_back[0].backend, "breaks");
 
         // A member that failed before streaming anything adds nothing to the stream.
-        let (reply, text) = streamed(&FallbackChain::new(vec![Arc::new(Down), scripted()]));
+        let (reply, text) = streamed(&FallbackChain::new(vec![Arc::new(DOWN), scripted()]));
         assert_eq!((reply.unwrap().text, text), ("hello".to_string(), "hello".to_string()));
 
         // The last member has no one to hand over to: its partial text stays as it is, and the chain fails.
-        let (reply, text) = streamed(&FallbackChain::new(vec![Arc::new(Down), Arc::new(Breaks)]));
+        let (reply, text) = streamed(&FallbackChain::new(vec![Arc::new(DOWN), Arc::new(BREAKS)]));
         assert!(reply.is_err());
         assert_eq!(text, "Once upon a");
     }
 
     #[test]
     fn when_every_backend_fails_the_error_names_each() {
-        let chain = FallbackChain::new(vec![Arc::new(Down), Arc::new(Down)]);
+        let chain = FallbackChain::new(vec![Arc::new(DOWN), Arc::new(DOWN)]);
         let e = chain.chat(&[], &GenerationSettings::default(), &CancelFlag::default(), &mut |_| {}).unwrap_err();
         assert!(e.to_string().contains("every backend of the chain down → down failed"), "{e}");
     }

@@ -19,7 +19,7 @@ use super::constrain::{JsonConstraint, Verdict};
 use super::stream::TextStream;
 use super::template::ChatTemplate;
 use super::tokenizer::GgufTokenizer;
-use super::{Backend, BackendError, BackendInfo, CancelFlag, ChatMessage, Completion, GenerationSettings, StopReason};
+use super::{Backend, BackendError, BackendInfo, CancelFlag, ChatMessage, ChatRequest, Completion, GenerationSettings, StopReason};
 
 /// Architectures candle's `quantized_llama` runs (the model manager refuses other files with this list).
 pub const SUPPORTED_ARCHITECTURES: &[&str] = &["llama"];
@@ -295,29 +295,12 @@ impl Backend for LocalModel {
         Ok(self.encode_prompt(messages)?.len() as u32)
     }
 
-    fn chat(
-        &self,
-        messages: &[ChatMessage],
-        settings: &GenerationSettings,
-        cancel: &CancelFlag,
-        on_text: &mut dyn FnMut(&str),
-    ) -> Result<Completion, BackendError> {
-        self.generate(messages, settings, None, cancel, on_text)
-    }
-
-    /// Greedy decoding under the schema's token constraint (see `llm::constrain`): at each step the best token
-    /// that keeps the reply a viable prefix of a valid value is taken, and generation ends as soon as the value is
-    /// complete. Sampling settings other than the repeat penalty do not apply: a tool call is not the place for
-    /// randomness.
-    fn chat_json(
-        &self,
-        messages: &[ChatMessage],
-        settings: &GenerationSettings,
-        schema: &serde_json::Value,
-        cancel: &CancelFlag,
-        on_text: &mut dyn FnMut(&str),
-    ) -> Result<Completion, BackendError> {
-        self.generate(messages, settings, Some(schema), cancel, on_text)
+    /// A structured reply is decoded greedily under the schema's token constraint (see `llm::constrain`): at each
+    /// step the best token that keeps the reply a viable prefix of a valid value is taken, and generation ends as
+    /// soon as the value is complete. Sampling settings other than the repeat penalty do not apply: a tool call is
+    /// not the place for randomness.
+    fn reply(&self, request: &ChatRequest<'_>, cancel: &CancelFlag, on_text: &mut dyn FnMut(&str)) -> Result<Completion, BackendError> {
+        self.generate(request.messages, request.settings, request.schema, cancel, on_text)
     }
 }
 

@@ -217,25 +217,38 @@ impl BackendError {
     }
 }
 
-/// A language model. Called on a blocking thread: generation is CPU work for local models.
+/// One call to a backend: the messages, the sampling settings and, for a structured reply, the JSON Schema the
+/// reply must satisfy (a tool call, a plan, an answer). A backend that can constrain decoding to the schema does;
+/// one that cannot generates freely and leaves the caller to validate the reply and re-prompt.
+#[derive(Clone, Copy)]
+pub struct ChatRequest<'a> {
+    pub messages: &'a [ChatMessage],
+    pub settings: &'a GenerationSettings,
+    pub schema: Option<&'a serde_json::Value>,
+}
+
+/// A language model. Called on a blocking thread: generation is CPU work for local models. Three methods to
+/// implement; the rest are conveniences over them.
 pub trait Backend: Send + Sync {
     fn info(&self) -> BackendInfo;
 
     /// The number of prompt tokens these messages take once rendered with the chat template.
     fn count_prompt_tokens(&self, messages: &[ChatMessage]) -> Result<u32, BackendError>;
 
-    /// Generates a reply, calling `on_text` with each new piece of text as soon as it is decoded.
-    fn chat(
-        &self,
-        messages: &[ChatMessage],
-        settings: &GenerationSettings,
-        cancel: &CancelFlag,
-        on_text: &mut dyn FnMut(&str),
-    ) -> Result<Completion, BackendError>;
+    /// Generates a reply to `request`, calling `on_text` with each new piece of text as soon as it is decoded.
+    fn reply(&self, request: &ChatRequest<'_>, cancel: &CancelFlag, on_text: &mut dyn FnMut(&str)) -> Result<Completion, BackendError>;
 
-    /// Generates a reply that must be one JSON value satisfying `schema` (a tool call, a plan, an answer). A
-    /// backend that can constrain decoding to the schema does; the default generates freely and leaves the
-    /// caller to validate the reply and re-prompt.
+    /// The backends this one tries, in order: a fallback chain's members; a plain backend is its own.
+    fn members(&self) -> Vec<String> {
+        vec![self.info().name]
+    }
+
+    /// A free reply to `messages`.
+    fn chat(&self, messages: &[ChatMessage], settings: &GenerationSettings, cancel: &CancelFlag, on_text: &mut dyn FnMut(&str)) -> Result<Completion, BackendError> {
+        self.reply(&ChatRequest { messages, settings, schema: None }, cancel, on_text)
+    }
+
+    /// A reply that must be one JSON value satisfying `schema`.
     fn chat_json(
         &self,
         messages: &[ChatMessage],
@@ -244,7 +257,6 @@ pub trait Backend: Send + Sync {
         cancel: &CancelFlag,
         on_text: &mut dyn FnMut(&str),
     ) -> Result<Completion, BackendError> {
-        let _ = schema;
-        self.chat(messages, settings, cancel, on_text)
+        self.reply(&ChatRequest { messages, settings, schema: Some(schema) }, cancel, on_text)
     }
 }

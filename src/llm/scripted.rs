@@ -7,7 +7,7 @@ use std::collections::VecDeque;
 use std::sync::Mutex;
 use std::time::Instant;
 
-use super::{Backend, BackendError, BackendInfo, CancelFlag, ChatMessage, Completion, GenerationSettings, StopReason};
+use super::{Backend, BackendError, BackendInfo, CancelFlag, ChatMessage, ChatRequest, Completion, StopReason};
 
 /// One scripted reply.
 #[derive(Debug, Clone)]
@@ -89,13 +89,9 @@ impl Backend for ScriptedBackend {
         Ok(count(messages))
     }
 
-    fn chat(
-        &self,
-        messages: &[ChatMessage],
-        settings: &GenerationSettings,
-        cancel: &CancelFlag,
-        on_text: &mut dyn FnMut(&str),
-    ) -> Result<Completion, BackendError> {
+    /// The schema of a structured request is not followed: the script's reply is what the test says it is.
+    fn reply(&self, request: &ChatRequest<'_>, cancel: &CancelFlag, on_text: &mut dyn FnMut(&str)) -> Result<Completion, BackendError> {
+        let ChatRequest { messages, settings, .. } = *request;
         let started = Instant::now();
         self.seen.lock().expect("seen lock poisoned").push(messages.to_vec());
         let reply = if self.rules.is_empty() {

@@ -12,7 +12,7 @@ use std::process::{Command, Stdio};
 
 use serde::Serialize;
 
-use super::{sha256_file, FileState, Manifest, ModelEntry, ModelError, ModelStore};
+use super::{sha256_file, FileState, Manifest, ModelEntry, ModelError, ModelDir};
 
 /// A progress report while fetching.
 #[derive(Debug, Clone, Serialize)]
@@ -49,7 +49,7 @@ fn python() -> String {
 
 /// Fetches every model of the manifest that is not already present and verified.
 pub fn fetch_all(
-    store: &ModelStore,
+    store: &ModelDir,
     manifest: &Manifest,
     on_progress: &mut dyn FnMut(&FetchProgress),
 ) -> Result<Vec<FetchOutcome>, ModelError> {
@@ -57,7 +57,7 @@ pub fn fetch_all(
 }
 
 pub fn fetch_one(
-    store: &ModelStore,
+    store: &ModelDir,
     model: &ModelEntry,
     on_progress: &mut dyn FnMut(&FetchProgress),
 ) -> Result<FetchOutcome, ModelError> {
@@ -94,7 +94,7 @@ pub fn fetch_one(
 }
 
 fn download_and_extract(
-    store: &ModelStore,
+    store: &ModelDir,
     model: &ModelEntry,
     staging: &Path,
     report: &mut dyn FnMut(FetchStage, u64, u64),

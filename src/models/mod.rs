@@ -3,11 +3,11 @@
 //! Owns the models folder (`$KEEL_MODELS_DIR`, or `models/` under the data dir), one sub-folder per model id.
 //! A file counts as good when its size and sha256 match the manifest; a `.verified` stamp next to it records the
 //! size and modification time at which it last hashed correctly, so that checking at start is cheap and any
-//! change to the file makes Keel hash it again. `manager` adds the user's own GGUF models (`user/`, added from
+//! change to the file makes Keel hash it again. `library` adds the user's own GGUF models (`user/`, added from
 //! disk or downloaded) and describes every chat model file from its GGUF header.
 
 pub mod fetch;
-pub mod manager;
+pub mod library;
 pub mod manifest;
 
 use std::fs::File;
@@ -61,13 +61,7 @@ impl ModelError {
     }
 }
 
-/// Whether an I/O error means the folder cannot take writes (read-only, no permission, full).
-pub fn is_unwritable(e: &std::io::Error) -> bool {
-    const EACCES: i32 = 13;
-    const ENOSPC: i32 = 28;
-    const EROFS: i32 = 30;
-    matches!(e.raw_os_error(), Some(EACCES | ENOSPC | EROFS))
-}
+pub use crate::shared::io::is_unwritable;
 
 /// The state of one model file, as `keel models list` and the UI show it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -83,13 +77,13 @@ pub enum FileState {
 
 /// Where model files live.
 #[derive(Debug, Clone)]
-pub struct ModelStore {
+pub struct ModelDir {
     root: PathBuf,
 }
 
-impl ModelStore {
+impl ModelDir {
     pub fn new(root: PathBuf) -> Self {
-        ModelStore { root }
+        ModelDir { root }
     }
 
     pub fn root(&self) -> &Path {
@@ -207,7 +201,7 @@ pub struct FileListing {
     pub state: FileState,
 }
 
-pub fn listing(store: &ModelStore, manifest: &Manifest) -> Vec<ModelListing> {
+pub fn listing(store: &ModelDir, manifest: &Manifest) -> Vec<ModelListing> {
     manifest
         .models
         .iter()

@@ -13,7 +13,6 @@ use crate::memory::retrieve::{CandidateDecision, RetrievalCandidate};
 use crate::store::MemoryKind;
 use crate::tools::{Effect, ToolError};
 
-use super::policy::GuardAction;
 use super::{Limits, RunMode};
 
 /// The version of the stored event payloads. Bump it, and teach `store` to read the old one, when an existing
@@ -29,7 +28,12 @@ pub enum RunEvent {
         #[ts(type = "number")]
         conversation_id: i64,
         input: String,
+        /// The backend's name as shown (a fallback chain's members joined by " → ").
         backend: String,
+        /// The backends tried in order (the chain's members; absent in older logs): a resumed run starts again
+        /// on the first.
+        #[serde(default)]
+        members: Vec<String>,
         model: String,
         max_steps: u32,
         settings: GenerationSettings,
@@ -171,7 +175,7 @@ pub enum RunEvent {
     Verified { check: String, passed: bool, detail: String },
     /// A bound was reached; the run ends with what it found.
     LimitReached {
-        limit: String,
+        limit: Limit,
         #[ts(type = "number")]
         used: u64,
         #[ts(type = "number")]
@@ -347,8 +351,27 @@ pub enum RunOutcome {
     Partial { reason: String },
     /// The user or a limit stopped the run.
     Stopped { reason: String },
-    /// The run failed; `error` says why.
-    Failed { error: String },
+    /// The run failed; `error` says why and `kind` what failed (older logs: the backend).
+    Failed {
+        error: String,
+        #[serde(default)]
+        kind: FailureKind,
+    },
+}
+
+/// What made a run fail, for the CLI's exit code and the UI's message (they never read the error's text).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum FailureKind {
+    /// The backend could not answer (unreachable, refused, overloaded, the prompt over its window).
+    #[default]
+    Backend,
+    /// The backend crashed (a panic inside it, caught and recorded).
+    Crash,
+    /// The run's tools failed and nothing useful was found.
+    Tools,
+    /// The run's log could not be continued (it has no start).
+    Log,
 }
 
 impl RunOutcome {
@@ -359,6 +382,54 @@ impl RunOutcome {
             RunOutcome::Stopped { .. } => RunStatus::Stopped,
             RunOutcome::Failed { .. } => RunStatus::Failed,
         }
+    }
+}
+
+/// What happens to a text the guard checked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+#[serde(rename_all = "snake_case")]
+pub enum GuardAction {
+    /// Nothing suspicious.
+    Allow,
+    /// Flagged, shown to the user with its reasons, and the run goes on.
+    Warn,
+    /// Withheld from the model: the context gets a notice in its place.
+    Quarantine,
+    /// The run stops before any model call, with the reasons.
+    Block,
+}
+
+/// Which of a run's bounds ([`super::Limits`]) was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
+pub enum Limit {
+    #[serde(rename = "steps")]
+    Steps,
+    #[serde(rename = "tool calls")]
+    ToolCalls,
+    #[serde(rename = "tokens")]
+    Tokens,
+    #[serde(rename = "wall time (ms)")]
+    WallTime,
+    #[serde(rename = "replans")]
+    Replans,
+}
+
+impl Limit {
+    /// How the limit reads in a sentence ("the run reached its steps limit").
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Limit::Steps => "steps",
+            Limit::ToolCalls => "tool calls",
+            Limit::Tokens => "tokens",
+            Limit::WallTime => "wall time (ms)",
+            Limit::Replans => "replans",
+        }
+    }
+}
+
+impl std::fmt::Display for Limit {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
     }
 }
 

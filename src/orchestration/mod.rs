@@ -8,6 +8,7 @@ pub mod action;
 pub mod context;
 pub mod events;
 pub mod journal;
+pub mod lifecycle;
 pub mod policy;
 pub mod recall;
 pub mod runner;
@@ -17,7 +18,8 @@ pub mod verify;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
-use crate::tools::retry::RetryPolicy;
+use crate::interface::intent::Intent;
+use crate::shared::backoff::RetryPolicy;
 use events::{RunOutcome, StoredEvent};
 
 /// Bounds on one run, all recorded in its `RunStarted`. Exhaustion ends the run as `Partial` or `Stopped` with
@@ -74,6 +76,16 @@ pub enum RunMode {
 impl RunMode {
     pub fn uses_tools(self) -> bool {
         self != RunMode::Chat
+    }
+
+    /// The mode for a message whose mode the user did not choose: a task that needs tools gets ReAct, anything
+    /// else is chat.
+    pub fn for_intent(intent: Intent) -> RunMode {
+        if intent == Intent::Task {
+            RunMode::React
+        } else {
+            RunMode::Chat
+        }
     }
 }
 

@@ -6,28 +6,14 @@
 //! server's output, a document or a memory not from the user) is in the run's context: taint gates effects,
 //! and the approval prompt names the untrusted sources. The guard's decisions on flagged text are here too.
 
-use serde::{Deserialize, Serialize};
-use ts_rs::TS;
-
 use super::events::{PolicyDecision, RunEvent};
 use super::state::RunState;
 use crate::interface::guard::{Scan, Screen, Source, Verdict};
+use crate::interface::{Accepted, Door};
 use crate::interface::intent::Intent;
 use crate::tools::{Effect, Origin, ToolSpec};
 
-/// What happens to a text the guard checked.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, TS)]
-#[serde(rename_all = "snake_case")]
-pub enum GuardAction {
-    /// Nothing suspicious.
-    Allow,
-    /// Flagged, shown to the user with its reasons, and the run goes on.
-    Warn,
-    /// Withheld from the model: the context gets a notice in its place.
-    Quarantine,
-    /// The run stops before any model call, with the reasons.
-    Block,
-}
+pub use super::events::GuardAction;
 
 /// The policy for a checked text, by where it came from and what the user meant: the user's own flagged
 /// message is a warning (it is their assistant) unless it scores as near-certain, or it asks Keel to remember
@@ -48,18 +34,24 @@ pub fn on_scan(scan: &Scan, source: Source, intent: Option<Intent>) -> (GuardAct
 
 /// Checks a text entering the run and returns the `InputChecked` event that records the decision, or `None`
 /// when there is nothing to record (the text is allowed).
-pub fn screen_text(screen: &dyn Screen, text: &str, source: Source, origin: String, intent: Option<Intent>) -> Option<RunEvent> {
-    let scan = screen.scan(text, source);
-    let (action, explanation) = on_scan(&scan, source, intent);
+pub fn checked(accepted: &Accepted, origin: String) -> Option<RunEvent> {
+    let scan = &accepted.scan;
+    let (action, explanation) = on_scan(scan, accepted.source, Some(accepted.intent.intent));
     (action != GuardAction::Allow).then(|| RunEvent::InputChecked {
         origin,
-        source,
+        source: accepted.source,
         verdict: scan.verdict,
         score: scan.score,
-        reasons: scan.reasons,
+        reasons: scan.reasons.clone(),
         action,
         explanation,
     })
+}
+
+/// Brings an outside text (a tool's output, a recalled memory) through the front door and records the guard's
+/// decision on it, as [`checked`] does.
+pub fn screen_text(screen: &dyn Screen, text: &str, source: Source, origin: String) -> Option<RunEvent> {
+    checked(&Door::new(screen).inspect(text, source), origin)
 }
 
 /// Where a tool's output counts as coming from, when it is not Keel's own computation: what a tool reads

@@ -94,7 +94,7 @@ pub fn recall(memory: &MemoryAccess<'_>, store: &Store, backend: &dyn Backend, i
                 for hit in r.hits.iter().filter(|h| h.item.provenance != "user") {
                     let source = if hit.item.kind == MemoryKind::DocumentChunk { Source::Document } else { Source::Memory };
                     let origin = format!("memory:{}", hit.item.id);
-                    if let Some(event) = policy::screen_text(screen, &hit.item.text, source, origin, None) {
+                    if let Some(event) = policy::screen_text(screen, &hit.item.text, source, origin) {
                         if let RunEvent::InputChecked { explanation, .. } = &event {
                             quarantined.push((hit.item.id, explanation.clone()));
                         }

@@ -13,18 +13,19 @@ use std::time::{Duration, Instant};
 
 use super::action;
 use super::context;
-use super::events::{Action, PolicyDecision, RunEvent, RunOutcome, ToolOutcome, UserAnswer};
+use super::events::{Action, FailureKind, Limit, PolicyDecision, RunEvent, RunOutcome, ToolOutcome, UserAnswer};
 use super::journal;
+use super::lifecycle;
 use super::policy;
 use super::recall::{self, MemoryAccess};
-use super::state::{Pending, RunState, ToolCallState};
+use super::state::{ErrorClass, Pending, RunState, ToolCallState};
 use super::verify;
 use super::{Limits, RunMode, TurnEvent, TurnResult, UserRequest};
-use crate::llm::{Backend, BackendError, CancelFlag, ChatMessage, Completion, GenerationSettings, StopReason};
+use crate::llm::{Backend, BackendError, CancelFlag, ChatMessage, ChatRequest, Completion, GenerationSettings, StopReason};
 use crate::store::{Store, StoreError};
 use crate::tools::memory::MemoryPort;
-use crate::interface::guard::{Screen, Source};
-use crate::interface::intent;
+use crate::interface::guard::Screen;
+use crate::interface::Accepted;
 use crate::tools::{ToolError, Toolbox};
 
 /// What a run works with: where it is recorded, the model, the tools and (for verification) memory.
@@ -40,11 +41,12 @@ pub struct Services<'a> {
     pub screen: Option<&'a dyn Screen>,
 }
 
-/// One turn to run: the conversation so far (ending with the new user message) and its settings.
+/// One turn to run: the user's message as the front door accepted it, the conversation so far (ending with
+/// that message) and its settings.
 pub struct Turn<'a> {
     pub conversation_id: i64,
     pub run_id: i64,
-    pub input: &'a str,
+    pub input: &'a Accepted,
     pub conversation: &'a [ChatMessage],
     pub settings: &'a GenerationSettings,
     pub limits: Limits,
@@ -59,7 +61,8 @@ pub fn started_event(backend: &dyn Backend, toolbox: &Toolbox, conversation_id: 
     let tools = if turn.mode.uses_tools() { toolbox.specs().into_iter().map(|s| s.name).collect() } else { Vec::new() };
     RunEvent::RunStarted {
         conversation_id,
-        input: turn.input.to_owned(),
+        input: turn.input.text.clone(),
+        members: backend.members(),
         backend: info.name,
         model: info.model,
         max_steps: turn.limits.max_steps,
@@ -87,10 +90,10 @@ pub fn run_turn(
         on_event(TurnEvent::Step { event: stored });
     }
 
-    // The user's message: a flagged one is recorded with its reasons; a blocked one ends the run here.
-    if let Some(screen) = services.screen {
-        let intent = intent::by_rules(turn.input).map(|g| g.intent);
-        if let Some(event) = policy::screen_text(screen, turn.input, Source::User, "message".into(), intent) {
+    // The user's message, as the front door judged it: a flagged one is recorded with its reasons; a blocked
+    // one ends the run here. (Runs without a screen, the bare loop's tests, record nothing.)
+    if services.screen.is_some() {
+        if let Some(event) = policy::checked(turn.input, "message".into()) {
             run.commit(event, on_event)?;
             if matches!(run.state.pending, Pending::Stop { .. }) {
                 // A blocked message: the fold turned the block into a stop, and the loop records the run's end.
@@ -100,10 +103,10 @@ pub fn run_turn(
     }
 
     // Memory: a failure here is recorded and the turn goes on without it; a panic inside is a failed run.
-    let recalled = match guarded("memory", || Ok(recall::recall(services.memory, store, services.backend, turn.input, services.screen))) {
+    let recalled = match guarded("memory", || Ok(recall::recall(services.memory, store, services.backend, &turn.input.text, services.screen))) {
         Ok(r) => r,
         Err(error) => recall::Recall {
-            events: vec![RunEvent::MemoryUnavailable { reason: error }],
+            events: vec![RunEvent::MemoryUnavailable { reason: error.1 }],
             section: None,
             used: Vec::new(),
         },
@@ -246,12 +249,12 @@ impl<'a> Run<'a> {
             }
             if self.wall_left().is_zero() && !matches!(self.state.pending, Pending::Stop { .. }) {
                 let max = self.limits().max_wall_ms;
-                self.commit(RunEvent::LimitReached { limit: "wall time (ms)".into(), used: self.started.elapsed().as_millis() as u64, max }, on_event)?;
+                self.commit(RunEvent::LimitReached { limit: Limit::WallTime, used: self.started.elapsed().as_millis() as u64, max }, on_event)?;
                 continue;
             }
             match self.state.pending.clone() {
                 Pending::Nothing => {
-                    let outcome = RunOutcome::Failed { error: "the run's log has no RunStarted".into() };
+                    let outcome = RunOutcome::Failed { error: "the run's log has no RunStarted".into(), kind: FailureKind::Log };
                     self.finish(outcome, None, on_event)?;
                 }
                 Pending::Model { compose } => self.model_step(compose, on_event)?,
@@ -259,19 +262,8 @@ impl<'a> Run<'a> {
                 Pending::Reply { text, stop } => self.read_reply(&text, stop, on_event)?,
                 Pending::Answer { text } => self.answer(&text, on_event)?,
                 Pending::Ask { question } => self.commit(RunEvent::UserAsked { question }, on_event)?,
-                Pending::Question { question } => {
-                    let run_id = self.run_id;
-                    return Ok(self.pause(UserRequest::Question { run_id, question }, on_event));
-                }
-                Pending::Approval { call, reason } => {
-                    let request = UserRequest::Approval {
-                        run_id: self.run_id,
-                        call_id: call.call_id,
-                        tool: call.tool,
-                        arguments: call.arguments,
-                        effect: call.effect,
-                        reason,
-                    };
+                pending @ (Pending::Question { .. } | Pending::Approval { .. }) => {
+                    let request = pending.user_request(self.run_id).expect("a question or an approval is a request");
                     return Ok(self.pause(request, on_event));
                 }
                 Pending::Tool { call, checked: false, .. } => self.check_call(call, on_event)?,
@@ -279,7 +271,7 @@ impl<'a> Run<'a> {
                 Pending::InTool { call } => self.interrupted_call(call, on_event)?,
                 Pending::ToolFailed { call, error } => self.fallback(call, error, on_event)?,
                 Pending::GiveUp { reason } => {
-                    if !self.state.asked_for_help && self.state.mode.uses_tools() && self.state.errors.iter().any(|e| e.class == "contract") {
+                    if !self.state.asked_for_help && self.state.mode.uses_tools() && self.state.errors.iter().any(|e| e.class == ErrorClass::Contract) {
                         let question = format!(
                             "I could not work out how to do this ({reason}). Could you rephrase the request or tell me how to go on?"
                         );
@@ -308,7 +300,7 @@ impl<'a> Run<'a> {
         if !self.state.findings().is_empty() {
             RunOutcome::Partial { reason }
         } else if failed {
-            RunOutcome::Failed { error: reason }
+            RunOutcome::Failed { error: reason, kind: FailureKind::Tools }
         } else {
             RunOutcome::Stopped { reason }
         }
@@ -329,7 +321,7 @@ impl<'a> Run<'a> {
     fn model_step(&mut self, compose: bool, on_event: &mut dyn FnMut(TurnEvent)) -> Result<(), StoreError> {
         let limits = self.limits();
         if self.state.step >= limits.max_steps {
-            return self.commit(RunEvent::LimitReached { limit: "steps".into(), used: self.state.step.into(), max: limits.max_steps.into() }, on_event);
+            return self.commit(RunEvent::LimitReached { limit: Limit::Steps, used: self.state.step.into(), max: limits.max_steps.into() }, on_event);
         }
         let backend = self.services.backend;
         let info = backend.info();
@@ -341,7 +333,7 @@ impl<'a> Run<'a> {
         let steps = action::history_messages(&self.state.history);
         let window = match guarded(&info.name, || context::assemble(backend, &system, self.conversation, &steps, self.settings.max_tokens)) {
             Ok(w) => w,
-            Err(error) => return self.finish(RunOutcome::Failed { error }, None, on_event),
+            Err((kind, error)) => return self.finish(RunOutcome::Failed { error, kind }, None, on_event),
         };
         // The token bound covers the whole run: the reply gets what is left, and a step that cannot get a useful
         // reply is not started.
@@ -349,7 +341,7 @@ impl<'a> Run<'a> {
         let left = limits.max_tokens.saturating_sub(used).saturating_sub(window.prompt_tokens);
         if left < 16.min(self.settings.max_tokens) || left == 0 {
             return self.commit(
-                RunEvent::LimitReached { limit: "tokens".into(), used: (used + window.prompt_tokens).into(), max: limits.max_tokens.into() },
+                RunEvent::LimitReached { limit: Limit::Tokens, used: (used + window.prompt_tokens).into(), max: limits.max_tokens.into() },
                 on_event,
             );
         }
@@ -371,16 +363,13 @@ impl<'a> Run<'a> {
         let schema = mode.uses_tools().then(|| action::action_schema(mode, &specs, compose));
         // The user's Stop or the end of the wall-time budget, whichever comes first, stops the call.
         let call_cancel = self.cancel.until(Instant::now() + self.wall_left());
-        let reply: Result<Completion, String> = guarded(&info.name, || {
+        let reply: Result<Completion, (FailureKind, String)> = guarded(&info.name, || {
             let sink = &mut |piece: &str| on_event(TurnEvent::Token { text: piece.to_owned() });
-            match &schema {
-                Some(schema) => backend.chat_json(&window.messages, &settings, schema, &call_cancel, sink),
-                None => backend.chat(&window.messages, &settings, &call_cancel, sink),
-            }
+            backend.reply(&ChatRequest { messages: &window.messages, settings: &settings, schema: schema.as_ref() }, &call_cancel, sink)
         });
         let completion = match reply {
             Ok(c) => c,
-            Err(error) => return self.finish(RunOutcome::Failed { error }, self.partial_answer("the model failed"), on_event),
+            Err((kind, error)) => return self.finish(RunOutcome::Failed { error, kind }, self.partial_answer("the model failed"), on_event),
         };
         self.ttft_ms = self.ttft_ms.or(completion.ttft_ms.map(|t| t + (call_started - self.started).as_millis() as u64));
         self.commit(
@@ -405,7 +394,7 @@ impl<'a> Run<'a> {
                 return self.commit(RunEvent::RunCancelled { reason: "stopped by the user".into() }, on_event);
             }
             let max = self.limits().max_wall_ms;
-            return self.commit(RunEvent::LimitReached { limit: "wall time (ms)".into(), used: self.started.elapsed().as_millis() as u64, max }, on_event);
+            return self.commit(RunEvent::LimitReached { limit: Limit::WallTime, used: self.started.elapsed().as_millis() as u64, max }, on_event);
         }
         let mode = self.state.mode;
         if !mode.uses_tools() {
@@ -427,7 +416,7 @@ impl<'a> Run<'a> {
             Ok(action) => {
                 if matches!(action, Action::Plan { .. }) && self.state.plans > self.limits().max_replans {
                     let (used, max) = (self.state.plans.saturating_sub(1).into(), self.limits().max_replans.into());
-                    return self.commit(RunEvent::LimitReached { limit: "replans".into(), used, max }, on_event);
+                    return self.commit(RunEvent::LimitReached { limit: Limit::Replans, used, max }, on_event);
                 }
                 self.commit(RunEvent::ActionParsed { step, action }, on_event)
             }
@@ -501,7 +490,7 @@ impl<'a> Run<'a> {
         let limits = self.limits();
         if self.state.budget_used.tool_calls >= limits.max_tool_calls {
             return self.commit(
-                RunEvent::LimitReached { limit: "tool calls".into(), used: self.state.budget_used.tool_calls.into(), max: limits.max_tool_calls.into() },
+                RunEvent::LimitReached { limit: Limit::ToolCalls, used: self.state.budget_used.tool_calls.into(), max: limits.max_tool_calls.into() },
                 on_event,
             );
         }
@@ -541,7 +530,7 @@ impl<'a> Run<'a> {
         // Untrusted output is checked before the model sees it; flagged output is quarantined.
         let check = match (&result, policy::output_source(&spec), self.services.screen) {
             (ToolOutcome::Ok { value }, Some(source), Some(screen)) => {
-                policy::screen_text(screen, &value.to_string(), source, format!("tool:{}", call.call_id), None)
+                policy::screen_text(screen, &value.to_string(), source, format!("tool:{}", call.call_id))
             }
             _ => None,
         };
@@ -563,18 +552,9 @@ impl<'a> Run<'a> {
 
     /// A call that was in flight when Keel stopped: repeat it when that is safe, otherwise ask the user.
     fn interrupted_call(&mut self, call: ToolCallState, on_event: &mut dyn FnMut(TurnEvent)) -> Result<(), StoreError> {
-        if call.effect.has_side_effects() && !call.idempotent {
-            self.commit(RunEvent::OutcomeUnknown { call_id: call.call_id.clone(), tool: call.tool.clone() }, on_event)?;
-            return self.commit(
-                RunEvent::ApprovalRequested {
-                    call_id: call.call_id,
-                    tool: call.tool,
-                    arguments: call.arguments,
-                    effect: call.effect,
-                    reason: "Keel stopped during this call, so whether it took effect is unknown. Run it again?".into(),
-                },
-                on_event,
-            );
+        if let Some([unknown, ask]) = lifecycle::unknown_outcome(&call) {
+            self.commit(unknown, on_event)?;
+            return self.commit(ask, on_event);
         }
         self.commit(
             RunEvent::RetryScheduled {
@@ -673,17 +653,17 @@ impl<'a> Run<'a> {
 /// Runs a call into the backend (directly, or through context assembly's token counting). An error, or a panic
 /// (a bug in the backend or in candle), becomes the reason the run failed: the run is recorded as such instead of
 /// being left looking alive, and the process and other runs go on.
-fn guarded<T>(backend: &str, call: impl FnOnce() -> Result<T, BackendError>) -> Result<T, String> {
+fn guarded<T>(backend: &str, call: impl FnOnce() -> Result<T, BackendError>) -> Result<T, (FailureKind, String)> {
     match std::panic::catch_unwind(std::panic::AssertUnwindSafe(call)) {
         Ok(Ok(value)) => Ok(value),
-        Ok(Err(e)) => Err(format!("the {backend} backend failed: {e}")),
+        Ok(Err(e)) => Err((FailureKind::Backend, format!("the {backend} backend failed: {e}"))),
         Err(panic) => {
             let what = panic
                 .downcast_ref::<&str>()
                 .map(|s| s.to_string())
                 .or_else(|| panic.downcast_ref::<String>().cloned())
                 .unwrap_or_else(|| "unknown panic".into());
-            Err(format!("the {backend} backend crashed: {what}"))
+            Err((FailureKind::Crash, format!("the {backend} backend crashed: {what}")))
         }
     }
 }

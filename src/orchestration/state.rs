@@ -7,11 +7,10 @@
 use serde::Serialize;
 use serde_json::Value;
 
-use super::events::{Action, PlanStep, PolicyDecision, RunEvent, RunOutcome, StoredEvent, ToolOutcome, UserAnswer};
-use super::policy::GuardAction;
-use super::{Limits, RunMode};
+use super::events::{Action, GuardAction, PlanStep, PolicyDecision, RunEvent, RunOutcome, StoredEvent, ToolOutcome, UserAnswer};
+use super::{Limits, RunMode, UserRequest};
 use crate::llm::StopReason;
-use crate::tools::{Effect, ToolError};
+use crate::tools::{Effect, ToolError, ToolErrorClass};
 
 /// What the run does next.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
@@ -46,6 +45,24 @@ pub enum Pending {
     Stop { reason: String, partial: bool },
 }
 
+impl Pending {
+    /// What the user is asked, when the run waits on them.
+    pub fn user_request(&self, run_id: i64) -> Option<UserRequest> {
+        match self {
+            Pending::Approval { call, reason } => Some(UserRequest::Approval {
+                run_id,
+                call_id: call.call_id.clone(),
+                tool: call.tool.clone(),
+                arguments: call.arguments.clone(),
+                effect: call.effect,
+                reason: reason.clone(),
+            }),
+            Pending::Question { question } => Some(UserRequest::Question { run_id, question: question.clone() }),
+            _ => None,
+        }
+    }
+}
+
 /// One tool call as the run tracks it across attempts and alternatives.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct ToolCallState {
@@ -78,8 +95,31 @@ pub enum HistoryEntry {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct RecordedError {
     pub step: u32,
-    pub class: String,
+    pub class: ErrorClass,
     pub message: String,
+}
+
+/// What kind of error a run met: the model broke its contract (a reply that is no valid action), or a tool
+/// call failed with one of the tools' classes. Serialised as the class's name (`contract`, `timeout`, …).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ErrorClass {
+    Contract,
+    Tool(ToolErrorClass),
+}
+
+impl ErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorClass::Contract => "contract",
+            ErrorClass::Tool(class) => class.as_str(),
+        }
+    }
+}
+
+impl Serialize for ErrorClass {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        serializer.serialize_str(self.as_str())
+    }
 }
 
 /// Per call: the tool (the last one tried), attempts made and whether it succeeded.
@@ -235,7 +275,7 @@ impl RunState {
                 if let Some(text) = &self.last_reply {
                     self.history.push(HistoryEntry::Assistant { text: text.clone() });
                 }
-                self.errors.push(RecordedError { step: *step, class: "contract".into(), message: error.clone() });
+                self.errors.push(RecordedError { step: *step, class: ErrorClass::Contract, message: error.clone() });
                 if *reprompt {
                     self.reprompted = true;
                     self.history.push(HistoryEntry::Feedback { text: error.clone() });
@@ -340,7 +380,7 @@ impl RunState {
                         if let Some(u) = self.tools_used.iter_mut().find(|u| u.call_id == *call_id) {
                             u.ok = Some(false);
                         }
-                        self.errors.push(RecordedError { step: self.step, class: error.class().into(), message: error.to_string() });
+                        self.errors.push(RecordedError { step: self.step, class: ErrorClass::Tool(error.class()), message: error.to_string() });
                         if let Some(call) = call {
                             self.pending = Pending::ToolFailed { call, error: error.clone() };
                         }

@@ -51,26 +51,11 @@ const SUMMARY_SQL: &str = "SELECT c.id, c.title, c.created_ms, c.updated_ms,
     FROM conversations c";
 
 fn summary(row: &Row) -> rusqlite::Result<ConversationSummary> {
-    Ok(ConversationSummary {
-        id: row.get(0)?,
-        title: row.get(1)?,
-        created_ms: row.get(2)?,
-        updated_ms: row.get(3)?,
-        message_count: row.get(4)?,
-        backend: row.get(5)?,
-    })
+    from_row!(row, ConversationSummary { id, title, created_ms, updated_ms, message_count, backend })
 }
 
 fn message(row: &Row) -> rusqlite::Result<MessageRow> {
-    Ok(MessageRow {
-        id: row.get(0)?,
-        conversation_id: row.get(1)?,
-        role: row.get(2)?,
-        content: row.get(3)?,
-        run_id: row.get(4)?,
-        run_status: row.get(5)?,
-        created_ms: row.get(6)?,
-    })
+    from_row!(row, MessageRow { id, conversation_id, role, content, run_id, run_status, created_ms })
 }
 
 /// Inserts a message and touches its conversation, inside the caller's transaction.

@@ -13,6 +13,15 @@
 //! through the one connection held here; reads share it (a later issue may add read connections).
 //! Memory items live here too (`memory.rs`); their derived indexes live in the `memory` layer.
 
+/// A struct from a row whose columns are its fields in the order named: `from_row!(row, RunRow { id, status })`
+/// reads column 0 into `id` and column 1 into `status`.
+macro_rules! from_row {
+    ($row:expr, $ty:ident { $($field:ident),* $(,)? }) => {{
+        let mut column = 0..;
+        Ok($ty { $($field: $row.get(column.next().unwrap_or_default())?),* })
+    }};
+}
+
 mod backends;
 mod chat;
 mod memory;

@@ -49,16 +49,7 @@ const RUN_SQL: &str =
     "SELECT id, conversation_id, status, input, started_ms, finished_ms, prompt_tokens, completion_tokens FROM runs";
 
 fn run_row(row: &Row) -> rusqlite::Result<RunRow> {
-    Ok(RunRow {
-        id: row.get(0)?,
-        conversation_id: row.get(1)?,
-        status: row.get(2)?,
-        input: row.get(3)?,
-        started_ms: row.get(4)?,
-        finished_ms: row.get(5)?,
-        prompt_tokens: row.get(6)?,
-        completion_tokens: row.get(7)?,
-    })
+    from_row!(row, RunRow { id, conversation_id, status, input, started_ms, finished_ms, prompt_tokens, completion_tokens })
 }
 
 impl Store {

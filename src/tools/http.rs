@@ -280,9 +280,9 @@ impl HttpFetch {
         }
         let error = error.without_url();
         if error.is_builder() || error.is_redirect() {
-            return self.failed(format!("{url}: {}", describe(&error)));
+            return self.failed(format!("{url}: {}", crate::shared::causes::chain(&error)));
         }
-        self.transient(format!("cannot fetch {url}: {}", describe(&error)), None)
+        self.transient(format!("cannot fetch {url}: {}", crate::shared::causes::chain(&error)), None)
     }
 
     /// Reads at most `max_bytes` of the body (one more, to know whether there was more), stopping when the call
@@ -307,7 +307,7 @@ impl HttpFetch {
                 Err(e) if e.kind() == io::ErrorKind::TimedOut || is_reqwest_timeout(&e) => {
                     return Err(self.timeout(budget))
                 }
-                Err(e) => return Err(self.transient(format!("reading the body failed: {}", describe(&e)), None)),
+                Err(e) => return Err(self.transient(format!("reading the body failed: {}", crate::shared::causes::chain(&e)), None)),
             }
         }
         let truncated = body.len() > max_bytes;
@@ -334,7 +334,7 @@ impl Tool for HttpFetch {
         }
         let refusal = RefusalSlot::default();
         let client = build_client(budget, refusal.clone())
-            .map_err(|e| self.failed(format!("cannot set up the HTTP client: {}", describe(&e))))?;
+            .map_err(|e| self.failed(format!("cannot set up the HTTP client: {}", crate::shared::causes::chain(&e))))?;
         let mut response = match client.get(url.clone()).send() {
             Ok(response) => response,
             Err(e) => return Err(self.request_error(&url, e, &refusal, budget)),
@@ -399,20 +399,6 @@ fn is_reqwest_timeout(error: &io::Error) -> bool {
     error.get_ref().and_then(|inner| inner.downcast_ref::<reqwest::Error>()).is_some_and(reqwest::Error::is_timeout)
 }
 
-/// An error and its causes on one line: reqwest's own message ("error sending request") says little alone.
-fn describe(error: &(dyn StdError + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.contains(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
 
 #[cfg(test)]
 mod tests {

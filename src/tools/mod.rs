@@ -15,7 +15,6 @@ pub mod files;
 pub mod http;
 pub mod mcp;
 pub mod memory;
-pub mod retry;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -125,18 +124,53 @@ pub enum ToolError {
     Cancelled { tool: String },
 }
 
+/// A tool error's class: what the orchestrator decides on (retry, another tool, tell the model, ask the user).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ToolErrorClass {
+    UnknownTool,
+    InvalidArguments,
+    SchemaDrift,
+    Timeout,
+    Transient,
+    Refused,
+    Failed,
+    Cancelled,
+}
+
+impl ToolErrorClass {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ToolErrorClass::UnknownTool => "unknown_tool",
+            ToolErrorClass::InvalidArguments => "invalid_arguments",
+            ToolErrorClass::SchemaDrift => "schema_drift",
+            ToolErrorClass::Timeout => "timeout",
+            ToolErrorClass::Transient => "transient",
+            ToolErrorClass::Refused => "refused",
+            ToolErrorClass::Failed => "failed",
+            ToolErrorClass::Cancelled => "cancelled",
+        }
+    }
+}
+
+impl std::fmt::Display for ToolErrorClass {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 impl ToolError {
     /// A short name of the class, as recorded in runs.
-    pub fn class(&self) -> &'static str {
+    pub fn class(&self) -> ToolErrorClass {
         match self {
-            ToolError::UnknownTool { .. } => "unknown_tool",
-            ToolError::InvalidArguments { .. } => "invalid_arguments",
-            ToolError::SchemaDrift { .. } => "schema_drift",
-            ToolError::Timeout { .. } => "timeout",
-            ToolError::Transient { .. } => "transient",
-            ToolError::Refused { .. } => "refused",
-            ToolError::Failed { .. } => "failed",
-            ToolError::Cancelled { .. } => "cancelled",
+            ToolError::UnknownTool { .. } => ToolErrorClass::UnknownTool,
+            ToolError::InvalidArguments { .. } => ToolErrorClass::InvalidArguments,
+            ToolError::SchemaDrift { .. } => ToolErrorClass::SchemaDrift,
+            ToolError::Timeout { .. } => ToolErrorClass::Timeout,
+            ToolError::Transient { .. } => ToolErrorClass::Transient,
+            ToolError::Refused { .. } => ToolErrorClass::Refused,
+            ToolError::Failed { .. } => ToolErrorClass::Failed,
+            ToolError::Cancelled { .. } => ToolErrorClass::Cancelled,
         }
     }
 

@@ -2,9 +2,9 @@
 //! `ui/src/lib/bindings.ts` is stale. `UPDATE_BINDINGS=1 cargo test bindings` rewrites it.
 
 use keel::llm::{GenerationSettings, Role, StopReason};
-use keel::orchestration::events::{Action, PlanStep, PolicyDecision, RunEvent, RunOutcome, RunStatus, StoredEvent, ToolOutcome, UserAnswer};
+use keel::orchestration::events::{Action, FailureKind, Limit, PlanStep, PolicyDecision, RunEvent, RunOutcome, RunStatus, StoredEvent, ToolOutcome, UserAnswer};
 use keel::orchestration::{Limits, RunMode, TurnEvent, TurnResult, UserRequest};
-use keel::tools::retry::RetryPolicy;
+use keel::shared::backoff::RetryPolicy;
 use keel::tools::{Effect, Origin, ToolError, ToolSpec};
 use keel::RunOptions;
 use keel::orchestration::journal::{ConversationDetail, Message, RunDetail, RunSummary};
@@ -15,9 +15,9 @@ use keel::{
     RetrievalCandidate,
 };
 use keel::interface::guard::{Reason, Source, Verdict};
-use keel::orchestration::policy::GuardAction;
+use keel::orchestration::events::GuardAction;
 use keel::llm::BackendFailure;
-use keel::models::manager::{BrokenModel, ChecksumState, DownloadProgress, ModelInfo, ModelList};
+use keel::models::library::{BrokenModel, ChecksumState, DownloadProgress, ModelInfo, ModelList};
 use keel::{BackendKind, BackendProfile, BackendTest, BackendView, KeyState};
 use ts_rs::TS;
 
@@ -26,6 +26,8 @@ fn generated() -> String {
         GenerationSettings::decl(),
         StopReason::decl(),
         RunOutcome::decl(),
+        FailureKind::decl(),
+        Limit::decl(),
         RunEvent::decl(),
         Action::decl(),
         PlanStep::decl(),

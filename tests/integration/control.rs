@@ -13,7 +13,7 @@ use keel::orchestration::events::{Action, PolicyDecision, RunEvent, RunOutcome, 
 use keel::orchestration::state::{Pending, RunState};
 use keel::orchestration::{Limits, RunMode, TurnResult, UserRequest};
 use keel::tools::faults::{Fault, FaultyTool, FnTool};
-use keel::tools::retry::RetryPolicy;
+use keel::shared::backoff::RetryPolicy;
 use keel::tools::{object_schema, Effect, Origin, Tool, ToolError, ToolSpec};
 use keel::{App, OpenOptions, RunOptions};
 use proptest::strategy::Strategy;
@@ -61,13 +61,13 @@ fn react(limits: Limits) -> RunOptions {
 }
 
 fn send(app: &App, text: &str, options: &RunOptions) -> TurnResult {
-    let result = app.send_message_with(None, text, &GenerationSettings::default(), options, &mut |_| {}).unwrap();
+    let result = app.send_message(None, text, &GenerationSettings::default(), options, &mut |_| {}).unwrap();
     check_log(app, result.run_id);
     result
 }
 
 fn events(app: &App, run_id: i64) -> Vec<RunEvent> {
-    app.run(run_id).unwrap().events.into_iter().map(|e| e.event).collect()
+    app.get_run(run_id).unwrap().events.into_iter().map(|e| e.event).collect()
 }
 
 fn kinds(app: &App, run_id: i64) -> Vec<&'static str> {
@@ -77,7 +77,7 @@ fn kinds(app: &App, run_id: i64) -> Vec<&'static str> {
 /// What every run must satisfy: the replay reproduces the stored projection, each prefix folds, the
 /// sequence numbers have no gap or repeat, and no bound was exceeded.
 fn check_log(app: &App, run_id: i64) {
-    let detail = app.run(run_id).unwrap();
+    let detail = app.get_run(run_id).unwrap();
     for (i, e) in detail.events.iter().enumerate() {
         assert_eq!(e.seq as usize, i + 1, "run {run_id}: events are numbered without gaps or repeats");
     }
@@ -198,7 +198,7 @@ fn a_tool_that_keeps_timing_out_gives_way_to_an_alternative_with_the_same_capabi
     let ev = events(&app, r.run_id);
     let errors: Vec<&str> = find(&ev, "ToolReturned")
         .iter()
-        .filter_map(|e| match e { RunEvent::ToolReturned { result: ToolOutcome::Err { error }, .. } => Some(error.class()), _ => None })
+        .filter_map(|e| match e { RunEvent::ToolReturned { result: ToolOutcome::Err { error }, .. } => Some(error.class().as_str()), _ => None })
         .collect();
     assert_eq!(errors, ["timeout", "timeout"], "a hang and a latency spike past the 80 ms timeout");
     assert!(matches!(find(&ev, "AlternativeChosen")[0], RunEvent::AlternativeChosen { from, to, .. } if from == "weather_a" && to == "weather_b"));
@@ -259,7 +259,7 @@ fn malformed_arguments_get_one_constrained_reprompt_then_the_user_is_asked() {
     assert_eq!(r.outcome, None);
     let Some(UserRequest::Question { question, .. }) = &r.waiting else { panic!("{:?}", r.waiting) };
     assert!(question.contains("rephrase"), "{question}");
-    assert_eq!(app.run(r.run_id).unwrap().run.status, RunStatus::AwaitingUser);
+    assert_eq!(app.get_run(r.run_id).unwrap().run.status, RunStatus::AwaitingUser);
     let ev = events(&app, r.run_id);
     let rejected: Vec<bool> = find(&ev, "ActionRejected").iter().map(|e| match e { RunEvent::ActionRejected { reprompt, .. } => *reprompt, _ => false }).collect();
     assert_eq!(rejected, [true, false]);
@@ -275,7 +275,7 @@ fn malformed_arguments_get_one_constrained_reprompt_then_the_user_is_asked() {
     assert_eq!(done.outcome, Some(RunOutcome::Answered));
     assert_eq!(done.answer, "Hi!");
     // The reply is part of the conversation, so a reopened chat shows it.
-    let messages = app.conversation(done.conversation_id).unwrap().messages;
+    let messages = app.get_conversation(done.conversation_id).unwrap().messages;
     let texts: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
     assert_eq!(texts, ["compute 1+1 please", "just say hi", "Hi!"]);
     assert!(messages.iter().all(|m| m.run_id == Some(r.run_id)));
@@ -309,7 +309,7 @@ fn a_model_that_never_stops_calling_tools_meets_each_bound() {
         let r = send(&app, "count forever", &react(limits));
         let ev = events(&app, r.run_id);
         assert!(
-            matches!(find(&ev, "LimitReached")[..], [RunEvent::LimitReached { limit, .. }] if limit == which),
+            matches!(find(&ev, "LimitReached")[..], [RunEvent::LimitReached { limit, .. }] if limit.as_str() == which),
             "{which}: {:?}",
             find(&ev, "LimitReached")
         );
@@ -328,7 +328,7 @@ fn the_wall_time_bound_stops_a_run_stuck_in_a_slow_tool() {
     let started = Instant::now();
     let r = send(&app, "look up a", &react(limits));
     assert!(started.elapsed() < Duration::from_secs(3), "{:?}", started.elapsed());
-    assert!(matches!(find(&events(&app, r.run_id), "LimitReached")[..], [RunEvent::LimitReached { limit, .. }] if limit.starts_with("wall")));
+    assert!(matches!(find(&events(&app, r.run_id), "LimitReached")[..], [RunEvent::LimitReached { limit, .. }] if limit.as_str().starts_with("wall")));
     assert!(matches!(&r.outcome, Some(RunOutcome::Stopped { .. })), "{:?}", r.outcome);
 }
 
@@ -346,7 +346,7 @@ fn a_side_effecting_call_waits_for_approval_and_runs_only_if_approved() {
     let Some(UserRequest::Approval { call_id, tool, arguments, effect, .. }) = r.waiting.clone() else { panic!("{:?}", r) };
     assert_eq!((tool.as_str(), effect, arguments), ("notes_write", Effect::Write, json!({"q": "buy milk"})));
     assert_eq!(calls.load(Ordering::SeqCst), 0, "nothing runs before the user says so");
-    assert_eq!(app.run(r.run_id).unwrap().run.status, RunStatus::AwaitingUser);
+    assert_eq!(app.get_run(r.run_id).unwrap().run.status, RunStatus::AwaitingUser);
     let approved = app.answer_run(r.run_id, UserAnswer::Approve { call_id }, &GenerationSettings::default(), &mut |_| {}).unwrap();
     check_log(&app, r.run_id);
     assert_eq!(approved.outcome, Some(RunOutcome::Answered));
@@ -397,7 +397,7 @@ fn a_pending_approval_survives_a_restart() {
         send(&app, "note x", &react(Limits::default())).run_id
     };
     let (app, _) = app_with(home.path(), replies(&script[1..]), vec![Arc::new(write_tool(calls.clone()))]);
-    assert_eq!(app.run(run_id).unwrap().run.status, RunStatus::AwaitingUser, "a paused run is not mistaken for an interrupted one");
+    assert_eq!(app.get_run(run_id).unwrap().run.status, RunStatus::AwaitingUser, "a paused run is not mistaken for an interrupted one");
     let Some(UserRequest::Approval { call_id, .. }) = app.run_waiting(run_id).unwrap() else { panic!() };
     let r = app.answer_run(run_id, UserAnswer::Approve { call_id }, &GenerationSettings::default(), &mut |_| {}).unwrap();
     check_log(&app, run_id);
@@ -520,6 +520,7 @@ fn leave_in_tool(home: &std::path::Path, tool: &str, effect: Effect, idempotent:
             conversation_id: conv,
             input: "do it".into(),
             backend: "scripted".into(),
+            members: vec!["scripted".into()],
             model: "script".into(),
             max_steps: 8,
             settings: GenerationSettings::default(),
@@ -546,7 +547,7 @@ fn a_run_interrupted_inside_a_side_effect_asks_before_anything_is_retried() {
     let run = leave_in_tool(home.path(), "notes_write", Effect::Write, false);
     let calls = Arc::new(AtomicU32::new(0));
     let (app, _) = app_with(home.path(), replies(&[r#"{"answer": "Written."}"#]), vec![Arc::new(write_tool(calls.clone()))]);
-    assert_eq!(app.run(run).unwrap().run.status, RunStatus::AwaitingUser);
+    assert_eq!(app.get_run(run).unwrap().run.status, RunStatus::AwaitingUser);
     let ev = events(&app, run);
     assert!(matches!(&ev[ev.len() - 3..], [RunEvent::RunInterrupted { .. }, RunEvent::OutcomeUnknown { .. }, RunEvent::ApprovalRequested { .. }]));
     let Some(UserRequest::Approval { call_id, reason, .. }) = app.run_waiting(run).unwrap() else { panic!() };
@@ -567,7 +568,7 @@ fn a_run_interrupted_inside_a_read_only_call_repeats_it_on_resume() {
     let run = leave_in_tool(home.path(), "lookup", Effect::Read, true);
     let calls = Arc::new(AtomicU32::new(0));
     let (app, _) = app_with(home.path(), replies(&[r#"{"answer": "lookup:x"}"#]), vec![Arc::new(echo_tool("lookup", Effect::Read, None, calls.clone()))]);
-    assert_eq!(app.run(run).unwrap().run.status, RunStatus::Interrupted);
+    assert_eq!(app.get_run(run).unwrap().run.status, RunStatus::Interrupted);
     let r = app.resume_run(run, &GenerationSettings::default(), &mut |_| {}).unwrap();
     check_log(&app, run);
     assert_eq!(r.outcome, Some(RunOutcome::Answered));
@@ -588,7 +589,7 @@ fn replay_shows_the_same_steps_and_fork_continues_from_a_step() {
     let calls_before = backend.seen().len();
     let replay = app.replay_run(r.run_id).unwrap();
     assert_eq!(backend.seen().len(), calls_before, "a replay calls no model");
-    assert_eq!(replay.events, app.run(r.run_id).unwrap().events);
+    assert_eq!(replay.events, app.get_run(r.run_id).unwrap().events);
     assert_eq!(replay.state.outcome, Some(RunOutcome::Answered));
     assert_eq!(replay.state.tools_used[0].result.as_ref().unwrap()["result"], "42");
 
@@ -603,7 +604,7 @@ fn replay_shows_the_same_steps_and_fork_continues_from_a_step() {
     assert!(last.iter().any(|m| m.content.contains("\"42\"")), "the fork kept step 1's tool result");
     assert_eq!(last.last().unwrap(), &ChatMessage::new(keel::llm::Role::User, "say it in words"));
     // The original run is untouched.
-    assert_eq!(app.run(r.run_id).unwrap().events.len(), replay.events.len());
+    assert_eq!(app.get_run(r.run_id).unwrap().events.len(), replay.events.len());
 }
 
 #[test]
@@ -616,7 +617,7 @@ fn every_prefix_of_a_run_folds_to_a_state_whose_pending_step_matches_its_last_ev
     let script = [r#"{"tool": "lookup", "arguments": {"q": "a"}}"#, r#"{"answer": "lookup:a"}"#];
     let (app, _) = app_with(home.path(), replies(&script), vec![Arc::new(flaky)]);
     let r = send(&app, "lookup a", &react(Limits::default()));
-    let log = app.run(r.run_id).unwrap().events;
+    let log = app.get_run(r.run_id).unwrap().events;
     for n in 1..=log.len() {
         let state = RunState::fold(&log[..n]);
         let ok = match (&log[n - 1].event, &state.pending) {
@@ -687,7 +688,7 @@ fn a_paused_run_can_be_stopped_instead_of_answered() {
     assert!(r.waiting.is_some());
     assert!(app.cancel_run(r.run_id), "a paused run can be stopped");
     check_log(&app, r.run_id);
-    assert_eq!(app.run(r.run_id).unwrap().run.status, RunStatus::Stopped);
+    assert_eq!(app.get_run(r.run_id).unwrap().run.status, RunStatus::Stopped);
     assert_eq!(&kinds(&app, r.run_id)[kinds(&app, r.run_id).len() - 2..], ["RunCancelled", "RunFinished"]);
     assert_eq!(calls.load(Ordering::SeqCst), 0);
     assert!(!app.cancel_run(r.run_id), "a finished run has nothing to stop");

@@ -3,6 +3,7 @@
 
 mod bindings;
 mod cli;
+mod cli_contract;
 mod llama_server;
 mod local;
 mod mcp;

@@ -151,11 +151,11 @@ fn configured_servers_appear_in_keel_tools_and_their_calls_in_a_run_need_approva
     let options = OpenOptions { home: home.path().to_owned(), models_dir: home.path().join("no-models") };
     let app = App::open_with_backend(options, Arc::new(backend)).unwrap();
     let run = RunOptions { mode: Some(RunMode::React), ..RunOptions::default() };
-    let r = app.send_message_with(None, "add them", &GenerationSettings::default(), &run, &mut |_| {}).unwrap();
+    let r = app.send_message(None, "add them", &GenerationSettings::default(), &run, &mut |_| {}).unwrap();
     let Some(UserRequest::Approval { call_id, tool, effect, .. }) = r.waiting.clone() else { panic!("{r:?}") };
     assert_eq!((tool.as_str(), effect), ("echo.add", Effect::External));
     let done = app.answer_run(r.run_id, UserAnswer::Approve { call_id }, &GenerationSettings::default(), &mut |_| {}).unwrap();
     assert_eq!(done.outcome, Some(RunOutcome::Answered));
-    let events = app.run(r.run_id).unwrap().events;
+    let events = app.get_run(r.run_id).unwrap().events;
     assert!(events.iter().any(|e| matches!(&e.event, keel::orchestration::events::RunEvent::ToolReturned { result: keel::orchestration::events::ToolOutcome::Ok { value }, .. } if value["structured"]["result"] == 42)));
 }

@@ -30,7 +30,7 @@ fn system_prompt(backend: &ScriptedBackend, call: usize) -> String {
 }
 
 fn retrieved(app: &App, run_id: i64) -> Vec<keel::RecordedCandidate> {
-    app.run(run_id)
+    app.get_run(run_id)
         .unwrap()
         .events
         .into_iter()
@@ -47,9 +47,9 @@ fn remember_that_saves_a_fact_that_a_later_turn_recalls() {
     let backend = replies(2);
     let app = app_with(home.path(), backend.clone());
     let settings = GenerationSettings::default();
-    let first = app.send_message(None, "Remember that my dog is called Pixel.", &settings, &mut |_| {}).unwrap();
+    let first = app.send_message(None, "Remember that my dog is called Pixel.", &settings, &keel::RunOptions::default(), &mut |_| {}).unwrap();
     let saved = app
-        .run(first.run_id)
+        .get_run(first.run_id)
         .unwrap()
         .events
         .into_iter()
@@ -60,11 +60,11 @@ fn remember_that_saves_a_fact_that_a_later_turn_recalls() {
         .expect("a MemorySaved event");
     assert_eq!(saved.1, "my dog is called Pixel");
     assert_eq!(saved.2, "user");
-    let item = app.memory_show(saved.0).unwrap();
+    let item = app.get_memory(saved.0).unwrap();
     assert_eq!(item.kind, MemoryKind::Fact);
     assert_eq!(item.source, "chat");
 
-    let second = app.send_message(None, "What is my dog's name?", &settings, &mut |_| {}).unwrap();
+    let second = app.send_message(None, "What is my dog's name?", &settings, &keel::RunOptions::default(), &mut |_| {}).unwrap();
     let candidates = retrieved(&app, second.run_id);
     let kept: Vec<_> = candidates.iter().filter(|c| c.decision == CandidateDecision::Kept).collect();
     assert_eq!(kept.len(), 1, "{candidates:?}");
@@ -121,19 +121,19 @@ fn among_ten_thousand_unrelated_items_nothing_is_retrieved_and_the_window_has_no
         })
         .collect();
     std::fs::write(&export, lines.join("\n")).unwrap();
-    let restored = app.memory_restore_export(&export, &mut |_| {}).unwrap();
+    let restored = app.restore_memory_from(&export, &mut |_| {}).unwrap();
     assert_eq!(restored.added, 10_000);
 
     let settings = GenerationSettings::default();
-    let turn = app.send_message(None, "What is my dog called?", &settings, &mut |_| {}).unwrap();
+    let turn = app.send_message(None, "What is my dog called?", &settings, &keel::RunOptions::default(), &mut |_| {}).unwrap();
     let candidates = retrieved(&app, turn.run_id);
     assert!(!candidates.is_empty(), "BM25 and vectors always propose candidates");
     assert!(candidates.iter().all(|c| c.decision == CandidateDecision::BelowThreshold), "{:?}", &candidates[..3]);
     assert_eq!(system_prompt(&backend, 0), keel::orchestration::context::SYSTEM_PROMPT);
 
     // The control: once the fact exists it is found among the same 10,000.
-    app.memory_add(MemoryKind::Fact, "My dog is called Pixel.", "test").unwrap();
-    let turn = app.send_message(None, "What is my dog called?", &settings, &mut |_| {}).unwrap();
+    app.add_memory(MemoryKind::Fact, "My dog is called Pixel.", "test").unwrap();
+    let turn = app.send_message(None, "What is my dog called?", &settings, &keel::RunOptions::default(), &mut |_| {}).unwrap();
     let kept: Vec<_> = retrieved(&app, turn.run_id).into_iter().filter(|c| c.decision == CandidateDecision::Kept).collect();
     assert_eq!(kept.len(), 1);
     assert!(kept[0].text.contains("Pixel"));
@@ -143,27 +143,27 @@ fn among_ten_thousand_unrelated_items_nothing_is_retrieved_and_the_window_has_no
 fn edit_delete_restore_and_pin_keep_search_in_step() {
     let home = tempfile::tempdir().unwrap();
     let app = app_with(home.path(), replies(0));
-    let item = app.memory_add(MemoryKind::Preference, "I prefer green tea in the morning", "test").unwrap();
-    app.memory_add(MemoryKind::Fact, "The office wifi password is on the fridge", "test").unwrap();
-    let hits = |q: &str| app.memory_search(q, 5).unwrap().hits.into_iter().map(|h| h.item.id).collect::<Vec<_>>();
+    let item = app.add_memory(MemoryKind::Preference, "I prefer green tea in the morning", "test").unwrap();
+    app.add_memory(MemoryKind::Fact, "The office wifi password is on the fridge", "test").unwrap();
+    let hits = |q: &str| app.search_memory(q, 5).unwrap().hits.into_iter().map(|h| h.item.id).collect::<Vec<_>>();
     assert_eq!(hits("what tea do I like"), vec![item.id]);
 
-    let edited = app.memory_edit(item.id, "I prefer strong black coffee in the morning").unwrap();
+    let edited = app.edit_memory(item.id, "I prefer strong black coffee in the morning").unwrap();
     assert_eq!(edited.id, item.id);
     assert!(edited.updated_ms >= item.updated_ms);
     assert_eq!(hits("what coffee do I like"), vec![item.id]);
-    let r = app.memory_search("coffee", 5).unwrap();
+    let r = app.search_memory("coffee", 5).unwrap();
     assert!(r.hits[0].bm25.is_some(), "the edited text is in the BM25 index");
 
-    app.memory_delete(item.id).unwrap();
+    app.delete_memory(item.id).unwrap();
     assert!(hits("what coffee do I like").is_empty());
-    assert!(app.memory_show(item.id).unwrap().deleted);
-    app.memory_restore(item.id).unwrap();
+    assert!(app.get_memory(item.id).unwrap().deleted);
+    app.undelete_memory(item.id).unwrap();
     assert_eq!(hits("what coffee do I like"), vec![item.id]);
 
-    let pinned = app.memory_pin(item.id, true).unwrap();
+    let pinned = app.pin_memory(item.id, true).unwrap();
     assert!(pinned.pinned);
-    let page = app.memory_list(&MemoryQuery::default()).unwrap();
+    let page = app.list_memory(&MemoryQuery::default()).unwrap();
     assert_eq!(page.items[0].id, item.id, "pinned items list first");
     assert_eq!(page.total, 2);
 }
@@ -209,7 +209,7 @@ fn import_reads_all_four_formats_skips_duplicates_and_reports_bad_files() {
     std::fs::write(d.join("image.png"), b"\x89PNG").unwrap();
     let app = app_with(home.path(), replies(0));
     let mut seen = Vec::new();
-    let report = app.memory_import(&[d.to_owned()], &mut |p| seen.push(p.clone())).unwrap();
+    let report = app.import_documents(&[d.to_owned()], &mut |p| seen.push(p.clone())).unwrap();
     assert_eq!(report.files_seen, 6, "{report:?}");
     assert_eq!(report.documents_added, 4, "{report:?}");
     assert_eq!(report.errors.len(), 2, "{report:?}");
@@ -223,44 +223,44 @@ fn import_reads_all_four_formats_skips_duplicates_and_reports_bad_files() {
         ("full moon tides", "Spring tides"),
         ("what powers quasars", "black holes"),
     ] {
-        let r = app.memory_search(query, 3).unwrap();
+        let r = app.search_memory(query, 3).unwrap();
         let top = &r.hits.first().unwrap_or_else(|| panic!("no hit for {query}: {:?}", r.candidates)).item;
         assert!(top.text.contains(needle), "{query}: {}", top.text);
         assert_eq!(top.kind, MemoryKind::DocumentChunk);
         assert!(Path::new(&top.source).is_absolute(), "the source is the file's path: {}", top.source);
     }
-    let html = app.memory_search("full moon tides", 1).unwrap();
+    let html = app.search_memory("full moon tides", 1).unwrap();
     assert!(!html.hits[0].item.text.contains("var x"), "scripts are not text");
 
-    let again = app.memory_import(&[d.to_owned()], &mut |_| {}).unwrap();
+    let again = app.import_documents(&[d.to_owned()], &mut |_| {}).unwrap();
     assert_eq!((again.documents_added, again.documents_skipped), (0, 4));
-    assert_eq!(app.memory_list(&MemoryQuery::default()).unwrap().total, 4);
+    assert_eq!(app.list_memory(&MemoryQuery::default()).unwrap().total, 4);
 }
 
 #[test]
 fn export_then_restore_into_a_fresh_data_dir_keeps_every_item() {
     let home = tempfile::tempdir().unwrap();
     let app = app_with(home.path(), replies(0));
-    app.memory_add(MemoryKind::Fact, "The spare key is under the blue flower pot", "test").unwrap();
-    let gone = app.memory_add(MemoryKind::Note, "Call the plumber on Thursday", "test").unwrap();
-    app.memory_delete(gone.id).unwrap();
-    app.memory_pin(1, true).unwrap();
+    app.add_memory(MemoryKind::Fact, "The spare key is under the blue flower pot", "test").unwrap();
+    let gone = app.add_memory(MemoryKind::Note, "Call the plumber on Thursday", "test").unwrap();
+    app.delete_memory(gone.id).unwrap();
+    app.pin_memory(1, true).unwrap();
     let mut out = Vec::new();
-    assert_eq!(app.memory_export(&mut out, false).unwrap(), 2);
+    assert_eq!(app.export_memory(&mut out, false).unwrap(), 2);
     let file = home.path().join("export.jsonl");
     std::fs::write(&file, &out).unwrap();
 
     let other = tempfile::tempdir().unwrap();
     let fresh = app_with(other.path(), replies(0));
-    let report = fresh.memory_restore_export(&file, &mut |_| {}).unwrap();
+    let report = fresh.restore_memory_from(&file, &mut |_| {}).unwrap();
     assert_eq!((report.added, report.skipped), (2, 0));
-    let all = fresh.memory_list(&MemoryQuery { include_deleted: true, ..MemoryQuery::default() }).unwrap();
+    let all = fresh.list_memory(&MemoryQuery { include_deleted: true, ..MemoryQuery::default() }).unwrap();
     assert_eq!(all.total, 2);
     assert!(all.items.iter().any(|i| i.pinned && i.text.contains("spare key")));
     assert!(all.items.iter().any(|i| i.deleted && i.text.contains("plumber")));
-    assert_eq!(fresh.memory_search("where is the spare key", 3).unwrap().hits.len(), 1);
+    assert_eq!(fresh.search_memory("where is the spare key", 3).unwrap().hits.len(), 1);
     // Restoring twice adds nothing live twice.
-    let again = fresh.memory_restore_export(&file, &mut |_| {}).unwrap();
+    let again = fresh.restore_memory_from(&file, &mut |_| {}).unwrap();
     assert_eq!(again.skipped, 1);
 }
 
@@ -273,10 +273,10 @@ fn a_restored_document_is_still_known_to_the_importer() {
     let doc = docs.path().join("boat.md");
     std::fs::write(&doc, "# The boat\n\nThe dinghy's outboard takes two-stroke fuel mixed at fifty to one.").unwrap();
     let app = app_with(home.path(), replies(0));
-    assert_eq!(app.memory_import(&[doc.clone()], &mut |_| {}).unwrap().documents_added, 1);
-    app.memory_add(MemoryKind::Fact, "The mooring fee is due in April", "test").unwrap();
+    assert_eq!(app.import_documents(&[doc.clone()], &mut |_| {}).unwrap().documents_added, 1);
+    app.add_memory(MemoryKind::Fact, "The mooring fee is due in April", "test").unwrap();
     let mut out = Vec::new();
-    assert_eq!(app.memory_export(&mut out, true).unwrap(), 2);
+    assert_eq!(app.export_memory(&mut out, true).unwrap(), 2);
     let lines: Vec<serde_json::Value> = String::from_utf8(out.clone()).unwrap().lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     let chunk = lines.iter().find(|l| l["kind"] == "document_chunk").unwrap();
     assert_eq!(chunk["document"]["path"], doc.display().to_string());
@@ -288,12 +288,12 @@ fn a_restored_document_is_still_known_to_the_importer() {
 
     let other = tempfile::tempdir().unwrap();
     let fresh = app_with(other.path(), replies(0));
-    assert_eq!(fresh.memory_restore_export(&file, &mut |_| {}).unwrap().added, 2);
-    let restored = fresh.memory_list(&MemoryQuery { kind: Some(MemoryKind::DocumentChunk), ..MemoryQuery::default() }).unwrap();
+    assert_eq!(fresh.restore_memory_from(&file, &mut |_| {}).unwrap().added, 2);
+    let restored = fresh.list_memory(&MemoryQuery { kind: Some(MemoryKind::DocumentChunk), ..MemoryQuery::default() }).unwrap();
     assert!(restored.items[0].document_id.is_some(), "{:?}", restored.items[0]);
-    let again = fresh.memory_import(&[doc], &mut |_| {}).unwrap();
+    let again = fresh.import_documents(&[doc], &mut |_| {}).unwrap();
     assert_eq!((again.documents_added, again.documents_skipped, again.chunks_added), (0, 1, 0), "{again:?}");
-    assert_eq!(fresh.memory_list(&MemoryQuery::default()).unwrap().total, 2);
+    assert_eq!(fresh.list_memory(&MemoryQuery::default()).unwrap().total, 2);
 }
 
 #[test]
@@ -304,15 +304,15 @@ fn a_deleted_index_folder_is_rebuilt_on_the_next_start_with_the_same_results() {
         let app = app_with(home.path(), replies(0));
         for t in ["I drink green tea", "The cat eats fish on Fridays", "The train to Glasgow leaves at 9",
             "My sister's birthday is in May", "The boiler was serviced in March"] {
-            app.memory_add(MemoryKind::Fact, t, "test").unwrap();
+            app.add_memory(MemoryKind::Fact, t, "test").unwrap();
         }
-        queries.iter().map(|q| app.memory_search(q, 3).unwrap().hits.iter().map(|h| (h.item.id, h.bm25.is_some())).collect::<Vec<_>>()).collect::<Vec<_>>()
+        queries.iter().map(|q| app.search_memory(q, 3).unwrap().hits.iter().map(|h| (h.item.id, h.bm25.is_some())).collect::<Vec<_>>()).collect::<Vec<_>>()
     };
     std::fs::remove_dir_all(home.path().join(keel::INDEX_DIR)).unwrap();
     let app = app_with(home.path(), replies(0));
     let (_, report) = app.memory_with_report(&mut |_| {}).unwrap();
     assert!(report.unwrap().rebuilt.is_some());
-    let after = queries.iter().map(|q| app.memory_search(q, 3).unwrap().hits.iter().map(|h| (h.item.id, h.bm25.is_some())).collect::<Vec<_>>()).collect::<Vec<_>>();
+    let after = queries.iter().map(|q| app.search_memory(q, 3).unwrap().hits.iter().map(|h| (h.item.id, h.bm25.is_some())).collect::<Vec<_>>()).collect::<Vec<_>>();
     assert_eq!(before, after);
     assert!(after.iter().flatten().any(|(_, bm25)| *bm25), "BM25 contributes after the rebuild");
 }
@@ -322,7 +322,7 @@ fn a_corrupt_index_folder_is_rebuilt_and_loses_nothing() {
     let home = tempfile::tempdir().unwrap();
     {
         let app = app_with(home.path(), replies(0));
-        app.memory_add(MemoryKind::Fact, "The recycling goes out on Tuesdays", "test").unwrap();
+        app.add_memory(MemoryKind::Fact, "The recycling goes out on Tuesdays", "test").unwrap();
     }
     let dir = home.path().join(keel::INDEX_DIR);
     for entry in std::fs::read_dir(&dir).unwrap() {
@@ -334,7 +334,7 @@ fn a_corrupt_index_folder_is_rebuilt_and_loses_nothing() {
     let app = app_with(home.path(), replies(0));
     let (_, report) = app.memory_with_report(&mut |_| {}).unwrap();
     assert!(report.unwrap().rebuilt.is_some());
-    let r = app.memory_search("when does recycling go out", 3).unwrap();
+    let r = app.search_memory("when does recycling go out", 3).unwrap();
     assert_eq!(r.hits.len(), 1);
     assert!(r.hits[0].bm25.is_some());
 }
@@ -345,24 +345,24 @@ fn episodes_are_saved_only_when_the_user_allows_them_and_one_per_conversation() 
     let app = app_with(home.path(), replies(3));
     let settings = GenerationSettings::default();
     assert!(!app.memory_episodes().unwrap(), "episodes are off until the user turns them on");
-    let first = app.send_message(None, "How do I descale a kettle?", &settings, &mut |_| {}).unwrap();
+    let first = app.send_message(None, "How do I descale a kettle?", &settings, &keel::RunOptions::default(), &mut |_| {}).unwrap();
     let episodes = |app: &App| {
-        app.memory_list(&MemoryQuery { kind: Some(MemoryKind::Episode), ..MemoryQuery::default() }).unwrap().items
+        app.list_memory(&MemoryQuery { kind: Some(MemoryKind::Episode), ..MemoryQuery::default() }).unwrap().items
     };
     assert!(episodes(&app).is_empty());
 
     app.set_memory_episodes(true).unwrap();
-    let second = app.send_message(Some(first.conversation_id), "And with vinegar?", &settings, &mut |_| {}).unwrap();
+    let second = app.send_message(Some(first.conversation_id), "And with vinegar?", &settings, &keel::RunOptions::default(), &mut |_| {}).unwrap();
     let saved = episodes(&app);
     assert_eq!(saved.len(), 1);
     assert_eq!(saved[0].source, format!("conversation:{}", first.conversation_id));
     assert_eq!(saved[0].provenance, "assistant");
     assert!(saved[0].text.contains("descale a kettle") && saved[0].text.contains("vinegar") && saved[0].text.contains("Reply 1"));
-    let kinds: Vec<&str> = app.run(second.run_id).unwrap().events.iter().map(|e| e.event.kind()).collect();
+    let kinds: Vec<&str> = app.get_run(second.run_id).unwrap().events.iter().map(|e| e.event.kind()).collect();
     assert_eq!(kinds[kinds.len() - 2..], ["MemorySaved", "RunFinished"]);
 
     // The next answer updates the same episode instead of adding another.
-    app.send_message(Some(first.conversation_id), "Thanks!", &settings, &mut |_| {}).unwrap();
+    app.send_message(Some(first.conversation_id), "Thanks!", &settings, &keel::RunOptions::default(), &mut |_| {}).unwrap();
     let again = episodes(&app);
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].id, saved[0].id);

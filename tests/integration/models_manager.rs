@@ -7,8 +7,8 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::sync::{Arc, Mutex};
 
 use keel::llm::CancelFlag;
-use keel::models::manager::{self, ChecksumState, DownloadProgress, ManagerError, ModelInfo};
-use keel::models::{sha256_file, Manifest, ModelStore};
+use keel::models::library::{self, ChecksumState, DownloadProgress, LibraryError, ModelInfo};
+use keel::models::{sha256_file, Manifest, ModelDir};
 use sha2::{Digest, Sha256};
 
 use super::common::{gguf_path, models_dir};
@@ -149,15 +149,15 @@ fn an_interrupted_download_resumes_where_it_stopped() {
     let server = FileServer::start(&target, gguf.clone());
     let url = server.url(&target);
     let dir = tempfile::tempdir().unwrap();
-    let store = ModelStore::new(dir.path().to_owned());
+    let store = ModelDir::new(dir.path().to_owned());
     let pinned = pinned_sha256();
     let cancel = CancelFlag::default();
 
     server.cut_next_after(CUT);
-    let err = manager::download(&store, &url, Some(&pinned), None, &cancel, &mut |_| {}).unwrap_err();
-    let partial = manager::user_dir(&store).join(format!("{SMOLLM2}.partial"));
+    let err = library::download(&store, &url, Some(&pinned), None, &cancel, &mut |_| {}).unwrap_err();
+    let partial = library::user_dir(&store).join(format!("{SMOLLM2}.partial"));
     let kept = match &err {
-        ManagerError::Interrupted { kept, partial: at, .. } => {
+        LibraryError::Interrupted { kept, partial: at, .. } => {
             assert_eq!(at, &partial);
             *kept
         }
@@ -169,7 +169,7 @@ fn an_interrupted_download_resumes_where_it_stopped() {
     assert!(err.hint().contains("resume"), "{}", err.hint());
 
     let mut progress: Vec<DownloadProgress> = Vec::new();
-    let info = manager::download(&store, &url, Some(&pinned), None, &cancel, &mut |p| progress.push(p)).unwrap();
+    let info = library::download(&store, &url, Some(&pinned), None, &cancel, &mut |p| progress.push(p)).unwrap();
     let seen = server.seen();
     assert_eq!(seen.len(), 2, "{seen:?}");
     assert!(seen.iter().all(|s| s.target == target), "{seen:?}");
@@ -181,7 +181,7 @@ fn an_interrupted_download_resumes_where_it_stopped() {
     assert!(progress.iter().all(|p| p.name == SMOLLM2 && p.resumed_from == kept));
 
     assert!(!partial.exists());
-    let stored = manager::user_dir(&store).join(SMOLLM2);
+    let stored = library::user_dir(&store).join(SMOLLM2);
     assert_eq!(sha256_file(&stored, &mut |_, _| {}).unwrap(), pinned);
     assert_eq!(info.sha256.as_deref(), Some(pinned.as_str()));
     assert_eq!(info.checksum, ChecksumState::Verified);
@@ -194,20 +194,20 @@ fn a_wrong_sha256_is_refused_and_the_file_removed() {
     let body = b"GGUF-shaped bytes that no sha256 pins. ".repeat(1000);
     let server = FileServer::start("/m.gguf", body.clone());
     let dir = tempfile::tempdir().unwrap();
-    let store = ModelStore::new(dir.path().to_owned());
+    let store = ModelDir::new(dir.path().to_owned());
     let wrong = "0".repeat(64);
     let err =
-        manager::download(&store, &server.url("/m.gguf"), Some(&wrong), None, &CancelFlag::default(), &mut |_| {})
+        library::download(&store, &server.url("/m.gguf"), Some(&wrong), None, &CancelFlag::default(), &mut |_| {})
             .unwrap_err();
     match &err {
-        ManagerError::ChecksumMismatch { expected, actual, .. } => {
+        LibraryError::ChecksumMismatch { expected, actual, .. } => {
             assert_eq!(expected, &wrong);
             assert_eq!(actual, &sha256(&body));
         }
         other => panic!("{other:?}"),
     }
     assert!(err.to_string().contains(&wrong), "{err}");
-    let user = manager::user_dir(&store);
+    let user = library::user_dir(&store);
     assert!(!user.join("m.gguf").exists());
     assert!(!user.join("m.gguf.partial").exists());
 }
@@ -219,19 +219,19 @@ fn a_download_that_is_not_gguf_is_refused_and_removed() {
         b"<!DOCTYPE html>\n<html><head><title>model.gguf</title></head><body>a model page</body></html>\n".to_vec();
     let server = FileServer::start("/org/repo/blob/main/model.gguf", page);
     let dir = tempfile::tempdir().unwrap();
-    let store = ModelStore::new(dir.path().to_owned());
+    let store = ModelDir::new(dir.path().to_owned());
     let url = server.url("/org/repo/blob/main/model.gguf");
-    let err = manager::download(&store, &url, None, None, &CancelFlag::default(), &mut |_| {}).unwrap_err();
+    let err = library::download(&store, &url, None, None, &CancelFlag::default(), &mut |_| {}).unwrap_err();
     match &err {
-        ManagerError::Rejected { source, .. } => {
-            assert!(matches!(**source, ManagerError::NotGguf { .. }), "{source:?}")
+        LibraryError::Rejected { source, .. } => {
+            assert!(matches!(**source, LibraryError::NotGguf { .. }), "{source:?}")
         }
         other => panic!("{other:?}"),
     }
     let message = err.to_string();
     assert!(message.contains(&url) && message.contains("HTML"), "{message}");
     assert!(err.hint().contains("GGUF"), "{}", err.hint());
-    let user = manager::user_dir(&store);
+    let user = library::user_dir(&store);
     assert!(!user.join("model.gguf").exists());
     assert!(!user.join("model.gguf.partial").exists());
 }
@@ -240,11 +240,11 @@ fn a_download_that_is_not_gguf_is_refused_and_removed() {
 fn a_missing_file_is_an_http_error_naming_the_url_without_its_query() {
     let server = FileServer::start("/there.gguf", b"unused".to_vec());
     let dir = tempfile::tempdir().unwrap();
-    let store = ModelStore::new(dir.path().to_owned());
+    let store = ModelDir::new(dir.path().to_owned());
     let url = server.url("/elsewhere.gguf?token=s3cret");
-    let err = manager::download(&store, &url, None, None, &CancelFlag::default(), &mut |_| {}).unwrap_err();
+    let err = library::download(&store, &url, None, None, &CancelFlag::default(), &mut |_| {}).unwrap_err();
     match &err {
-        ManagerError::Http { url, status: 404 } => assert!(url.ends_with("/elsewhere.gguf?…"), "{url}"),
+        LibraryError::Http { url, status: 404 } => assert!(url.ends_with("/elsewhere.gguf?…"), "{url}"),
         other => panic!("{other:?}"),
     }
     assert!(!err.to_string().contains("s3cret"), "{err}");
@@ -255,11 +255,11 @@ fn a_partial_file_that_is_already_whole_is_finished_without_fetching_it_again() 
     let body = b"<html>the whole file, kept by an earlier attempt</html>".to_vec();
     let server = FileServer::start("/whole.gguf", body.clone());
     let dir = tempfile::tempdir().unwrap();
-    let store = ModelStore::new(dir.path().to_owned());
-    let user = manager::user_dir(&store);
+    let store = ModelDir::new(dir.path().to_owned());
+    let user = library::user_dir(&store);
     std::fs::create_dir_all(&user).unwrap();
     std::fs::write(user.join("whole.gguf.partial"), &body).unwrap();
-    let err = manager::download(
+    let err = library::download(
         &store,
         &server.url("/whole.gguf"),
         Some(&sha256(&body)),
@@ -271,24 +271,24 @@ fn a_partial_file_that_is_already_whole_is_finished_without_fetching_it_again() 
     // The server answered 416 for a range from the end; the kept bytes hashed right, and then the GGUF check
     // refused them (they are a web page), so everything the partial file held was used.
     assert_eq!(server.seen()[0].range.as_deref(), Some(format!("bytes={}-", body.len()).as_str()));
-    assert!(matches!(err, ManagerError::Rejected { .. }), "{err:?}");
+    assert!(matches!(err, LibraryError::Rejected { .. }), "{err:?}");
     assert!(!user.join("whole.gguf.partial").exists());
 }
 
 #[test]
 fn the_real_gguf_is_added_from_disk_and_listed() {
     let dir = tempfile::tempdir().unwrap();
-    let store = ModelStore::new(dir.path().to_owned());
+    let store = ModelDir::new(dir.path().to_owned());
     let manifest = Manifest::builtin();
     let mut last = (0, 0);
-    let info = manager::add(&store, &gguf_path(), &mut |done, total| last = (done, total)).unwrap();
+    let info = library::add(&store, &gguf_path(), &mut |done, total| last = (done, total)).unwrap();
     assert_eq!(last, (98_362_432, 98_362_432));
     assert_smollm2(&info);
     assert!(!info.builtin);
     assert_eq!(info.checksum, ChecksumState::Verified);
     assert_eq!(info.sha256, Some(pinned_sha256()));
 
-    let listed = manager::list(&store, &manifest);
+    let listed = library::list(&store, &manifest);
     let user: Vec<_> = listed.models.iter().filter(|m| !m.builtin).collect();
     assert_eq!(user, [&info]);
     // This store has no built-in files: the manifest's chat model is listed as broken, with the fix.
@@ -299,15 +299,15 @@ fn the_real_gguf_is_added_from_disk_and_listed() {
     );
 
     // The user's copy has the built-in's name; deleting it deletes the copy.
-    manager::delete(&store, &manifest, SMOLLM2).unwrap();
-    assert!(manager::list(&store, &manifest).models.is_empty());
-    assert!(matches!(manager::delete(&store, &manifest, SMOLLM2), Err(ManagerError::BuiltIn { .. })));
+    library::delete(&store, &manifest, SMOLLM2).unwrap();
+    assert!(library::list(&store, &manifest).models.is_empty());
+    assert!(matches!(library::delete(&store, &manifest, SMOLLM2), Err(LibraryError::BuiltIn { .. })));
 }
 
 #[test]
 fn the_built_in_model_is_listed_verified_with_its_header_facts() {
-    let store = ModelStore::new(models_dir());
-    let listed = manager::list(&store, &Manifest::builtin());
+    let store = ModelDir::new(models_dir());
+    let listed = library::list(&store, &Manifest::builtin());
     let builtin = listed.models.iter().find(|m| m.builtin).unwrap_or_else(|| panic!("{listed:?}"));
     assert_smollm2(builtin);
     assert_eq!(builtin.checksum, ChecksumState::Verified);

@@ -204,7 +204,7 @@ fn profile(base_url: &str, fallback: &[&str]) -> BackendProfile {
 }
 
 fn replies(app: &App, run_id: i64) -> Vec<(Option<String>, Vec<keel::llm::BackendFailure>)> {
-    app.run(run_id)
+    app.get_run(run_id)
         .unwrap()
         .events
         .into_iter()
@@ -225,11 +225,11 @@ fn a_run_falls_back_to_the_local_model_when_the_server_stops_mid_run() {
     let options = RunOptions { backend: Some("lab".into()), mode: Some(RunMode::Chat), ..RunOptions::default() };
 
     // The server answers while it runs.
-    let result = app.send_message_with(None, "Say hello in one short sentence.", &settings(24), &options, &mut |_| {}).unwrap();
+    let result = app.send_message(None, "Say hello in one short sentence.", &settings(24), &options, &mut |_| {}).unwrap();
     assert!(!result.answer.is_empty(), "{result:?}");
     assert_eq!(replies(&app, result.run_id), vec![(Some("lab".to_string()), vec![])]);
     // The conversation keeps the backend its turn asked for (the chat reopens on it).
-    assert_eq!(app.conversation(result.conversation_id).unwrap().conversation.backend.as_deref(), Some("lab"));
+    assert_eq!(app.get_conversation(result.conversation_id).unwrap().conversation.backend.as_deref(), Some("lab"));
 
     // The same run forked from its start onto the embedded model: the branch is answered by `local`.
     let fork = app.fork_run(result.run_id, 0, None, Some("local"), &settings(24), &mut |_| {}).unwrap();
@@ -241,7 +241,7 @@ fn a_run_falls_back_to_the_local_model_when_the_server_stops_mid_run() {
     let mut tokens = 0;
     let mut streamed = String::new();
     let result = app
-        .send_message_with(Some(result.conversation_id), "Now write a long story about a fox.", &settings(48), &options, &mut |e| {
+        .send_message(Some(result.conversation_id), "Now write a long story about a fox.", &settings(48), &options, &mut |e| {
             if let keel::TurnEvent::Token { text } = e {
                 streamed.push_str(&text);
                 tokens += 1;
@@ -251,7 +251,7 @@ fn a_run_falls_back_to_the_local_model_when_the_server_stops_mid_run() {
             }
         })
         .unwrap();
-    assert!(matches!(result.outcome, Some(keel::Outcome::Answered | keel::Outcome::Partial { .. })), "{:?}", result.outcome);
+    assert!(matches!(result.outcome, Some(keel::RunOutcome::Answered | keel::RunOutcome::Partial { .. })), "{:?}", result.outcome);
     assert!(!result.answer.is_empty(), "{result:?}");
     // The stream shows the server's partial reply, says it stopped, then streams the local model's; the
     // answer is the local model's alone.
@@ -264,23 +264,23 @@ fn a_run_falls_back_to_the_local_model_when_the_server_stops_mid_run() {
     assert_eq!(answered_by.as_deref(), Some("local"));
     assert_eq!(fell_back.len(), 1, "{fell_back:?}");
     assert_eq!(fell_back[0].backend, "lab");
-    let called = app.run(result.run_id).unwrap().events.into_iter().find_map(|e| match e.event {
+    let called = app.get_run(result.run_id).unwrap().events.into_iter().find_map(|e| match e.event {
         RunEvent::ModelCalled { backend, .. } => Some(backend),
         _ => None,
     });
     assert_eq!(called.as_deref(), Some("lab → local"));
 
     // With the server gone, the next turn falls back at once, and the failure names the address.
-    let result = app.send_message_with(Some(result.conversation_id), "Say goodbye.", &settings(16), &options, &mut |_| {}).unwrap();
+    let result = app.send_message(Some(result.conversation_id), "Say goodbye.", &settings(16), &options, &mut |_| {}).unwrap();
     let steps = replies(&app, result.run_id);
     assert_eq!(steps[0].0.as_deref(), Some("local"));
     assert!(steps[0].1[0].error.contains("could not be reached"), "{:?}", steps[0].1);
 
     // Without a fallback, the run fails with the server's error and its fix.
     app.save_backend(&profile(&base_url, &[])).unwrap();
-    let result = app.send_message_with(None, "Hello?", &settings(8), &options, &mut |_| {}).unwrap();
+    let result = app.send_message(None, "Hello?", &settings(8), &options, &mut |_| {}).unwrap();
     match result.outcome {
-        Some(keel::Outcome::Failed { error }) => assert!(error.contains("could not be reached"), "{error}"),
+        Some(keel::RunOutcome::Failed { error, .. }) => assert!(error.contains("could not be reached"), "{error}"),
         other => panic!("{other:?}"),
     }
 }
@@ -294,8 +294,8 @@ fn a_tool_using_run_goes_through_the_remote_backend_with_structured_output() {
     app.set_default_backend("lab").unwrap();
     assert!(!app.needs_local_model(None).unwrap());
     let options = RunOptions { mode: Some(RunMode::React), limits: keel::Limits { max_steps: 3, ..Default::default() }, ..RunOptions::default() };
-    let result = app.send_message_with(None, "What is 12 * 7? Use the calculator.", &settings(96), &options, &mut |_| {}).unwrap();
-    let events = app.run(result.run_id).unwrap().events;
+    let result = app.send_message(None, "What is 12 * 7? Use the calculator.", &settings(96), &options, &mut |_| {}).unwrap();
+    let events = app.get_run(result.run_id).unwrap().events;
     let first_call = events.iter().find_map(|e| match &e.event {
         RunEvent::ModelCalled { backend, .. } => Some(backend.clone()),
         _ => None,

@@ -43,10 +43,14 @@ function requireShell(): void {
   }
 }
 
-async function call<T>(command: string, args?: Record<string, unknown>): Promise<T> {
+/**
+ * Invokes `command`. Arguments that hold a channel are given as a function, so that the channel is made inside
+ * the same check and error conversion as the call (making one needs the shell too).
+ */
+async function call<T>(command: string, args?: Record<string, unknown> | (() => Record<string, unknown>)): Promise<T> {
   try {
     requireShell();
-    return await invoke<T>(command, args);
+    return await invoke<T>(command, typeof args === "function" ? args() : args);
   } catch (e) {
     throw toAppError(e);
   }
@@ -54,22 +58,18 @@ async function call<T>(command: string, args?: Record<string, unknown>): Promise
 
 /** A channel whose handler is set before it is handed to the core, so no message is missed. */
 function channel<T>(onMessage: (message: T) => void): Channel<T> {
-  requireShell();
   const ch = new Channel<T>();
   ch.onmessage = onMessage;
   return ch;
 }
 
-export function appStatus(): Promise<AppStatus> {
-  return call("app_status");
+/** The app's data folder and the local model's status (which `loadModel` then loads). */
+export function status(): Promise<AppStatus> {
+  return call("status");
 }
 
-export async function loadModel(onProgress: (progress: LoadProgress) => void): Promise<ModelStatus> {
-  try {
-    return await call("load_model", { onProgress: channel(onProgress) });
-  } catch (e) {
-    throw toAppError(e);
-  }
+export function loadModel(onProgress: (progress: LoadProgress) => void): Promise<ModelStatus> {
+  return call("load_model", () => ({ onProgress: channel(onProgress) }));
 }
 
 export function listConversations(): Promise<ConversationSummary[]> {
@@ -86,39 +86,23 @@ export function getConversation(id: number): Promise<ConversationDetail> {
  * the core too, so `{ backend }` alone picks the backend and leaves the rest as they would be. The result has
  * `waiting` set (and no outcome) when the run paused for the user; `answerRun` continues it.
  */
-export async function sendMessage(
+export function sendMessage(
   conversationId: number | null,
   text: string,
   onEvent: (event: TurnEvent) => void,
   options: Partial<RunOptions> | null = null,
 ): Promise<TurnResult> {
-  try {
-    return await call("send_message", { conversationId, text, options, onEvent: channel(onEvent) });
-  } catch (e) {
-    throw toAppError(e);
-  }
+  return call("send_message", () => ({ conversationId, text, options, onEvent: channel(onEvent) }));
 }
 
 /** Approves or denies the call a paused run waits on, or replies to its question, and streams the rest of the run. */
-export async function answerRun(
-  runId: number,
-  answer: UserAnswer,
-  onEvent: (event: TurnEvent) => void,
-): Promise<TurnResult> {
-  try {
-    return await call("answer_run", { runId, answer, onEvent: channel(onEvent) });
-  } catch (e) {
-    throw toAppError(e);
-  }
+export function answerRun(runId: number, answer: UserAnswer, onEvent: (event: TurnEvent) => void): Promise<TurnResult> {
+  return call("answer_run", () => ({ runId, answer, onEvent: channel(onEvent) }));
 }
 
 /** Continues, from its log, a run Keel stopped in the middle of (status `interrupted`). */
-export async function resumeRun(runId: number, onEvent: (event: TurnEvent) => void): Promise<TurnResult> {
-  try {
-    return await call("resume_run", { runId, onEvent: channel(onEvent) });
-  } catch (e) {
-    throw toAppError(e);
-  }
+export function resumeRun(runId: number, onEvent: (event: TurnEvent) => void): Promise<TurnResult> {
+  return call("resume_run", () => ({ runId, onEvent: channel(onEvent) }));
 }
 
 /** What a paused run waits for (asked again after a restart), or null when it waits for nothing. */
@@ -143,7 +127,7 @@ export function listRuns(limit: number): Promise<RunSummary[]> {
   return call("list_runs", { limit });
 }
 
-// Memory (issue 3). Items are soft-deleted: `deleteMemory` marks one deleted and `restoreMemory` is its undo.
+// Memory (issue 3). Items are soft-deleted: `deleteMemory` marks one deleted and `undeleteMemory` is its undo.
 
 /** One page of the items matching the query's filters, with the count of all of them. */
 export function listMemory(query: MemoryQuery): Promise<MemoryPage> {
@@ -151,8 +135,8 @@ export function listMemory(query: MemoryQuery): Promise<MemoryPage> {
 }
 
 /** The distinct sources of the stored items, for the source filter. */
-export function memorySources(): Promise<string[]> {
-  return call("memory_sources");
+export function listMemorySources(): Promise<string[]> {
+  return call("list_memory_sources");
 }
 
 export function searchMemory(query: string, limit: number): Promise<Retrieval> {
@@ -176,20 +160,13 @@ export function deleteMemory(id: number): Promise<MemoryItem> {
   return call("delete_memory", { id });
 }
 
-export function restoreMemory(id: number): Promise<MemoryItem> {
-  return call("restore_memory", { id });
+export function undeleteMemory(id: number): Promise<MemoryItem> {
+  return call("undelete_memory", { id });
 }
 
 /** Imports files and folders as documents; resolves with the report, also when cancelled. */
-export async function importDocuments(
-  paths: string[],
-  onProgress: (progress: ImportProgress) => void,
-): Promise<ImportReport> {
-  try {
-    return await call("import_documents", { paths, onProgress: channel(onProgress) });
-  } catch (e) {
-    throw toAppError(e);
-  }
+export function importDocuments(paths: string[], onProgress: (progress: ImportProgress) => void): Promise<ImportReport> {
+  return call("import_documents", () => ({ paths, onProgress: channel(onProgress) }));
 }
 
 /** Asks the import under way to stop (its report then says `cancelled`); false when none was running. */
@@ -262,17 +239,13 @@ export function addModel(path: string): Promise<ModelInfo> {
  * Downloads a GGUF file, resuming a part left by an earlier attempt; `sha256`, when given, is checked at the end.
  * Rejects when cancelled (`cancelDownload`).
  */
-export async function downloadModel(
+export function downloadModel(
   url: string,
   sha256: string | null,
   name: string | null,
   onProgress: (progress: DownloadProgress) => void,
 ): Promise<ModelInfo> {
-  try {
-    return await call("download_model", { url, sha256, name, onProgress: channel(onProgress) });
-  } catch (e) {
-    throw toAppError(e);
-  }
+  return call("download_model", () => ({ url, sha256, name, onProgress: channel(onProgress) }));
 }
 
 export function cancelDownload(): Promise<void> {

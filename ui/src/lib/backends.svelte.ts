@@ -7,7 +7,7 @@
 
 import * as api from "./api";
 import type { AppError, BackendTest, BackendView } from "./bindings";
-import { toAppError } from "./errors";
+import { attempt } from "./errors";
 import { draftFrom, emptyDraft, validateProfile, type ProfileDraft, type ProfileErrors } from "./profiles";
 
 export type BackendAction = "test" | "default" | "remove" | "key";
@@ -53,12 +53,8 @@ export class BackendStore {
   }
 
   async refresh(): Promise<void> {
-    try {
-      this.list = await api.listBackends();
-      this.error = null;
-    } catch (e) {
-      this.error = toAppError(e);
-    }
+    const read = await attempt(async () => (this.list = await api.listBackends()), (e) => (this.error = e));
+    if (read) this.error = null;
   }
 
   #replace(view: BackendView): void {
@@ -101,48 +97,52 @@ export class BackendStore {
     }
     this.formErrors = {};
     this.saving = true;
-    try {
-      const view = await api.saveBackend(check.profile);
-      this.#replace(view);
-      this.editing = view.name;
-      this.draft = draftFrom(view);
-      return true;
-    } catch (e) {
-      this.saveError = toAppError(e);
-      return false;
-    } finally {
-      this.saving = false;
-    }
+    const saved = await attempt(
+      async () => {
+        const view = await api.saveBackend(check.profile);
+        this.#replace(view);
+        this.editing = view.name;
+        this.draft = draftFrom(view);
+      },
+      (e) => (this.saveError = e),
+    );
+    this.saving = false;
+    return saved;
   }
 
   #forgetTest(name: string): void {
     this.tests = Object.fromEntries(Object.entries(this.tests).filter(([n]) => n !== name));
   }
 
-  async #act(name: string, doing: BackendAction, action: () => Promise<void>): Promise<void> {
-    if (this.busy !== null) return;
+  /**
+   * Runs an action on one backend, one action at a time (`busy` and `doing` say which while it runs). Its failure
+   * goes to `error`, or to `keyError` for the key's actions, which the key form shows; true when it worked.
+   */
+  async #act(
+    name: string,
+    doing: BackendAction,
+    action: () => Promise<void>,
+    shownIn: "error" | "keyError" = "error",
+  ): Promise<boolean> {
+    if (this.busy !== null) return false;
     this.busy = name;
     this.doing = doing;
-    this.error = null;
-    try {
-      await action();
-    } catch (e) {
-      this.error = toAppError(e);
-    } finally {
-      this.busy = null;
-      this.doing = null;
-    }
+    this[shownIn] = null;
+    const done = await attempt(action, (e) => (this[shownIn] = e));
+    this.busy = null;
+    this.doing = null;
+    return done;
   }
 
-  test(name: string): Promise<void> {
-    return this.#act(name, "test", async () => {
+  async test(name: string): Promise<void> {
+    await this.#act(name, "test", async () => {
       this.#forgetTest(name); // A stale result must not stand for the test under way.
       this.tests = { ...this.tests, [name]: await api.testBackend(name) };
     });
   }
 
-  makeDefault(name: string): Promise<void> {
-    return this.#act(name, "default", async () => {
+  async makeDefault(name: string): Promise<void> {
+    await this.#act(name, "default", async () => {
       await api.setDefaultBackend(name);
       await this.refresh();
     });
@@ -157,9 +157,9 @@ export class BackendStore {
   }
 
   /** Removes the backend the user confirmed removing. */
-  remove(name: string): Promise<void> {
-    if (this.confirmingRemove !== name) return Promise.resolve();
-    return this.#act(name, "remove", async () => {
+  async remove(name: string): Promise<void> {
+    if (this.confirmingRemove !== name) return;
+    await this.#act(name, "remove", async () => {
       await api.removeBackend(name);
       this.confirmingRemove = null;
       this.#forgetTest(name);
@@ -172,35 +172,12 @@ export class BackendStore {
    * Hands the key to the core's keyring. The caller clears its input before calling; the key is not kept here,
    * and on failure it is gone too (the user types it again).
    */
-  async setKey(name: string, key: string): Promise<boolean> {
-    if (this.busy !== null || key.trim() === "") return false;
-    this.busy = name;
-    this.doing = "key";
-    this.keyError = null;
-    try {
-      this.#replace(await api.setKey(name, key.trim()));
-      return true;
-    } catch (e) {
-      this.keyError = toAppError(e);
-      return false;
-    } finally {
-      this.busy = null;
-      this.doing = null;
-    }
+  setKey(name: string, key: string): Promise<boolean> {
+    if (key.trim() === "") return Promise.resolve(false);
+    return this.#act(name, "key", async () => this.#replace(await api.setKey(name, key.trim())), "keyError");
   }
 
   async removeKey(name: string): Promise<void> {
-    if (this.busy !== null) return;
-    this.busy = name;
-    this.doing = "key";
-    this.keyError = null;
-    try {
-      this.#replace(await api.removeKey(name));
-    } catch (e) {
-      this.keyError = toAppError(e);
-    } finally {
-      this.busy = null;
-      this.doing = null;
-    }
+    await this.#act(name, "key", async () => this.#replace(await api.removeKey(name)), "keyError");
   }
 }

@@ -1,5 +1,6 @@
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import type { BackendProfile, BackendTest, BackendView } from "./bindings";
+import { backendView as view, localBackend as local } from "./fixtures";
 
 // The stores talk to the core only through ./api; these tests play the core's side.
 const core = vi.hoisted(() => ({
@@ -16,25 +17,6 @@ vi.mock("./api", () => core);
 const { BackendStore } = await import("./backends.svelte");
 
 const SECRET = "sk-test-0123456789abcdef";
-
-function view(name: string, patch: Partial<BackendView> = {}): BackendView {
-  return {
-    name,
-    kind: "remote",
-    base_url: "http://127.0.0.1:8080/v1",
-    model: "smollm2",
-    key: "not_set",
-    key_message: null,
-    is_default: false,
-    timeout_secs: 60,
-    max_retries: 2,
-    fallback: [],
-    context_window: 4096,
-    ...patch,
-  };
-}
-
-const local = view("local", { kind: "local", base_url: null, key: "not_needed", is_default: true });
 
 function fromProfile(p: BackendProfile): BackendView {
   const { context_window, ...rest } = p;

@@ -11,8 +11,19 @@ max_tokens: number, temperature: number, top_p: number | null, top_k: number | n
  */
 repeat_penalty: number, seed: number, };
 export type StopReason = "eos" | "max_tokens" | "cancelled";
-export type RunOutcome = { "status": "answered" } | { "status": "partial", reason: string, } | { "status": "stopped", reason: string, } | { "status": "failed", error: string, };
-export type RunEvent = { "kind": "RunStarted", conversation_id: number, input: string, backend: string, model: string, max_steps: number, settings: GenerationSettings, 
+export type RunOutcome = { "status": "answered" } | { "status": "partial", reason: string, } | { "status": "stopped", reason: string, } | { "status": "failed", error: string, kind: FailureKind, };
+export type FailureKind = "backend" | "crash" | "tools" | "log";
+export type Limit = "steps" | "tool calls" | "tokens" | "wall time (ms)" | "replans";
+export type RunEvent = { "kind": "RunStarted", conversation_id: number, input: string, 
+/**
+ * The backend's name as shown (a fallback chain's members joined by " → ").
+ */
+backend: string, 
+/**
+ * The backends tried in order (the chain's members; absent in older logs): a resumed run starts again
+ * on the first.
+ */
+members: Array<string>, model: string, max_steps: number, settings: GenerationSettings, 
 /**
  * How the run works (chat, ReAct, plan-then-execute); absent in logs from before tools: chat.
  */
@@ -53,7 +64,7 @@ fell_back: Array<BackendFailure>, } | { "kind": "ActionParsed", step: number, ac
  * Whether what the tool returns is untrusted text (it reads files or memory, fetches, or is an MCP
  * tool); absent in older logs, where only `External` tools counted.
  */
-untrusted_output: boolean, } | { "kind": "ToolReturned", call_id: string, tool: string, attempt: number, duration_ms: number, result: ToolOutcome, } | { "kind": "RetryScheduled", call_id: string, tool: string, next_attempt: number, delay_ms: number, reason: string, } | { "kind": "ErrorReported", call_id: string, tool: string, error: ToolError, } | { "kind": "AlternativeChosen", call_id: string, from: string, to: string, reason: string, } | { "kind": "LoopDetected", call_id: string, tool: string, arguments: unknown, times: number, } | { "kind": "Verified", check: string, passed: boolean, detail: string, } | { "kind": "LimitReached", limit: string, used: number, max: number, } | { "kind": "RunCancelled", reason: string, } | { "kind": "RunInterrupted", reason: string, } | { "kind": "RunResumed", reason: string, } | { "kind": "OutcomeUnknown", call_id: string, tool: string, } | { "kind": "RunFinished", outcome: RunOutcome, answer: string | null, duration_ms: number, prompt_tokens: number, completion_tokens: number, };
+untrusted_output: boolean, } | { "kind": "ToolReturned", call_id: string, tool: string, attempt: number, duration_ms: number, result: ToolOutcome, } | { "kind": "RetryScheduled", call_id: string, tool: string, next_attempt: number, delay_ms: number, reason: string, } | { "kind": "ErrorReported", call_id: string, tool: string, error: ToolError, } | { "kind": "AlternativeChosen", call_id: string, from: string, to: string, reason: string, } | { "kind": "LoopDetected", call_id: string, tool: string, arguments: unknown, times: number, } | { "kind": "Verified", check: string, passed: boolean, detail: string, } | { "kind": "LimitReached", limit: Limit, used: number, max: number, } | { "kind": "RunCancelled", reason: string, } | { "kind": "RunInterrupted", reason: string, } | { "kind": "RunResumed", reason: string, } | { "kind": "OutcomeUnknown", call_id: string, tool: string, } | { "kind": "RunFinished", outcome: RunOutcome, answer: string | null, duration_ms: number, prompt_tokens: number, completion_tokens: number, };
 export type Action = { "type": "answer", text: string, } | { "type": "tool_call", call_id: string, tool: string, arguments: unknown, } | { "type": "ask", question: string, } | { "type": "plan", steps: Array<PlanStep>, };
 export type PlanStep = { "type": "tool", tool: string, arguments: unknown, } | { "type": "answer" };
 export type PolicyDecision = "allow" | "needs_approval" | "refuse";

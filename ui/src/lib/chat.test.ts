@@ -1,5 +1,6 @@
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import type { ConversationDetail, Message, StoredEvent, TurnEvent, TurnResult, UserRequest } from "./bindings";
+import { runStarted, writeApproval } from "./fixtures";
 
 // The store talks to the core only through ./api; these tests play the core's side of a turn.
 const core = vi.hoisted(() => ({
@@ -95,37 +96,26 @@ describe("ChatStore.send", () => {
   });
 });
 
-const approval: UserRequest = {
-  type: "approval",
-  run_id: 9,
-  call_id: "c1",
-  tool: "files_write",
-  arguments: { path: "notes/todo.txt", content: "buy milk" },
-  effect: "write",
-  reason: "files_write can change things (Write); the user decides",
-};
+const approval = writeApproval;
 
 function paused(request: UserRequest): TurnResult {
   return { ...result(""), outcome: null, waiting: request };
+}
+
+/** A chat whose message `draft` started a run that now waits on `request`. */
+async function waitingOn(request: UserRequest, draft = "Save a note to a file: buy milk") {
+  const chat = new ChatStore();
+  core.sendMessage.mockResolvedValue(paused(request));
+  chat.draft = draft;
+  await chat.send();
+  return chat;
 }
 
 function step(seq: number, event: StoredEvent["event"]): TurnEvent {
   return { type: "step", event: { run_id: 9, seq, at_ms: 1_000 + seq, event } };
 }
 
-const reactStarted: StoredEvent["event"] = {
-  kind: "RunStarted",
-  conversation_id: 5,
-  input: "Save a note to a file: buy milk",
-  backend: "scripted",
-  model: "script",
-  max_steps: 8,
-  settings: { max_tokens: 64, temperature: 0.7, top_p: null, top_k: null, repeat_penalty: 1.1, seed: 1 },
-  mode: "react",
-  limits: null,
-  tools: ["files_write"],
-  auto_approve: [],
-};
+const reactStarted = runStarted("Save a note to a file: buy milk", { mode: "react", tools: ["files_write"] });
 
 describe("a run that pauses for the user", () => {
   it("shows the request instead of a reply, and hides the tool run's JSON tokens", async () => {
@@ -163,10 +153,7 @@ describe("a run that pauses for the user", () => {
   });
 
   it("approves, streams the rest of the run into a new reply and shows the answer", async () => {
-    const chat = new ChatStore();
-    core.sendMessage.mockResolvedValue(paused(approval));
-    chat.draft = "Save a note to a file: buy milk";
-    await chat.send();
+    const chat = await waitingOn(approval);
 
     let during: { streaming: boolean; waiting: UserRequest | null; activity: string | null } | null = null;
     core.answerRun.mockImplementation(async (_run: number, _answer: unknown, onEvent: (e: TurnEvent) => void) => {
@@ -177,7 +164,7 @@ describe("a run that pauses for the user", () => {
           kind: "ToolCalled",
           call_id: "c1",
           tool: "files_write",
-          arguments: approval.type === "approval" ? approval.arguments : null,
+          arguments: approval.arguments,
           attempt: 1,
           effect: "write",
           idempotent: true,
@@ -201,23 +188,17 @@ describe("a run that pauses for the user", () => {
   });
 
   it("denies with a note", async () => {
-    const chat = new ChatStore();
-    core.sendMessage.mockResolvedValue(paused(approval));
+    const chat = await waitingOn(approval, "Save a note to a file: sell milk");
     core.answerRun.mockResolvedValue(result("I did not save it."));
-    chat.draft = "Save a note to a file: sell milk";
-    await chat.send();
     await chat.deny("  not now ");
     expect(core.answerRun).toHaveBeenCalledWith(9, { type: "deny", call_id: "c1", note: "not now" }, expect.any(Function));
     expect(chat.messages.at(-1)!.text).toBe("I did not save it.");
   });
 
   it("replies to a question with the reply box's text", async () => {
-    const chat = new ChatStore();
     const question: UserRequest = { type: "question", run_id: 9, question: "Which file?" };
-    core.sendMessage.mockResolvedValue(paused(question));
+    const chat = await waitingOn(question, "Read the file");
     core.answerRun.mockResolvedValue(result("Done."));
-    chat.draft = "Read the file";
-    await chat.send();
     expect(chat.waiting).toEqual(question);
     await chat.reply(); // Nothing typed: nothing sent.
     expect(core.answerRun).not.toHaveBeenCalled();
@@ -228,10 +209,7 @@ describe("a run that pauses for the user", () => {
   });
 
   it("does not send a new message while a request waits", async () => {
-    const chat = new ChatStore();
-    core.sendMessage.mockResolvedValue(paused(approval));
-    chat.draft = "Save a note to a file: buy milk";
-    await chat.send();
+    const chat = await waitingOn(approval);
     chat.draft = "something else";
     await chat.send();
     expect(core.sendMessage).toHaveBeenCalledTimes(1);
@@ -239,10 +217,7 @@ describe("a run that pauses for the user", () => {
   });
 
   it("shows the core's request again when the answer is refused", async () => {
-    const chat = new ChatStore();
-    core.sendMessage.mockResolvedValue(paused(approval));
-    chat.draft = "Save a note to a file: buy milk";
-    await chat.send();
+    const chat = await waitingOn(approval);
     const refused = { kind: "invalid_input", message: "the run is not waiting for that answer", hint: null };
     core.answerRun.mockRejectedValue(refused);
     core.getConversation.mockResolvedValue(detail([userMessage("awaiting_user")]));

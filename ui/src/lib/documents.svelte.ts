@@ -1,16 +1,10 @@
-// The document import's state: the paths the user typed, the progress the core reports over a Channel while it
-// imports, and its final report. The core does the work (walking folders, chunking, embedding, indexing).
-//
-// As with a chat turn, Tauri does not order channel messages against the command's reply, so progress that
-// arrives after `import_documents` resolved is ignored. The bar stays on screen after the import, full and
-// with the report under it, until the user dismisses it or starts another import: a small import can finish
-// before anyone sees it move, and its outcome should not vanish with it.
+// The document import's state: the paths the user typed, the progress the core reports while it imports (a `Job`,
+// job.svelte.ts), and its final report. The core does the work (walking folders, chunking, embedding, indexing).
+// The bar stays on screen after the import, full and with the report under it, until dismissed.
 
 import * as api from "./api";
-import type { AppError, ImportProgress, ImportReport } from "./bindings";
-import { toAppError } from "./errors";
-
-export type ImportState = "idle" | "running" | "done" | "cancelled" | "failed";
+import type { ImportProgress, ImportReport } from "./bindings";
+import { Job, type JobState } from "./job.svelte";
 
 /**
  * The paths in what the user typed: one a line, or, when it is a single line, separated by commas (so a path
@@ -53,24 +47,21 @@ export function finalProgress(last: ImportProgress | null, report: ImportReport)
   };
 }
 
-export class DocumentImport {
+/** The import the Memory view runs: the paths typed, and the report of the last import. */
+export class DocumentImport extends Job<ImportProgress> {
   /** What the user typed into the paths box. */
   paths = $state("");
-  running = $state(false);
-  cancelling = $state(false);
-  /** The latest progress while running; the final counts afterwards. */
-  progress = $state<ImportProgress | null>(null);
   report = $state<ImportReport | null>(null);
-  error = $state<AppError | null>(null);
 
   #onFinished: () => void;
 
   /** `onFinished` runs after every import, failed ones included: a failure may come after some documents. */
   constructor(onFinished: () => void) {
+    super(api.cancelImport);
     this.#onFinished = onFinished;
   }
 
-  get state(): ImportState {
+  get state(): JobState {
     if (this.running) return "running";
     if (this.error) return "failed";
     if (this.report) return this.report.cancelled ? "cancelled" : "done";
@@ -80,9 +71,8 @@ export class DocumentImport {
   async start(): Promise<void> {
     if (this.running) return;
     const paths = parsePaths(this.paths);
-    this.report = null;
-    this.progress = null;
     if (paths.length === 0) {
+      this.clear();
       this.error = {
         kind: "invalid_input",
         message: "Type the path of a file or folder to import.",
@@ -90,50 +80,24 @@ export class DocumentImport {
       };
       return;
     }
-    this.error = null;
-    this.running = true;
-    this.cancelling = false;
-    let final = false;
-    try {
-      const report = await api.importDocuments(paths, (progress) => {
-        if (!final) this.progress = progress;
-      });
-      final = true;
-      this.error = null; // A failed cancel request does not matter once the import is over.
-      this.progress = finalProgress(this.progress, report);
-      this.report = report;
-    } catch (e) {
-      final = true;
-      this.error = toAppError(e);
-    } finally {
-      this.running = false;
-      this.cancelling = false;
-      this.#onFinished();
-    }
+    await this.run(
+      (onProgress) => api.importDocuments(paths, onProgress),
+      (report) => {
+        this.progress = finalProgress(this.progress, report);
+        this.report = report;
+      },
+    );
+    this.#onFinished();
   }
 
-  async cancel(): Promise<void> {
-    if (!this.running || this.cancelling) return;
-    this.cancelling = true;
-    try {
-      await api.cancelImport();
-    } catch (e) {
-      this.error = toAppError(e);
-      this.cancelling = false;
-    }
-  }
-
-  /** Clears the finished import's bar and report. */
-  dismiss(): void {
-    if (this.running) return;
-    this.progress = null;
+  protected override clear(): void {
+    super.clear();
     this.report = null;
-    this.error = null;
   }
 }
 
 /** The bar's value and maximum; null for an indeterminate bar (running, before the core has counted files). */
-export function progressBar(progress: ImportProgress | null, state: ImportState): { value: number; max: number } | null {
+export function progressBar(progress: ImportProgress | null, state: JobState): { value: number; max: number } | null {
   if (state === "running") {
     return progress && progress.files_total > 0 ? { value: progress.files_done, max: progress.files_total } : null;
   }
@@ -146,7 +110,7 @@ function fileName(path: string): string {
 }
 
 /** The line under the bar: what the import is doing, or what it did. */
-export function progressLabel(progress: ImportProgress | null, state: ImportState): string {
+export function progressLabel(progress: ImportProgress | null, state: JobState): string {
   const files = (p: ImportProgress) => `${p.files_done} of ${p.files_total} ${p.files_total === 1 ? "file" : "files"}`;
   const chunks = (p: ImportProgress) => (p.chunks_total > 0 ? ` · ${p.chunks_done} / ${p.chunks_total} chunks` : "");
   switch (state) {

@@ -21,6 +21,23 @@ export function toAppError(value: unknown): AppError {
   return { kind: "internal", message: "Something went wrong.", hint: null };
 }
 
+/**
+ * Runs `action`; if it fails, hands the failure, as an `AppError`, to `onFailure` (which keeps it for the view to
+ * show). True when it worked. The stores' one try/catch, rather than one in every action.
+ */
+export async function attempt(
+  action: () => Promise<unknown>,
+  onFailure: (failure: AppError) => void,
+): Promise<boolean> {
+  try {
+    await action();
+    return true;
+  } catch (e) {
+    onFailure(toAppError(e));
+    return false;
+  }
+}
+
 /** A hint split into plain text and `code` spans, so a command like `keel models fetch` reads as one. */
 export type HintPart = { text: string; code: boolean };
 

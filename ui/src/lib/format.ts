@@ -1,5 +1,8 @@
 // Small, pure formatting helpers shared by the views. Times are shown in the user's local clock.
 
+/** How a thing went, as the views colour it (app.css: `.ok`, `.warn`, `.bad`, `.accent`). */
+export type Tone = "ok" | "warn" | "bad" | "accent";
+
 function pad(n: number, width = 2): string {
   return String(n).padStart(width, "0");
 }

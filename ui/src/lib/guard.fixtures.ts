@@ -3,24 +3,11 @@
 // inspector.test.ts, chat.test.ts). Each is the sequence of events of one run, without seq and time stamps.
 
 import type { RecordedCandidate, RunEvent } from "./bindings";
+import { recordedCandidate, runStarted } from "./fixtures";
 import type { InputCheckedEvent } from "./guard";
 
-const settings = { max_tokens: 256, temperature: 0.7, top_p: null, top_k: null, repeat_penalty: 1.1, seed: 1 };
-
 function started(input: string, mode: "chat" | "react"): RunEvent {
-  return {
-    kind: "RunStarted",
-    conversation_id: 5,
-    input,
-    backend: "scripted",
-    model: "script",
-    max_steps: 8,
-    settings,
-    mode,
-    limits: null,
-    tools: mode === "chat" ? [] : ["files_read", "files_write"],
-    auto_approve: [],
-  };
+  return runStarted(input, mode === "chat" ? {} : { mode, tools: ["files_read", "files_write"] });
 }
 
 export const attack =
@@ -76,21 +63,9 @@ export const quarantinedOutput: InputCheckedEvent = {
 };
 
 function candidate(item_id: number, decision: RecordedCandidate["decision"], provenance: string, reason: string): RecordedCandidate {
-  return {
-    item_id,
-    kind: provenance === "document" ? "document_chunk" : "fact",
-    source: provenance === "document" ? "/x/garden-notes.md" : "chat",
-    provenance,
-    text: `memory ${item_id}`,
-    bm25: 4.1,
-    bm25_rank: 1,
-    cosine: 0.58,
-    vector_rank: 1,
-    fused: 0.03,
-    tokens: 14,
-    decision,
-    reason,
-  };
+  const origin = provenance === "document" ? ({ kind: "document_chunk", source: "/x/garden-notes.md" } as const) : {};
+  const scores = { bm25: 4.1, cosine: 0.58, vector_rank: 1, tokens: 14 };
+  return recordedCandidate(item_id, decision, { ...origin, ...scores, provenance, reason });
 }
 
 export const quarantinedMemory: InputCheckedEvent = {

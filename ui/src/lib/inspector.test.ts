@@ -5,17 +5,14 @@ import InspectorStep from "../components/InspectorStep.svelte";
 import InspectorTool from "../components/InspectorTool.svelte";
 import MessageItem from "../components/MessageItem.svelte";
 import RequestCard from "../components/RequestCard.svelte";
-import type { RecordedCandidate, RunEvent, StoredEvent, UserRequest } from "./bindings";
+import type { RecordedCandidate, RunEvent } from "./bindings";
 import { ChatStore, type ChatMessage } from "./chat.svelte";
+import { memoryRetrieved, recordedCandidate, stored, writeApproval } from "./fixtures";
 import { noNotices, runNotices } from "./guard";
 import { attack, guardRuns, taintReason } from "./guard.fixtures";
 import { stepRows, type MemoryRetrievedEvent } from "./steps";
 import { toolCalls } from "./toolcalls";
 import { toolRuns } from "./toolcalls.fixtures";
-
-function stored(events: RunEvent[]): StoredEvent[] {
-  return events.map((event, seq) => ({ run_id: 3, seq, at_ms: 1_000 + seq, event }));
-}
 
 /** The markup without Svelte's scoping classes and hydration comments, to match on what a reader sees. */
 function plain(html: string): string {
@@ -26,38 +23,21 @@ function plain(html: string): string {
 }
 
 function candidate(item_id: number, decision: RecordedCandidate["decision"], bm25: number | null): RecordedCandidate {
-  return {
-    item_id,
-    kind: "fact",
-    source: "chat",
-    provenance: "user",
-    text: `memory ${item_id}`,
-    bm25,
-    bm25_rank: bm25 === null ? null : 1,
-    cosine: 0.6123,
-    vector_rank: 3,
-    fused: 0.0327,
-    tokens: 12,
-    decision,
-    reason: `because ${decision}`,
-  };
+  return recordedCandidate(item_id, decision, { bm25, bm25_rank: bm25 === null ? null : 1, cosine: 0.6123, fused: 0.0327 });
 }
 
-const event: MemoryRetrievedEvent = {
-  kind: "MemoryRetrieved",
-  query: "what bread do I bake?",
-  threshold: 0.35,
-  token_budget: 1_024,
-  tokens_used: 24,
-  duration_ms: 18,
-  // A dropped one first, to check that the view puts the kept ones ahead of it.
-  candidates: [candidate(2, "below_threshold", null), candidate(4, "kept", 7.25), candidate(9, "kept", 3.5)],
-};
+// A dropped one first, to check that the view puts the kept ones ahead of it.
+const event = memoryRetrieved([
+  candidate(2, "below_threshold", null),
+  candidate(4, "kept", 7.25),
+  candidate(9, "kept", 3.5),
+]);
 
 // The server renderer gives the markup without a DOM; a DOMParser-free read of the attributes is enough here.
-function candidates(html: string): { id: string; decision: string }[] {
+/** The candidates in the markup, in order, as `<item id>:<decision>`. */
+function candidates(html: string): string[] {
   return [...html.matchAll(/data-testid="inspector-candidate" data-decision="([a-z_]+)" data-item-id="(\d+)"/g)].map(
-    (m) => ({ id: m[2]!, decision: m[1]! }),
+    (m) => `${m[2]}:${m[1]}`,
   );
 }
 
@@ -66,14 +46,10 @@ describe("InspectorMemory", () => {
 
   it("lists the kept candidates first, then the dropped ones folded away", () => {
     expect(body).toContain('data-testid="inspector-memory"');
-    expect(candidates(body)).toEqual([
-      { id: "4", decision: "kept" },
-      { id: "9", decision: "kept" },
-      { id: "2", decision: "below_threshold" },
-    ]);
+    expect(candidates(body)).toEqual(["4:kept", "9:kept", "2:below_threshold"]);
     const folded = body.slice(body.indexOf('data-testid="inspector-dropped"'));
     expect(body.indexOf('data-testid="inspector-dropped"')).toBeGreaterThan(0);
-    expect(candidates(folded).map((c) => c.id)).toEqual(["2"]);
+    expect(candidates(folded)).toEqual(["2:below_threshold"]);
   });
 
   it("shows the query, the limits and each score with its raw value", () => {
@@ -93,7 +69,7 @@ describe("InspectorMemory", () => {
 });
 
 describe("InspectorTool", () => {
-  const [call] = toolCalls(toolRuns.approvedWrite.map((event, seq) => ({ run_id: 3, seq, at_ms: seq, event })));
+  const [call] = toolCalls(stored(toolRuns.approvedWrite));
   const { body } = render(InspectorTool, { props: { call: call! } });
 
   it("shows the call's tool, exact arguments, attempts, latency and result", () => {
@@ -112,7 +88,7 @@ describe("InspectorTool", () => {
   });
 
   it("lists retries and the alternative chosen", () => {
-    const [fetch] = toolCalls(toolRuns.retriedThenAlternative.map((event, seq) => ({ run_id: 3, seq, at_ms: seq, event })));
+    const [fetch] = toolCalls(stored(toolRuns.retriedThenAlternative));
     const html = render(InspectorTool, { props: { call: fetch! } }).body;
     expect(html).toMatch(/data-testid="tool-attempts" data-count="3"[^>]*>3 attempts</);
     expect(html.match(/data-testid="tool-attempt"/g)).toHaveLength(3);
@@ -123,25 +99,15 @@ describe("InspectorTool", () => {
 
 describe("RequestCard", () => {
   it("shows an approval's tool, effect, reason and exact arguments with Approve and Deny", () => {
-    const chat = new ChatStore();
-    const request: UserRequest = {
-      type: "approval",
-      run_id: 9,
-      call_id: "c1",
-      tool: "files_write",
-      arguments: { path: "notes/todo.txt", content: "buy milk" },
-      effect: "write",
-      reason: "files_write can change things (Write); the user decides",
-    };
-    const { body } = render(RequestCard, { props: { chat, request } });
+    const { body } = render(RequestCard, { props: { chat: new ChatStore(), request: writeApproval } });
     expect(body).toContain('data-testid="approval" data-run-id="9" data-call-id="c1" data-tool="files_write"');
     expect(body).toMatch(/data-testid="approval-tool"[^>]*>files_write</);
     expect(body).toMatch(/data-testid="approval-effect" data-effect="write"/);
     expect(body).toContain("the user decides");
     const args = body.match(/data-testid="approval-arguments"[^>]*>([^<]*)</)![1]!;
     expect(args.replaceAll("&quot;", '"')).toBe('{\n  "path": "notes/todo.txt",\n  "content": "buy milk"\n}');
-    expect(body).toMatch(/data-testid="approve"[^>]*>\s*Approve\s*</);
-    expect(body).toMatch(/data-testid="deny"[^>]*>Deny</);
+    expect(plain(body)).toMatch(/data-testid="approve"[^>]*>\s*Approve\s*</);
+    expect(plain(body)).toMatch(/data-testid="deny"[^>]*>\s*Deny\s*</);
   });
 
   it("shows a question with a reply box", () => {
@@ -150,7 +116,7 @@ describe("RequestCard", () => {
     expect(body).toContain('data-testid="question" data-run-id="4"');
     expect(body).toMatch(/data-testid="question-text"[^>]*>Which file\?</);
     expect(body).toContain('data-testid="reply-input"');
-    expect(body).toMatch(/data-testid="reply"[^>]*>\s*Reply\s*</);
+    expect(plain(body)).toMatch(/data-testid="reply"[^>]*>\s*Reply\s*</);
   });
 });
 
@@ -196,13 +162,9 @@ describe("InspectorMemory with a quarantined candidate", () => {
 
   it("shows it apart from the kept and the dropped ones, in the open, with the guard's reason", () => {
     expect(body).toContain('data-kept="1" data-quarantined="1"');
-    expect(candidates(body)).toEqual([
-      { id: "3", decision: "kept" },
-      { id: "12", decision: "quarantined" },
-      { id: "8", decision: "below_threshold" },
-    ]);
+    expect(candidates(body)).toEqual(["3:kept", "12:quarantined", "8:below_threshold"]);
     const withheld = body.slice(body.indexOf('data-testid="inspector-quarantined"'), body.indexOf('data-testid="inspector-dropped"'));
-    expect(candidates(withheld).map((c) => c.id)).toEqual(["12"]);
+    expect(candidates(withheld)).toEqual(["12:quarantined"]);
     expect(withheld).toMatch(/data-testid="hit-decision" data-decision="quarantined"[^>]*>quarantined</);
     expect(withheld).toContain("withheld from the model as data only");
   });
@@ -227,17 +189,8 @@ describe("InspectorTool for a tool whose output was withheld", () => {
 
 describe("RequestCard for a tainted call", () => {
   it("shows the whole reason and stresses the untrusted content it names", () => {
-    const chat = new ChatStore();
-    const request: UserRequest = {
-      type: "approval",
-      run_id: 9,
-      call_id: "c2",
-      tool: "files_write",
-      arguments: { path: "notes.txt", content: "pwned" },
-      effect: "write",
-      reason: taintReason,
-    };
-    const { body } = render(RequestCard, { props: { chat, request } });
+    const tainted = { call_id: "c2", arguments: { path: "notes.txt", content: "pwned" }, reason: taintReason };
+    const { body } = render(RequestCard, { props: { chat: new ChatStore(), request: { ...writeApproval, ...tainted } } });
     expect(body).toContain('data-effect="write" data-tainted="true"');
     const reason = plain(body).match(/data-testid="approval-reason">([\s\S]*?)<\/dd>/)![1]!;
     expect(reason).toBe(

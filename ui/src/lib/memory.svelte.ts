@@ -18,7 +18,8 @@ import type {
   RunSummary,
 } from "./bindings";
 import { DocumentImport } from "./documents.svelte";
-import { toAppError } from "./errors";
+import { attempt, toAppError } from "./errors";
+import type { Tone } from "./format";
 import { PagedList } from "./paged.svelte";
 
 export const MEMORY_KINDS: readonly { kind: MemoryKind; label: string }[] = [
@@ -35,6 +36,11 @@ export function isMemoryKind(value: string): value is MemoryKind {
 
 export function kindLabel(kind: MemoryKind): string {
   return MEMORY_KINDS.find((k) => k.kind === kind)?.label ?? kind;
+}
+
+/** A kind's tag colour, so that the kinds a list mixes tell apart at a glance; null for the plain ones. */
+export function kindTone(kind: MemoryKind): Tone | null {
+  return kind === "fact" ? "accent" : kind === "preference" ? "ok" : kind === "episode" ? "warn" : null;
 }
 
 const decisionLabels: Record<CandidateDecision, string> = {
@@ -115,7 +121,7 @@ export class MemoryStore {
 
   async loadSources(): Promise<void> {
     try {
-      this.sources = await api.memorySources();
+      this.sources = await api.listMemorySources();
     } catch {
       // The source filter then offers only "all sources"; the list shows its own error if the core is unwell.
     }
@@ -138,13 +144,8 @@ export class MemoryStore {
     if (this.isBusy(id)) return;
     this.busy.push(id);
     this.error = null;
-    try {
-      await action();
-    } catch (e) {
-      this.error = toAppError(e);
-    } finally {
-      this.busy = this.busy.filter((b) => b !== id);
-    }
+    await attempt(action, (e) => (this.error = e));
+    this.busy = this.busy.filter((b) => b !== id);
   }
 
   /** An item came back changed: swap it in wherever it is shown. */
@@ -171,15 +172,15 @@ export class MemoryStore {
     if (text === "" || this.adding) return;
     this.adding = true;
     this.error = null;
-    try {
-      await api.addMemory(this.addKind, text);
-      this.addText = "";
-      await this.#changed();
-    } catch (e) {
-      this.error = toAppError(e);
-    } finally {
-      this.adding = false;
-    }
+    await attempt(
+      async () => {
+        await api.addMemory(this.addKind, text);
+        this.addText = "";
+        await this.#changed();
+      },
+      (e) => (this.error = e),
+    );
+    this.adding = false;
   }
 
   startEdit(item: MemoryItem): void {
@@ -212,14 +213,14 @@ export class MemoryStore {
     }
     this.saving = true;
     this.error = null;
-    try {
-      this.#replace(await api.editMemory(editing.id, text));
-      if (this.editing?.id === editing.id) this.editing = null;
-    } catch (e) {
-      this.error = toAppError(e);
-    } finally {
-      this.saving = false;
-    }
+    await attempt(
+      async () => {
+        this.#replace(await api.editMemory(editing.id, text));
+        if (this.editing?.id === editing.id) this.editing = null;
+      },
+      (e) => (this.error = e),
+    );
+    this.saving = false;
   }
 
   /** Pins or unpins; the list is read again because the core lists pinned items first. */
@@ -243,7 +244,7 @@ export class MemoryStore {
   /** Restores a deleted item: the undo bar's action, and the "Restore" of a row shown with "show deleted". */
   restore(item: MemoryItem): Promise<void> {
     return this.#act(item.id, async () => {
-      const restored = await api.restoreMemory(item.id);
+      const restored = await api.undeleteMemory(item.id);
       if (this.undo?.id === item.id) this.undo = null;
       this.#replace(restored);
       await this.list.refresh();

@@ -8,18 +8,19 @@ import type {
   Retrieval,
   RetrievalCandidate,
 } from "./bindings";
+import { deferred } from "./fixtures";
 
 // The store talks to the core only through ./api; `fake` below plays the core's side, over a list of items it
 // makes up on demand, so that a list of 100,000 costs nothing to set up.
 const core = vi.hoisted(() => ({
   listMemory: vi.fn(),
-  memorySources: vi.fn(async () => ["chat", "/docs/bread.md"]),
+  listMemorySources: vi.fn(async () => ["chat", "/docs/bread.md"]),
   searchMemory: vi.fn(),
   addMemory: vi.fn(),
   editMemory: vi.fn(),
   pinMemory: vi.fn(),
   deleteMemory: vi.fn(),
-  restoreMemory: vi.fn(),
+  undeleteMemory: vi.fn(),
   importDocuments: vi.fn(),
   cancelImport: vi.fn(async () => true),
   memoryItemRuns: vi.fn(),
@@ -84,11 +85,19 @@ function fakeCore(count: number) {
     changed.set(id, { ...get(id), deleted: true });
     return get(id);
   });
-  core.restoreMemory.mockImplementation(async (id: number) => {
+  core.undeleteMemory.mockImplementation(async (id: number) => {
     changed.set(id, { ...get(id), deleted: false });
     return get(id);
   });
   return { get };
+}
+
+/** A store over a core of `count` items, opened as the view opens it. */
+async function opened(count: number) {
+  fakeCore(count);
+  const memory = new MemoryStore();
+  await memory.open();
+  return memory;
 }
 
 /** Lets every settled promise's continuations run. */
@@ -97,21 +106,13 @@ async function settle(): Promise<void> {
   await new Promise((r) => setTimeout(r, 0));
 }
 
-function deferred<T>() {
-  let resolve: (value: T) => void = () => {};
-  const promise = new Promise<T>((r) => (resolve = r));
-  return { promise, resolve };
-}
-
 beforeEach(() => {
   vi.clearAllMocks();
 });
 
 describe("the memory list", () => {
   it("reads the first page and the sources when opened", async () => {
-    fakeCore(250);
-    const memory = new MemoryStore();
-    await memory.open();
+    const memory = await opened(250);
     expect(memory.list.total).toBe(250);
     expect(memory.list.at(0)?.id).toBe(250);
     expect(memory.list.at(100)).toBeUndefined(); // Not on screen, so not read.
@@ -126,9 +127,7 @@ describe("the memory list", () => {
   });
 
   it("reads only the pages on screen, anywhere in 100,000 items", async () => {
-    fakeCore(100_000);
-    const memory = new MemoryStore();
-    await memory.open();
+    const memory = await opened(100_000);
     core.listMemory.mockClear();
 
     memory.list.show({ start: 54_990, end: 55_020 });
@@ -139,9 +138,7 @@ describe("the memory list", () => {
   });
 
   it("skips the pages a fast scroll passed before their turn came", async () => {
-    fakeCore(100_000);
-    const memory = new MemoryStore();
-    await memory.open();
+    const memory = await opened(100_000);
     const answered = core.listMemory.getMockImplementation()!;
     const pending: { offset: number; answer: () => void }[] = [];
     core.listMemory.mockImplementation((q: MemoryQuery) => {
@@ -165,9 +162,7 @@ describe("the memory list", () => {
   });
 
   it("keeps a bounded number of pages however far the user scrolls", async () => {
-    fakeCore(100_000);
-    const memory = new MemoryStore();
-    await memory.open();
+    const memory = await opened(100_000);
     for (let start = 0; start < 100_000; start += 1_000) {
       memory.list.show({ start, end: start + 20 });
       await settle();
@@ -177,9 +172,7 @@ describe("the memory list", () => {
   });
 
   it("drops a page read under the old filters when they change", async () => {
-    fakeCore(300);
-    const memory = new MemoryStore();
-    await memory.open();
+    const memory = await opened(300);
     const answered = core.listMemory.getMockImplementation()!;
     const slow = deferred<void>();
     core.listMemory.mockImplementation(async (q: MemoryQuery) => {
@@ -200,9 +193,7 @@ describe("the memory list", () => {
   });
 
   it("passes every filter to the core and starts again from the top", async () => {
-    fakeCore(10);
-    const memory = new MemoryStore();
-    await memory.open();
+    const memory = await opened(10);
     const key = memory.listKey;
     memory.setFilters({ source: "/docs/bread.md", includeDeleted: true });
     await settle();
@@ -227,13 +218,17 @@ describe("the memory list", () => {
 });
 
 describe("editing, pinning, deleting", () => {
-  it("saves an edit in place and closes the editor", async () => {
-    fakeCore(5);
-    const memory = new MemoryStore();
-    await memory.open();
-    memory.startEdit(memory.list.at(0)!);
-    memory.editing!.draft = "  My dog is called Pixel and she is a beagle\n";
+  /** A store over five items, opened, that has just saved `draft` (or the unchanged text) as row `row`'s edit. */
+  async function edited(draft: string | null, row = 0) {
+    const memory = await opened(5);
+    memory.startEdit(memory.list.at(row)!);
+    if (draft !== null) memory.editing!.draft = draft;
     await memory.saveEdit();
+    return memory;
+  }
+
+  it("saves an edit in place and closes the editor", async () => {
+    const memory = await edited("  My dog is called Pixel and she is a beagle\n");
     expect(core.editMemory).toHaveBeenCalledWith(5, "My dog is called Pixel and she is a beagle");
     expect(memory.list.at(0)?.text).toBe("My dog is called Pixel and she is a beagle");
     expect(memory.editing).toBeNull();
@@ -241,43 +236,27 @@ describe("editing, pinning, deleting", () => {
   });
 
   it("does not ask the core to re-embed an unchanged text", async () => {
-    fakeCore(5);
-    const memory = new MemoryStore();
-    await memory.open();
-    memory.startEdit(memory.list.at(1)!);
-    await memory.saveEdit();
+    const memory = await edited(null, 1);
     expect(core.editMemory).not.toHaveBeenCalled();
     expect(memory.editing).toBeNull();
   });
 
   it("keeps the editor and the draft when the core refuses the edit", async () => {
-    fakeCore(5);
-    const memory = new MemoryStore();
-    await memory.open();
     const refusal = { kind: "invalid_input", message: "The text is too long.", hint: "Import it as a document." };
     core.editMemory.mockRejectedValueOnce(refusal);
-    memory.startEdit(memory.list.at(0)!);
-    memory.editing!.draft = "x".repeat(10);
-    await memory.saveEdit();
+    const memory = await edited("x".repeat(10));
     expect(memory.error).toEqual(refusal);
     expect(memory.editing).toEqual({ id: 5, draft: "x".repeat(10) });
   });
 
   it("refuses an empty text without a round trip", async () => {
-    fakeCore(5);
-    const memory = new MemoryStore();
-    await memory.open();
-    memory.startEdit(memory.list.at(0)!);
-    memory.editing!.draft = "   ";
-    await memory.saveEdit();
+    const memory = await edited("   ");
     expect(core.editMemory).not.toHaveBeenCalled();
     expect(memory.error?.kind).toBe("invalid_input");
   });
 
   it("toggles a pin", async () => {
-    fakeCore(5);
-    const memory = new MemoryStore();
-    await memory.open();
+    const memory = await opened(5);
     await memory.togglePin(memory.list.at(2)!);
     expect(core.pinMemory).toHaveBeenCalledWith(3, true);
     expect(memory.list.at(2)?.pinned).toBe(true);
@@ -285,9 +264,7 @@ describe("editing, pinning, deleting", () => {
   });
 
   it("deletes, offers the undo, and restores", async () => {
-    fakeCore(5);
-    const memory = new MemoryStore();
-    await memory.open();
+    const memory = await opened(5);
     await memory.remove(memory.list.at(0)!);
     expect(core.deleteMemory).toHaveBeenCalledWith(5);
     expect(memory.undo?.id).toBe(5);
@@ -295,7 +272,7 @@ describe("editing, pinning, deleting", () => {
     expect(memory.list.at(0)?.id).toBe(4);
 
     await memory.undoDelete();
-    expect(core.restoreMemory).toHaveBeenCalledWith(5);
+    expect(core.undeleteMemory).toHaveBeenCalledWith(5);
     expect(memory.undo).toBeNull();
     expect(memory.list.total).toBe(5);
     expect(memory.list.at(0)).toMatchObject({ id: 5, deleted: false });
@@ -312,9 +289,7 @@ describe("editing, pinning, deleting", () => {
   });
 
   it("adds an item and reads the list again", async () => {
-    fakeCore(2);
-    const memory = new MemoryStore();
-    await memory.open();
+    const memory = await opened(2);
     core.addMemory.mockResolvedValue(item(3, { kind: "fact", text: "Tea, no sugar" }));
     memory.addKind = "fact";
     memory.addText = " Tea, no sugar ";
@@ -322,7 +297,7 @@ describe("editing, pinning, deleting", () => {
     expect(core.addMemory).toHaveBeenCalledWith("fact", "Tea, no sugar");
     expect(memory.addText).toBe("");
     expect(core.listMemory).toHaveBeenCalledTimes(2);
-    expect(core.memorySources).toHaveBeenCalledTimes(2);
+    expect(core.listMemorySources).toHaveBeenCalledTimes(2);
   });
 });
 
@@ -467,7 +442,7 @@ describe("document import", () => {
     expect(memory.documents.progress).toMatchObject({ stage: "done", files_done: 3, files_total: 3, chunks_done: 9 });
     await settle();
     expect(core.listMemory).toHaveBeenCalled(); // The new chunks are in the list.
-    expect(core.memorySources).toHaveBeenCalled();
+    expect(core.listMemorySources).toHaveBeenCalled();
 
     memory.documents.dismiss();
     expect(memory.documents.state).toBe("idle");

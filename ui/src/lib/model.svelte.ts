@@ -1,14 +1,14 @@
-// The model banner's state: what `app_status` says about the model, and the progress of `load_model`.
+// The model banner's state: what `status` says about the model, and the progress of `load_model`.
 // The core owns the model; this only mirrors the last status it reported.
 
 import * as api from "./api";
 import type { AppError, LoadProgress, ModelState, ModelStatus } from "./bindings";
 import { toAppError } from "./errors";
 
-/** `checking` is the UI's own state before the first `app_status` answer. */
+/** `checking` is the UI's own state before the first `status` answer. */
 export type BannerState = ModelState | "checking";
 
-export class ModelStore {
+export class ModelStatusStore {
   status = $state<ModelStatus | null>(null);
   progress = $state<LoadProgress | null>(null);
   /** A failure of the command itself (as opposed to a model state the core reported). */
@@ -26,13 +26,27 @@ export class ModelStore {
     return this.state === "ready";
   }
 
+  /** Whether a load is under way, or about to start (`not_loaded` loads as soon as it is seen). */
+  get loading(): boolean {
+    return this.state === "not_loaded" || this.state === "loading";
+  }
+
+  /** What to tell the user about a model that is not ready: the command's own failure, else the core's words. */
+  get message(): string {
+    return this.failure?.message ?? this.status?.message ?? "";
+  }
+
+  get hint(): string | null {
+    return this.failure ? this.failure.hint : (this.status?.hint ?? null);
+  }
+
   /** Ask the core for the model's status and load it when it is present but not loaded. */
   async start(): Promise<void> {
     if (this.#busy) return;
     this.#busy = true;
     this.failure = null;
     try {
-      const app = await api.appStatus();
+      const app = await api.status();
       this.dataDir = app.data_dir;
       this.status = app.model;
     } catch (e) {

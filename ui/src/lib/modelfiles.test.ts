@@ -22,26 +22,14 @@ function progress(patch: Partial<DownloadProgress> = {}): DownloadProgress {
 
 describe("sizes and counts", () => {
   it("shows bytes in decimal units to three digits", () => {
-    expect(formatBytes(0)).toBe("0 B");
-    expect(formatBytes(512)).toBe("512 B");
-    expect(formatBytes(1_000)).toBe("1.00 kB");
-    expect(formatBytes(12_345_678)).toBe("12.3 MB");
-    expect(formatBytes(105_468_416)).toBe("105 MB");
-    expect(formatBytes(999_600_000)).toBe("1.00 GB");
-    expect(formatBytes(4_368_439_296)).toBe("4.37 GB");
-    expect(formatBytes(-1)).toBe("–");
+    const sizes = [0, 512, 1_000, 12_345_678, 105_468_416, 999_600_000, 4_368_439_296, -1];
+    expect(sizes.map(formatBytes)).toEqual(["0 B", "512 B", "1.00 kB", "12.3 MB", "105 MB", "1.00 GB", "4.37 GB", "–"]);
   });
 
   it("names parameter counts as models are named", () => {
-    expect(formatParameters(134_515_008)).toBe("135M");
-    expect(formatParameters(1_711_376_384)).toBe("1.7B");
-    expect(formatParameters(7_241_732_096)).toBe("7.2B");
-    expect(formatParameters(13_015_864_320)).toBe("13B");
-    expect(formatParameters(22_700_000)).toBe("23M");
-    expect(formatParameters(1_500_000)).toBe("1.5M");
-    expect(formatParameters(999_700_000)).toBe("1B");
-    expect(formatParameters(950)).toBe("950");
-    expect(formatParameters(null)).toBe("–");
+    const counts = [134_515_008, 1_711_376_384, 7_241_732_096, 13_015_864_320, 22_700_000, 1_500_000, 999_700_000];
+    expect(counts.map(formatParameters)).toEqual(["135M", "1.7B", "7.2B", "13B", "23M", "1.5M", "1B"]);
+    expect([950, null].map(formatParameters)).toEqual(["950", "–"]);
   });
 
   it("shows context lengths and checksums", () => {

@@ -3,6 +3,7 @@
 
 import type { ChecksumState, DownloadProgress, LoadProgress, ModelInfo } from "./bindings";
 import { formatCount } from "./format";
+import type { JobState } from "./job.svelte";
 
 /** `512 B`, `12.0 MB`, `105 MB`, `1.23 GB`: decimal units (as disks and downloads count), three significant digits. */
 export function formatBytes(bytes: number): string {
@@ -61,8 +62,6 @@ export function checksumLabel(state: ChecksumState): string {
   return checksumLabels[state];
 }
 
-export type DownloadState = "idle" | "running" | "done" | "cancelled" | "failed";
-
 /** What a checksum state means, for the badge's tooltip. */
 export function checksumTitle(state: ChecksumState, sha256: string | null): string {
   const sum = sha256 ? ` (sha256 ${sha256})` : "";
@@ -115,7 +114,7 @@ export function validateDownload(url: string, sha256: string, name: string): Dow
  * The download bar's value and maximum; null for an indeterminate bar (running, and the server gave no size).
  * A finished download's bar is full; a stopped one's stays where it got to.
  */
-export function downloadBar(progress: DownloadProgress | null, state: DownloadState): { value: number; max: number } | null {
+export function downloadBar(progress: DownloadProgress | null, state: JobState): { value: number; max: number } | null {
   if (state === "done") return { value: 1, max: 1 };
   if (progress && progress.total !== null && progress.total > 0) {
     return { value: Math.min(progress.downloaded, progress.total), max: progress.total };
@@ -136,11 +135,7 @@ export function downloadLabel(progress: DownloadProgress | null): string {
  * The line under the bar: what the download is doing, or what came of it. A failed download's error is shown
  * apart; `cancelled` says that the part downloaded is kept for the next attempt.
  */
-export function downloadStatus(
-  state: DownloadState,
-  progress: DownloadProgress | null,
-  info: ModelInfo | null,
-): string {
+export function downloadStatus(state: JobState, progress: DownloadProgress | null, info: ModelInfo | null): string {
   switch (state) {
     case "idle":
       return "";
@@ -161,6 +156,11 @@ export function downloadStatus(
 export function resumedLabel(progress: DownloadProgress | null): string | null {
   if (!progress || progress.resumed_from <= 0) return null;
   return `resumed from ${formatBytes(progress.resumed_from)}`;
+}
+
+/** The load's bar: `done` of `total`; null (an indeterminate bar) while the core has not said how much there is. */
+export function loadBar(progress: LoadProgress | null): { value: number; max: number } | null {
+  return progress && progress.total > 0 ? { value: progress.done, max: progress.total } : null;
 }
 
 /** How far the local model's load is, in percent; null while the core has not said how much there is. */

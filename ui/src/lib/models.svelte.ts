@@ -1,15 +1,11 @@
 // The model files' state: the list the core reports (readable files and broken ones), the path to add, the
-// download under way with its progress, and the delete that waits for confirmation. The core reads, fetches,
-// verifies and deletes the files; this mirrors what it said last.
-//
-// As with a document import, Tauri does not order channel messages against the command's reply, so progress
-// that arrives after `download_model` settled is ignored. The bar stays after the download, with what came of
-// it, until dismissed or another download starts.
+// download (download.svelte.ts), and the delete that waits for confirmation. The core reads, fetches, verifies
+// and deletes the files; this mirrors what it said last.
 
 import * as api from "./api";
-import type { AppError, DownloadProgress, ModelInfo, ModelList } from "./bindings";
-import { toAppError } from "./errors";
-import { validateDownload, type DownloadErrors, type DownloadState } from "./modelfiles";
+import type { AppError, ModelList } from "./bindings";
+import { ModelDownload } from "./download.svelte";
+import { attempt } from "./errors";
 
 export class ModelLibrary {
   /** Null until the first `list_models` answer. */
@@ -20,19 +16,11 @@ export class ModelLibrary {
   adding = $state(false);
   addError = $state<AppError | null>(null);
 
-  url = $state("");
-  sha256 = $state("");
-  name = $state("");
-  downloadErrors = $state<DownloadErrors>({});
-  downloading = $state(false);
-  cancelling = $state(false);
-  /** The latest progress while downloading; the last one afterwards. */
-  progress = $state<DownloadProgress | null>(null);
-  /** The file a finished download added. */
-  downloaded = $state<ModelInfo | null>(null);
-  downloadError = $state<AppError | null>(null);
-  /** Whether the failed download was one the user cancelled. */
-  #cancelled = $state(false);
+  /** After a download, successful or not, the list is read again (the core may have kept a part of the file). */
+  readonly download = new ModelDownload(async (added) => {
+    await this.refresh();
+    if (added) this.#onChanged();
+  });
 
   /** The model whose Delete waits for the user's confirmation, and the one being deleted. */
   confirmingDelete = $state<string | null>(null);
@@ -47,21 +35,9 @@ export class ModelLibrary {
     this.#onChanged = onChanged;
   }
 
-  get downloadState(): DownloadState {
-    if (this.downloading) return "running";
-    if (this.#cancelled) return "cancelled";
-    if (this.downloadError) return "failed";
-    if (this.downloaded) return "done";
-    return "idle";
-  }
-
   async refresh(): Promise<void> {
-    try {
-      this.list = await api.listModels();
-      this.error = null;
-    } catch (e) {
-      this.error = toAppError(e);
-    }
+    const read = await attempt(async () => (this.list = await api.listModels()), (e) => (this.error = e));
+    if (read) this.error = null;
   }
 
   async add(): Promise<void> {
@@ -73,74 +49,15 @@ export class ModelLibrary {
     }
     this.adding = true;
     this.addError = null;
-    try {
-      await api.addModel(path);
-      this.addPath = "";
-      await this.refresh();
-      this.#onChanged();
-    } catch (e) {
-      this.addError = toAppError(e);
-    } finally {
-      this.adding = false;
-    }
-  }
-
-  async download(): Promise<void> {
-    if (this.downloading) return;
-    const check = validateDownload(this.url, this.sha256, this.name);
-    if (!check.ok) {
-      this.downloadErrors = check.errors;
-      return;
-    }
-    const { url, sha256, name } = check.request;
-    this.downloadErrors = {};
-    this.downloadError = null;
-    this.downloaded = null;
-    this.#cancelled = false;
-    this.progress = null;
-    this.downloading = true;
-    this.cancelling = false;
-    let final = false;
-    try {
-      const info = await api.downloadModel(url, sha256, name, (progress) => {
-        if (!final) this.progress = progress;
-      });
-      final = true;
-      this.downloadError = null; // A failed cancel request does not matter once the download is over.
-      this.downloaded = info;
-      this.url = "";
-      this.sha256 = "";
-      this.name = "";
-    } catch (e) {
-      final = true;
-      this.#cancelled = this.cancelling;
-      this.downloadError = toAppError(e);
-    } finally {
-      this.downloading = false;
-      this.cancelling = false;
-    }
-    await this.refresh();
-    if (this.downloaded) this.#onChanged();
-  }
-
-  async cancel(): Promise<void> {
-    if (!this.downloading || this.cancelling) return;
-    this.cancelling = true;
-    try {
-      await api.cancelDownload();
-    } catch (e) {
-      this.downloadError = toAppError(e);
-      this.cancelling = false;
-    }
-  }
-
-  /** Clears a finished download's bar and outcome. */
-  dismissDownload(): void {
-    if (this.downloading) return;
-    this.progress = null;
-    this.downloaded = null;
-    this.downloadError = null;
-    this.#cancelled = false;
+    await attempt(
+      async () => {
+        await api.addModel(path);
+        this.addPath = "";
+        await this.#changed();
+      },
+      (e) => (this.addError = e),
+    );
+    this.adding = false;
   }
 
   /** Makes the local backend run this model. */
@@ -148,15 +65,14 @@ export class ModelLibrary {
     if (this.using !== null) return;
     this.using = name;
     this.error = null;
-    try {
-      await api.useModel(name);
-      await this.refresh();
-      this.#onChanged();
-    } catch (e) {
-      this.error = toAppError(e);
-    } finally {
-      this.using = null;
-    }
+    await attempt(
+      async () => {
+        await api.useModel(name);
+        await this.#changed();
+      },
+      (e) => (this.error = e),
+    );
+    this.using = null;
   }
 
   askDelete(name: string): void {
@@ -172,15 +88,20 @@ export class ModelLibrary {
     if (this.confirmingDelete !== name || this.deleting !== null) return;
     this.deleting = name;
     this.error = null;
-    try {
-      await api.deleteModel(name);
-      this.confirmingDelete = null;
-      await this.refresh();
-      this.#onChanged();
-    } catch (e) {
-      this.error = toAppError(e);
-    } finally {
-      this.deleting = null;
-    }
+    await attempt(
+      async () => {
+        await api.deleteModel(name);
+        this.confirmingDelete = null;
+        await this.#changed();
+      },
+      (e) => (this.error = e),
+    );
+    this.deleting = null;
+  }
+
+  /** A file was added, downloaded, deleted or put to use: read the list again and say so. */
+  async #changed(): Promise<void> {
+    await this.refresh();
+    this.#onChanged();
   }
 }

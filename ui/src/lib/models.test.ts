@@ -1,5 +1,6 @@
 import { beforeEach, describe, expect, it, vi } from "vitest";
 import type { DownloadProgress, ModelInfo, ModelList } from "./bindings";
+import { deferred } from "./fixtures";
 
 // The store talks to the core only through ./api; these tests play the core's side.
 const core = vi.hoisted(() => ({
@@ -34,16 +35,6 @@ function info(name: string, patch: Partial<ModelInfo> = {}): ModelInfo {
 
 const builtin = info("SmolLM2-135M-Instruct.Q4_1.gguf", { builtin: true });
 const list = (...models: ModelInfo[]): ModelList => ({ models: [builtin, ...models], broken: [] });
-
-function deferred<T>() {
-  let resolve: (value: T) => void = () => {};
-  let reject: (error: unknown) => void = () => {};
-  const promise = new Promise<T>((res, rej) => {
-    resolve = res;
-    reject = rej;
-  });
-  return { promise, resolve, reject };
-}
 
 beforeEach(() => {
   vi.clearAllMocks();
@@ -111,10 +102,10 @@ describe("the model list", () => {
 describe("a download", () => {
   it("does not start while the form has mistakes", async () => {
     const models = new ModelLibrary();
-    models.url = "example.org/model.gguf";
-    await models.download();
+    models.download.url = "example.org/model.gguf";
+    await models.download.start();
     expect(core.downloadModel).not.toHaveBeenCalled();
-    expect(models.downloadErrors.url).toBe("The address must start with http:// or https://.");
+    expect(models.download.errors.url).toBe("The address must start with http:// or https://.");
   });
 
   it("shows progress while it runs, ignores progress after it ended, and leaves the outcome", async () => {
@@ -128,46 +119,46 @@ describe("a download", () => {
         return call.promise;
       },
     );
-    models.url = "https://example.org/m.gguf";
-    models.name = "m.gguf";
-    const running = models.download();
+    models.download.url = "https://example.org/m.gguf";
+    models.download.name = "m.gguf";
+    const running = models.download.start();
     expect(core.downloadModel).toHaveBeenCalledWith("https://example.org/m.gguf", null, "m.gguf", expect.any(Function));
-    expect(models.downloadState).toBe("running");
+    expect(models.download.state).toBe("running");
 
     report({ name: "m.gguf", downloaded: 40, total: 100, resumed_from: 30 });
-    expect(models.progress).toEqual({ name: "m.gguf", downloaded: 40, total: 100, resumed_from: 30 });
+    expect(models.download.progress).toEqual({ name: "m.gguf", downloaded: 40, total: 100, resumed_from: 30 });
 
     core.listModels.mockResolvedValue(list(info("m.gguf")));
     call.resolve(info("m.gguf", { size_bytes: 100 }));
     await running;
     report({ name: "m.gguf", downloaded: 50, total: 100, resumed_from: 30 }); // Channel messages may trail the reply.
-    expect(models.progress?.downloaded).toBe(40);
-    expect(models.downloadState).toBe("done");
-    expect(models.downloaded?.name).toBe("m.gguf");
-    expect(models.url).toBe("");
+    expect(models.download.progress?.downloaded).toBe(40);
+    expect(models.download.state).toBe("done");
+    expect(models.download.downloaded?.name).toBe("m.gguf");
+    expect(models.download.url).toBe("");
     expect(models.list?.models).toHaveLength(2);
     expect(changed).toHaveBeenCalledTimes(1);
 
-    models.dismissDownload();
-    expect(models.downloadState).toBe("idle");
-    expect(models.progress).toBeNull();
+    models.download.dismiss();
+    expect(models.download.state).toBe("idle");
+    expect(models.download.progress).toBeNull();
   });
 
   it("is cancelled on request, keeping what it got to and the form", async () => {
     const models = new ModelLibrary();
     const call = deferred<ModelInfo>();
     core.downloadModel.mockReturnValue(call.promise);
-    models.url = "https://example.org/m.gguf";
-    models.sha256 = "A".repeat(64);
-    const running = models.download();
+    models.download.url = "https://example.org/m.gguf";
+    models.download.sha256 = "A".repeat(64);
+    const running = models.download.start();
     expect(core.downloadModel).toHaveBeenCalledWith("https://example.org/m.gguf", "a".repeat(64), null, expect.any(Function));
-    await models.cancel();
+    await models.download.cancel();
     expect(core.cancelDownload).toHaveBeenCalledTimes(1);
-    expect(models.cancelling).toBe(true);
+    expect(models.download.cancelling).toBe(true);
     call.reject({ kind: "model_fetch", message: "the download was cancelled", hint: null });
     await running;
-    expect(models.downloadState).toBe("cancelled");
-    expect(models.url).toBe("https://example.org/m.gguf"); // Downloading it again resumes.
+    expect(models.download.state).toBe("cancelled");
+    expect(models.download.url).toBe("https://example.org/m.gguf"); // Downloading it again resumes.
   });
 
   it("fails with the core's error, for example a checksum that does not match", async () => {
@@ -177,9 +168,9 @@ describe("a download", () => {
       message: "m.gguf does not match the SHA-256 given",
       hint: "Check the checksum.",
     });
-    models.url = "https://example.org/m.gguf";
-    await models.download();
-    expect(models.downloadState).toBe("failed");
-    expect(models.downloadError?.message).toBe("m.gguf does not match the SHA-256 given");
+    models.download.url = "https://example.org/m.gguf";
+    await models.download.start();
+    expect(models.download.state).toBe("failed");
+    expect(models.download.error?.message).toBe("m.gguf does not match the SHA-256 given");
   });
 });

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import type { BackendTest, BackendView } from "./bindings";
+import type { BackendTest } from "./bindings";
+import { backendView as view, localBackend as local } from "./fixtures";
 import {
   backendKindLabel,
   baseUrlError,
@@ -17,24 +18,6 @@ import {
   type ProfileDraft,
 } from "./profiles";
 
-function view(name: string, patch: Partial<BackendView> = {}): BackendView {
-  return {
-    name,
-    kind: "remote",
-    base_url: "http://127.0.0.1:8080/v1",
-    model: "smollm2",
-    key: "not_set",
-    key_message: null,
-    is_default: false,
-    timeout_secs: 60,
-    max_retries: 2,
-    fallback: [],
-    context_window: 4096,
-    ...patch,
-  };
-}
-
-const local = view("local", { kind: "local", base_url: null, key: "not_needed", is_default: true, model: "SmolLM2-135M" });
 const known = ["local", "cloud"];
 
 function draft(patch: Partial<ProfileDraft> = {}): ProfileDraft {

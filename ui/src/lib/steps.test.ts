@@ -1,6 +1,7 @@
 import { describe, expect, it } from "vitest";
 import type { RecordedCandidate, RunDetail, RunEvent, StoredEvent } from "./bindings";
 import { hintParts, toAppError } from "./errors";
+import { memoryRetrieved, recordedCandidate, runStarted, stored } from "./fixtures";
 import { formatDuration, formatScore, tail } from "./format";
 import { blockedCheck, guardRuns, quarantinedMemory, quarantinedOutput, warnedCheck } from "./guard.fixtures";
 import {
@@ -14,46 +15,30 @@ import {
   stepSummary,
   stepTone,
 } from "./steps";
+import { fetchTimedOut } from "./toolcalls.fixtures";
 
-const settings = { max_tokens: 64, temperature: 0.7, top_p: null, top_k: null, repeat_penalty: 1.1, seed: 1 };
+/** The local model's answer to the first step, from the first backend it tried unless `fell_back` says otherwise. */
+function reply(fell_back: { backend: string; error: string }[] = []): RunEvent {
+  return {
+    kind: "ModelReplied",
+    step: 1,
+    text: "Paris.",
+    prompt_tokens: 30,
+    completion_tokens: 4,
+    duration_ms: 900,
+    ttft_ms: 120,
+    stop: "eos",
+    answered_by: "local",
+    fell_back,
+  };
+}
+
+const started = runStarted("capital of France?", { conversation_id: 3, backend: "local", model: "smollm2", max_steps: 4 });
 
 // A plain two-step run as the core records it, deliberately out of order to check the sort by seq.
 const events: StoredEvent[] = [
-  {
-    run_id: 7,
-    seq: 2,
-    at_ms: 1_000_050,
-    event: {
-      kind: "ModelReplied",
-      step: 1,
-      text: "Paris.",
-      prompt_tokens: 30,
-      completion_tokens: 4,
-      duration_ms: 900,
-      ttft_ms: 120,
-      stop: "eos",
-      answered_by: "local",
-      fell_back: [],
-    },
-  },
-  {
-    run_id: 7,
-    seq: 0,
-    at_ms: 1_000_000,
-    event: {
-      kind: "RunStarted",
-      conversation_id: 3,
-      input: "capital of France?",
-      backend: "local",
-      model: "smollm2",
-      max_steps: 4,
-      settings,
-      mode: "chat",
-      limits: null,
-      tools: [],
-      auto_approve: [],
-    },
-  },
+  { run_id: 7, seq: 2, at_ms: 1_000_050, event: reply() },
+  { run_id: 7, seq: 0, at_ms: 1_000_000, event: started },
   {
     run_id: 7,
     seq: 1,
@@ -121,21 +106,8 @@ describe("stepRows", () => {
 });
 
 function candidate(item_id: number, decision: RecordedCandidate["decision"], fused: number): RecordedCandidate {
-  return {
-    item_id,
-    kind: "fact",
-    source: "chat",
-    provenance: "user",
-    text: `memory ${item_id}`,
-    bm25: decision === "below_threshold" ? null : 3.2,
-    bm25_rank: decision === "below_threshold" ? null : 1,
-    cosine: 0.61,
-    vector_rank: 2,
-    fused,
-    tokens: 12,
-    decision,
-    reason: decision === "kept" ? "kept" : `dropped: ${decision}`,
-  };
+  const unmatched = decision === "below_threshold" ? { bm25: null, bm25_rank: null } : {};
+  return recordedCandidate(item_id, decision, { fused, ...unmatched });
 }
 
 // Recorded order: the kept ones in context order, then the dropped ones by fused score.
@@ -147,15 +119,7 @@ const candidates = [
   candidate(5, "redundant", 0.014),
 ];
 
-const retrieved: RunEvent = {
-  kind: "MemoryRetrieved",
-  query: "what bread do I bake?",
-  threshold: 0.35,
-  token_budget: 1_024,
-  tokens_used: 24,
-  duration_ms: 18,
-  candidates,
-};
+const retrieved = memoryRetrieved(candidates);
 
 describe("stepSummary", () => {
   it("counts the kept memories and the tokens they cost", () => {
@@ -226,7 +190,7 @@ describe("splitCandidates", () => {
 
 describe("memory steps in the timeline", () => {
   const rows = stepRows([
-    { run_id: 8, seq: 0, at_ms: 2_000_000, event: events[1]!.event },
+    { run_id: 8, seq: 0, at_ms: 2_000_000, event: started },
     { run_id: 8, seq: 1, at_ms: 2_000_005, event: retrieved },
     { run_id: 8, seq: 2, at_ms: 2_000_030, event: { ...(events[2]!.event as object), memory_items: 2 } as RunEvent },
   ]);
@@ -313,7 +277,7 @@ describe("the tool and control steps", () => {
   // Each new event kind's one-line summary, as a reader scans the timeline.
   const cases: [RunEvent, string][] = [
     [
-      { ...(events[1]!.event as Extract<RunEvent, { kind: "RunStarted" }>), mode: "react", tools: ["calculator", "files_write"] },
+      { ...started, mode: "react", tools: ["calculator", "files_write"] },
       "smollm2 on local, ReAct with 2 tools, up to 4 steps",
     ],
     [{ kind: "ActionParsed", step: 1, action: { type: "answer", text: "Paris." } }, "step 1: answer"],
@@ -354,17 +318,7 @@ describe("the tool and control steps", () => {
       { kind: "ToolCalled", call_id: "c1", tool: "files_write", arguments: {}, attempt: 2, effect: "write", idempotent: true, untrusted_output: false },
       "files_write (c1), attempt 2",
     ],
-    [
-      {
-        kind: "ToolReturned",
-        call_id: "c1",
-        tool: "http_fetch",
-        attempt: 1,
-        duration_ms: 5_000,
-        result: { status: "err", error: { class: "timeout", tool: "http_fetch", after_ms: 5_000 } },
-      },
-      "http_fetch (c1), attempt 1: timeout: no result after 5.00 s",
-    ],
+    [fetchTimedOut, "http_fetch (c1), attempt 1: timeout: no result after 5.00 s"],
     [
       { kind: "RetryScheduled", call_id: "c1", tool: "http_fetch", next_attempt: 2, delay_ms: 250, reason: "timed out" },
       "http_fetch: attempt 2 in 250 ms (timed out)",
@@ -426,7 +380,7 @@ describe("statusLabel and outcomeLabel", () => {
 
   it("says a run without an outcome waits for the user", () => {
     expect(outcomeLabel(null)).toBe("waiting for you");
-    expect(outcomeLabel({ status: "failed", error: "boom" })).toBe("failed: boom");
+    expect(outcomeLabel({ status: "failed", error: "boom", kind: "backend" })).toBe("failed: boom");
   });
 });
 
@@ -445,7 +399,7 @@ describe("guard checks in the timeline", () => {
   });
 
   it("ends a blocked run stopped, with the guard's explanation", () => {
-    const rows = stepRows(guardRuns.blocked.map((event, seq) => ({ run_id: 4, seq, at_ms: 5_000 + seq, event })));
+    const rows = stepRows(stored(guardRuns.blocked, 4));
     expect(rows.map((r) => [r.kind, r.tone])).toEqual([
       ["RunStarted", null],
       ["InputChecked", "bad"],
@@ -464,31 +418,20 @@ describe("guard checks in the timeline", () => {
 });
 
 describe("the backend of a model reply", () => {
-  const reply: RunEvent = {
-    kind: "ModelReplied",
-    step: 1,
-    text: "Paris.",
-    prompt_tokens: 30,
-    completion_tokens: 4,
-    duration_ms: 900,
-    ttft_ms: 120,
-    stop: "eos",
-    answered_by: "local",
-    fell_back: [
-      { backend: "lab-server", error: "connection refused" },
-      { backend: "cloud", error: "timed out after 30 s" },
-    ],
-  };
+  const fellBack = reply([
+    { backend: "lab-server", error: "connection refused" },
+    { backend: "cloud", error: "timed out after 30 s" },
+  ]);
 
   it("says who answered and who failed first, in order", () => {
-    expect(replyBackend(reply)).toEqual({
+    expect(replyBackend(fellBack)).toEqual({
       answeredBy: "local",
       fellBack: [
         { backend: "lab-server", error: "connection refused" },
         { backend: "cloud", error: "timed out after 30 s" },
       ],
     });
-    expect(fallbackNotice(replyBackend(reply)!.fellBack, "local")).toBe(
+    expect(fallbackNotice(replyBackend(fellBack)!.fellBack, "local")).toBe(
       "Fell back: lab-server failed (connection refused), then cloud failed (timed out after 30 s); local answered instead.",
     );
     expect(fallbackNotice([{ backend: "cloud", error: "401 Unauthorized" }], null)).toBe(
@@ -497,8 +440,8 @@ describe("the backend of a model reply", () => {
   });
 
   it("marks a reply from a fallback as a warning, and a first-choice one as ordinary", () => {
-    expect(stepTone(reply)).toBe("warn");
-    expect(stepTone({ ...reply, fell_back: [] })).toBeNull();
+    expect(stepTone(fellBack)).toBe("warn");
+    expect(stepTone(reply())).toBeNull();
   });
 
   it("reads a reply logged before backends had profiles as unknown, with no fallback", () => {

@@ -19,7 +19,7 @@ import type {
   StoredEvent,
   UserAnswer,
 } from "./bindings";
-import { excerpt, formatCount, formatDuration } from "./format";
+import { excerpt, formatCount, formatDuration, type Tone } from "./format";
 import { checkSummary } from "./guard";
 import { toolErrorLabel } from "./toolcalls";
 
@@ -87,6 +87,14 @@ export function outcomeLabel(outcome: RunOutcome | null): string {
     case "failed":
       return `failed: ${outcome.error}`;
   }
+}
+
+/** A run's status tag's colour: answered, failed, waiting for the user, or ended short of an answer. */
+export function statusTone(status: RunStatus): Tone | null {
+  if (status === "answered") return "ok";
+  if (status === "failed") return "bad";
+  if (status === "awaiting_user") return "accent";
+  return status === "running" ? null : "warn";
 }
 
 /** A run's listed status in words (the inspector's and the Memory view's status tags). */

@@ -12,6 +12,16 @@ const asked: RunEvent[] = [
   { kind: "ApprovalRequested", call_id: "c1", tool: "files_write", arguments: note, effect: "write", reason },
 ];
 
+/** The first attempt of a fetch that timed out (also a step of its own in steps.test.ts). */
+export const fetchTimedOut: RunEvent = {
+  kind: "ToolReturned",
+  call_id: "c1",
+  tool: "http_fetch",
+  attempt: 1,
+  duration_ms: 5_000,
+  result: { status: "err", error: { class: "timeout", tool: "http_fetch", after_ms: 5_000 } },
+};
+
 export const toolRuns: Record<"approvedWrite" | "deniedWrite" | "crashedWrite" | "retriedThenAlternative", RunEvent[]> = {
   approvedWrite: [
     ...asked,
@@ -51,14 +61,7 @@ export const toolRuns: Record<"approvedWrite" | "deniedWrite" | "crashedWrite" |
     },
     { kind: "PolicyChecked", call_id: "c1", tool: "http_fetch", effect: "external", decision: "allow", reason: "allowed by the user's policy" },
     { kind: "ToolCalled", call_id: "c1", tool: "http_fetch", arguments: { url: "https://example.com" }, attempt: 1, effect: "external", idempotent: true, untrusted_output: true },
-    {
-      kind: "ToolReturned",
-      call_id: "c1",
-      tool: "http_fetch",
-      attempt: 1,
-      duration_ms: 5_000,
-      result: { status: "err", error: { class: "timeout", tool: "http_fetch", after_ms: 5_000 } },
-    },
+    fetchTimedOut,
     { kind: "RetryScheduled", call_id: "c1", tool: "http_fetch", next_attempt: 2, delay_ms: 250, reason: "timed out" },
     { kind: "ToolCalled", call_id: "c1", tool: "http_fetch", arguments: { url: "https://example.com" }, attempt: 2, effect: "external", idempotent: true, untrusted_output: true },
     {

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import type { RunEvent, StoredEvent } from "./bindings";
+import type { RunEvent } from "./bindings";
+import { stored } from "./fixtures";
 import { guardRuns, quarantinedOutput } from "./guard.fixtures";
 import { toolRuns } from "./toolcalls.fixtures";
 import {
@@ -12,10 +13,6 @@ import {
   toolErrorLabel,
   toolErrorMessage,
 } from "./toolcalls";
-
-function stored(events: RunEvent[]): StoredEvent[] {
-  return events.map((event, seq) => ({ run_id: 3, seq, at_ms: 1_000 + seq, event }));
-}
 
 const note = { path: "notes/todo.txt", content: "buy milk" };
 

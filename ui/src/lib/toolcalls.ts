@@ -4,7 +4,7 @@
 // log: the inspector re-reads the log and calls it again.
 
 import type { Effect, PolicyDecision, StoredEvent, ToolError, ToolOutcome } from "./bindings";
-import { formatDuration } from "./format";
+import { formatDuration, type Tone } from "./format";
 
 export type ToolAttempt = {
   attempt: number;
@@ -212,6 +212,13 @@ const statusLabels: Record<ToolCallStatus, string> = {
 
 export function callStatusLabel(status: ToolCallStatus): string {
   return statusLabels[status];
+}
+
+/** A call's status tag's colour: it worked, it went wrong, or it waits on or was stopped by someone. */
+export function callStatusTone(status: ToolCallStatus): Tone | null {
+  if (status === "ok") return "ok";
+  if (status === "error" || status === "refused" || status === "unknown") return "bad";
+  return status === "denied" || status === "loop" || status === "waiting" ? "warn" : null;
 }
 
 /** What a tool error says, without its class. */

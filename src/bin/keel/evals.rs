@@ -1,0 +1,165 @@
+//! `keel eval tools|guard|intent`: the real stack measured on committed datasets, each report shown as a table
+//! or as JSON, and written to `--out` too when asked.
+
+use std::path::{Path, PathBuf};
+
+use clap::Subcommand;
+use keel::eval::guard::{GuardEvalReport, IntentEvalReport};
+use keel::eval::tool_calls::ToolCallReport;
+use keel::{App, AppError, ErrorKind};
+
+use crate::output::{self, Human, Text};
+use crate::progress::Spinner;
+
+#[derive(Subcommand)]
+pub enum EvalCommand {
+    /// One ReAct step of the embedded model per prompt, under constrained decoding: do its tool calls parse and
+    /// validate, and does it pick the right tool?
+    Tools {
+        #[arg(long, default_value = "tests/evals/tools/prompts.jsonl")]
+        dataset: PathBuf,
+        /// Write the JSON report here too.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The injection scorer on the committed guard set: per layer, the flag threshold chosen on the validation
+    /// split at 1% false positives, and detection of direct and indirect injections on the test split.
+    Guard {
+        #[arg(long, default_value = "tests/evals/guard/guard.jsonl")]
+        dataset: PathBuf,
+        /// Write the JSON report here too.
+        #[arg(long)]
+        out: Option<PathBuf>,
+        /// Fit the combiner afresh on the train split (regularisation and flag threshold chosen on validation),
+        /// measure that fit, and write it to FILE (the committed one is src/interface/guard_combiner.json).
+        #[arg(long, value_name = "FILE")]
+        fit: Option<PathBuf>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// The intent detector on the test split of the committed intent set: accuracy and the confusion matrix.
+    Intent {
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+impl EvalCommand {
+    pub fn json(&self) -> bool {
+        match self {
+            EvalCommand::Tools { json, .. } | EvalCommand::Guard { json, .. } | EvalCommand::Intent { json } => *json,
+        }
+    }
+}
+
+fn pct(x: f64) -> String {
+    format!("{:.1}%", x * 100.0)
+}
+
+/// Writes a report to `out` as pretty JSON, when a file was named.
+fn save(report: &impl serde::Serialize, out: Option<&Path>) -> Result<(), AppError> {
+    if let Some(path) = out {
+        std::fs::write(path, serde_json::to_string_pretty(report).unwrap_or_default())
+            .map_err(|e| AppError::new(ErrorKind::Internal, e.to_string(), None))?;
+    }
+    Ok(())
+}
+
+impl Human for GuardEvalReport {
+    fn human(&self) -> Text {
+        let mut text = Text::new();
+        text.line(format!("{} ({:?})", self.dataset, self.counts));
+        text.line(format!(
+            "{:<11} {:>9} {:>14} {:>16} {:>9}   {:>17} {:>19}",
+            "layer", "threshold", "direct found", "indirect found", "test FPR", "direct @1% (test)", "indirect @1% (test)"
+        ));
+        for l in &self.layers {
+            text.line(format!(
+                "{:<11} {:>9.3} {:>14} {:>16} {:>9}   {:>17} {:>19}",
+                l.layer,
+                l.threshold,
+                pct(l.test_direct_detected),
+                pct(l.test_indirect_detected),
+                pct(l.test_false_positive_rate),
+                pct(l.test_direct_at_1pct),
+                pct(l.test_indirect_at_1pct)
+            ));
+        }
+        text.line(format!("thresholds chosen on the validation split at 1% false positives; {} ms", self.duration_ms));
+        text
+    }
+}
+
+impl Human for IntentEvalReport {
+    fn human(&self) -> Text {
+        let mut text = Text::new();
+        text.line(format!("{} test examples, accuracy {}", self.examples, pct(self.accuracy)));
+        text.line(format!("{:<10} {}", "true \\ got", self.labels.iter().map(|l| format!("{l:>9}")).collect::<String>()));
+        for (label, row) in self.labels.iter().zip(&self.confusion) {
+            text.line(format!("{label:<10} {}", row.iter().map(|c| format!("{c:>9}")).collect::<String>()));
+        }
+        text.line(format!("decided by: {:?}", self.decided_by));
+        text
+    }
+}
+
+impl Human for ToolCallReport {
+    fn human(&self) -> Text {
+        let mut text = Text::new();
+        for r in &self.results {
+            text.line(format!("{:<12} {:<14} {:<14} {}", r.action, r.expected, r.tool.as_deref().unwrap_or("-"), r.prompt));
+        }
+        text.line(format!(
+            "{} prompts: {} tool calls, {} valid ({}%), right tool {} ({}%), {} answers, {} questions; p50 {} ms, p95 {} ms",
+            self.prompts,
+            self.tool_calls,
+            self.valid_tool_calls,
+            if self.tool_calls > 0 { self.valid_tool_calls * 100 / self.tool_calls } else { 100 },
+            self.right_tool,
+            self.right_tool * 100 / self.prompts.max(1),
+            self.answers,
+            self.asks,
+            self.p50_ms,
+            self.p95_ms
+        ));
+        text
+    }
+}
+
+pub fn run(command: EvalCommand) -> Result<(), AppError> {
+    let app = App::open_default()?;
+    let spinner = Spinner::new();
+    match command {
+        EvalCommand::Guard { dataset, out, fit, json } => {
+            let (report, combiner) =
+                app.evaluate_guard(&dataset, fit.is_some(), &mut |stage, done, total| spinner.show(format_args!("{stage} {done}/{total}")))?;
+            if let Some(path) = &fit {
+                let body = serde_json::to_string_pretty(&combiner).map_err(|e| AppError::new(ErrorKind::Internal, e.to_string(), None))? + "\n";
+                std::fs::write(path, body)
+                    .map_err(|e| AppError::new(ErrorKind::Store, format!("cannot write the fit to {}: {e}", path.display()), None))?;
+                eprintln!("fit written to {} (l2 {}, flag threshold {:.4})", path.display(), combiner.l2, combiner.flag);
+            }
+            spinner.end();
+            save(&report, out.as_deref())?;
+            output::emit(json, &report);
+        }
+        EvalCommand::Intent { json } => {
+            let report = app.evaluate_intent(&mut |stage, done, total| spinner.show(format_args!("{stage} {done}/{total}")))?;
+            spinner.end();
+            output::emit(json, &report);
+        }
+        EvalCommand::Tools { dataset, out, json } => {
+            let report = app.evaluate_tool_calls(
+                &dataset,
+                &mut |p| spinner.show(format_args!("{} {}%", p.stage, if p.total > 0 { p.done * 100 / p.total } else { 0 })),
+                &mut |done, total| spinner.show(format_args!("prompt {done}/{total}")),
+            )?;
+            spinner.end();
+            save(&report, out.as_deref())?;
+            output::emit(json, &report);
+        }
+    }
+    Ok(())
+}

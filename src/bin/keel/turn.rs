@@ -1,0 +1,185 @@
+//! A turn on the terminal, shared by `keel ask`, `keel chat` and the `keel runs` commands that continue a run:
+//! the run options (`--mode`, `--allow`, the bounds, `--backend`), the answer streamed as it is written, the
+//! approval prompt, and how a turn's end reads.
+//!
+//! A run that pauses for the user (a side-effecting call to approve, a question) is asked about on the terminal
+//! when there is one; otherwise the command prints what the run waits for and exits with code 3, and
+//! `keel runs answer` continues it later, also after a restart.
+
+use std::io::{BufRead, IsTerminal, Write};
+
+use clap::{Args, ValueEnum};
+use keel::{
+    App, AppError, ErrorKind, FailureKind, GenerationSettings, Limits, RunMode, RunOptions, RunOutcome, TurnEvent, TurnResult, UserAnswer,
+    UserRequest,
+};
+
+use crate::output::Text;
+
+/// Exit code of a command whose run waits for the user.
+pub const EXIT_WAITING: i32 = 3;
+
+#[derive(Clone, Copy, ValueEnum)]
+pub enum ModeArg {
+    /// Chosen from the message: tasks that need tools get ReAct, anything else chat.
+    Auto,
+    Chat,
+    React,
+    Plan,
+}
+
+#[derive(Args)]
+pub struct RunArgs {
+    #[arg(long, value_enum, default_value = "auto")]
+    mode: ModeArg,
+    /// Let this side-effecting tool run without asking (repeatable). Untrusted content in the context still asks.
+    #[arg(long = "allow", value_name = "TOOL")]
+    allow: Vec<String>,
+    #[arg(long, default_value_t = Limits::default().max_steps)]
+    max_steps: u32,
+    #[arg(long, default_value_t = Limits::default().max_tool_calls)]
+    max_tool_calls: u32,
+    /// The most prompt + completion tokens of the whole run.
+    #[arg(long, default_value_t = Limits::default().max_tokens)]
+    max_run_tokens: u32,
+    #[arg(long, default_value_t = Limits::default().max_wall_ms)]
+    max_wall_ms: u64,
+    #[arg(long, default_value_t = Limits::default().tool_timeout_ms)]
+    tool_timeout_ms: u64,
+    /// The backend to run on: `local` (the embedded model) or a profile from `keel backends list`
+    /// (default: `keel backends default`).
+    #[arg(long, value_name = "NAME")]
+    backend: Option<String>,
+}
+
+impl RunArgs {
+    pub fn options(&self) -> RunOptions {
+        let mode = match self.mode {
+            ModeArg::Auto => None,
+            ModeArg::Chat => Some(RunMode::Chat),
+            ModeArg::React => Some(RunMode::React),
+            ModeArg::Plan => Some(RunMode::Plan),
+        };
+        RunOptions {
+            mode,
+            limits: Limits {
+                max_steps: self.max_steps,
+                max_tool_calls: self.max_tool_calls,
+                max_tokens: self.max_run_tokens,
+                max_wall_ms: self.max_wall_ms,
+                tool_timeout_ms: self.tool_timeout_ms,
+                ..Limits::default()
+            },
+            auto_approve: self.allow.clone(),
+            backend: self.backend.clone(),
+        }
+    }
+
+    pub fn backend(&self) -> Option<&str> {
+        self.backend.as_deref()
+    }
+}
+
+/// What a turn's events do on the terminal: with `show`, the answer's tokens are written to stdout as they come.
+pub fn stream_tokens(show: bool) -> impl FnMut(TurnEvent) {
+    move |event| {
+        if let (TurnEvent::Token { text }, true) = (&event, show) {
+            let mut out = std::io::stdout();
+            let _ = write!(out, "{text}");
+            let _ = out.flush();
+        }
+    }
+}
+
+/// While the run waits and a person is at the terminal (and no JSON was asked for), asks them and continues
+/// the run.
+pub fn settle(app: &App, mut result: TurnResult, settings: &GenerationSettings, json: bool) -> Result<TurnResult, AppError> {
+    let interactive = std::io::stdin().is_terminal() && std::io::stderr().is_terminal() && !json;
+    while let (Some(request), true) = (result.waiting.clone(), interactive) {
+        let answer = ask_terminal(&request)?;
+        println!();
+        result = app.answer_run(result.run_id, answer, settings, &mut stream_tokens(true))?;
+    }
+    Ok(result)
+}
+
+/// What a paused run waits for and how to answer it (nothing for a run that does not wait).
+pub fn waiting(result: &TurnResult) -> Text {
+    let mut text = Text::new();
+    if let Some(request) = &result.waiting {
+        text.note(format!("[run {} waits for you: {}]", result.run_id, describe(request)));
+        let how = match request {
+            UserRequest::Approval { .. } => "--approve or --deny",
+            UserRequest::Question { .. } => "--reply TEXT",
+        };
+        text.note(format!("[answer with `keel runs answer {} {how}`]", result.run_id));
+    }
+    text
+}
+
+/// How the end of a turn of `keel ask` or `keel chat` reads, after its streamed answer: a partial or stopped
+/// outcome, the run's figures, and what it waits for.
+pub fn ended(result: &TurnResult) -> Text {
+    let mut text = Text::new();
+    text.line("");
+    match &result.outcome {
+        Some(RunOutcome::Partial { reason }) => {
+            text.note(format!("[partial: {reason}]"));
+        }
+        Some(RunOutcome::Stopped { reason }) => {
+            text.note(format!("[stopped: {reason}]"));
+        }
+        Some(RunOutcome::Answered | RunOutcome::Failed { .. }) | None => {}
+    }
+    text.note(format!(
+        "[run {} · {} prompt + {} completion tokens · {} ms]",
+        result.run_id, result.prompt_tokens, result.completion_tokens, result.duration_ms
+    ));
+    text.extend(waiting(result));
+    text
+}
+
+/// A run that failed as the error the command exits with: its recorded failure, its kind kept.
+pub fn failure(result: &TurnResult) -> Option<AppError> {
+    match &result.outcome {
+        Some(RunOutcome::Failed { error, kind }) => Some(AppError::new(
+            match kind {
+                FailureKind::Backend => ErrorKind::Backend,
+                FailureKind::Crash => ErrorKind::Internal,
+                FailureKind::Tools => ErrorKind::Tool,
+                FailureKind::Log => ErrorKind::Store,
+            },
+            format!("run {} failed: {error}", result.run_id),
+            Some(format!("see its steps with `keel runs show {}`", result.run_id)),
+        )),
+        _ => None,
+    }
+}
+
+pub fn describe(request: &UserRequest) -> String {
+    match request {
+        UserRequest::Approval { tool, arguments, effect, reason, .. } => {
+            format!("approve {tool}({arguments}) [{effect:?}]? {reason}")
+        }
+        UserRequest::Question { question, .. } => question.clone(),
+    }
+}
+
+fn ask_terminal(request: &UserRequest) -> Result<UserAnswer, AppError> {
+    let read = || {
+        let mut line = String::new();
+        std::io::stdin().lock().read_line(&mut line).map_err(|e| AppError::new(ErrorKind::InvalidInput, format!("cannot read stdin: {e}"), None))?;
+        Ok::<_, AppError>(line.trim().to_owned())
+    };
+    match request {
+        UserRequest::Approval { call_id, .. } => {
+            eprint!("\n{} [y/N] ", describe(request));
+            let yes = matches!(read()?.to_lowercase().as_str(), "y" | "yes");
+            Ok(if yes { UserAnswer::Approve { call_id: call_id.clone() } } else { UserAnswer::Deny { call_id: call_id.clone(), note: None } })
+        }
+        UserRequest::Question { question, .. } => {
+            eprint!("\n{question}\n> ");
+            Ok(UserAnswer::Reply { text: read()? })
+        }
+    }
+}
