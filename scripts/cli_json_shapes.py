@@ -178,7 +178,7 @@ def main():
     version = subprocess.run([args.binary, "--version"], capture_output=True, text=True).stdout.strip()
     fixture = {
         "_doc": "Made by scripts/cli_json_shapes.py from the scenario in tests/fixtures/cli_contract/; do not edit.",
-        "reference": f"{version} ({args.label})" if args.label else version,
+        "reference": f"{version}: {args.label}" if args.label else version,
         "shapes": shapes,
     }
     Path(args.out).write_text(json.dumps(fixture, indent=1, sort_keys=True) + "\n")

@@ -1,15 +1,15 @@
 //! A run's life around the loop: beginning a turn, closing the runs a stopped process left in flight, stopping
 //! a run that waits, replaying a log and forking a run from one of its steps.
 //!
-//! Like the loop itself (`runner.rs`), everything here is events appended to a run's log; this and the runner
-//! are the only places that build a [`RunEvent`] (the tidy test keeps it so).
+//! Like the loop itself (`runner.rs`), everything here is events appended to a run's log: nothing outside
+//! orchestration builds a [`RunEvent`] (the tidy test keeps it so).
 
 use serde::Serialize;
 
 use super::events::{RunEvent, RunOutcome, RunStatus, StoredEvent, UserAnswer};
 use super::journal;
 use super::runner::{self, Services, Turn};
-use super::state::{Pending, RunState, ToolCallState};
+use super::state::{Pending, RunState};
 use super::UserRequest;
 use crate::store::{self, Store, StoreError};
 
@@ -45,7 +45,7 @@ pub fn close_interrupted_runs(store: &Store) -> Result<(), StoreError> {
         let state = RunState::fold(&detail.events);
         journal::append(store, run_id, &RunEvent::RunInterrupted { reason: "Keel stopped while this run was in flight".into() })?;
         if let Pending::InTool { call } = &state.pending {
-            if let Some(events) = unknown_outcome(call) {
+            if let Some(events) = call.unknown_outcome() {
                 for event in &events {
                     journal::append(store, run_id, event)?;
                 }
@@ -53,23 +53,6 @@ pub fn close_interrupted_runs(store: &Store) -> Result<(), StoreError> {
         }
     }
     Ok(())
-}
-
-/// For a call that was in flight when Keel stopped and is not safe to repeat: the events that say its outcome
-/// is unknown and ask the user whether to run it again. `None` for a call that may simply be repeated.
-pub fn unknown_outcome(call: &ToolCallState) -> Option<[RunEvent; 2]> {
-    (call.effect.has_side_effects() && !call.idempotent).then(|| {
-        [
-            RunEvent::OutcomeUnknown { call_id: call.call_id.clone(), tool: call.tool.clone() },
-            RunEvent::ApprovalRequested {
-                call_id: call.call_id.clone(),
-                tool: call.tool.clone(),
-                arguments: call.arguments.clone(),
-                effect: call.effect,
-                reason: "Keel stopped during this call, so whether it took effect is unknown. Run it again?".into(),
-            },
-        ]
-    })
 }
 
 /// Closes a paused or interrupted run as stopped by the user, keeping what its tools had found. False when

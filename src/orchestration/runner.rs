@@ -15,7 +15,6 @@ use super::action;
 use super::context;
 use super::events::{Action, FailureKind, Limit, PolicyDecision, RunEvent, RunOutcome, ToolOutcome, UserAnswer};
 use super::journal;
-use super::lifecycle;
 use super::policy;
 use super::recall::{self, MemoryAccess};
 use super::state::{ErrorClass, Pending, RunState, ToolCallState};
@@ -552,7 +551,7 @@ impl<'a> Run<'a> {
 
     /// A call that was in flight when Keel stopped: repeat it when that is safe, otherwise ask the user.
     fn interrupted_call(&mut self, call: ToolCallState, on_event: &mut dyn FnMut(TurnEvent)) -> Result<(), StoreError> {
-        if let Some([unknown, ask]) = lifecycle::unknown_outcome(&call) {
+        if let Some([unknown, ask]) = call.unknown_outcome() {
             self.commit(unknown, on_event)?;
             return self.commit(ask, on_event);
         }

@@ -77,6 +77,25 @@ pub struct ToolCallState {
     pub tried: Vec<String>,
 }
 
+impl ToolCallState {
+    /// For a call that was in flight when Keel stopped and is not safe to repeat: the events that say its outcome
+    /// is unknown and ask the user whether to run it again. `None` for a call that may simply be repeated.
+    pub fn unknown_outcome(&self) -> Option<[RunEvent; 2]> {
+        (self.effect.has_side_effects() && !self.idempotent).then(|| {
+            [
+                RunEvent::OutcomeUnknown { call_id: self.call_id.clone(), tool: self.tool.clone() },
+                RunEvent::ApprovalRequested {
+                    call_id: self.call_id.clone(),
+                    tool: self.tool.clone(),
+                    arguments: self.arguments.clone(),
+                    effect: self.effect,
+                    reason: "Keel stopped during this call, so whether it took effect is unknown. Run it again?".into(),
+                },
+            ]
+        })
+    }
+}
+
 /// What this run adds to the model's context, in order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]

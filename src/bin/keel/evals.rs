@@ -116,7 +116,7 @@ impl Human for ToolCallReport {
             self.prompts,
             self.tool_calls,
             self.valid_tool_calls,
-            if self.tool_calls > 0 { self.valid_tool_calls * 100 / self.tool_calls } else { 100 },
+            (self.valid_tool_calls * 100).checked_div(self.tool_calls).unwrap_or(100),
             self.right_tool,
             self.right_tool * 100 / self.prompts.max(1),
             self.answers,
@@ -153,7 +153,7 @@ pub fn run(command: EvalCommand) -> Result<(), AppError> {
         EvalCommand::Tools { dataset, out, json } => {
             let report = app.evaluate_tool_calls(
                 &dataset,
-                &mut |p| spinner.show(format_args!("{} {}%", p.stage, if p.total > 0 { p.done * 100 / p.total } else { 0 })),
+                &mut |p| spinner.show(format_args!("{} {}%", p.stage, (p.done * 100).checked_div(p.total).unwrap_or(0))),
                 &mut |done, total| spinner.show(format_args!("prompt {done}/{total}")),
             )?;
             spinner.end();

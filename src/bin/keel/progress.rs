@@ -21,7 +21,7 @@ impl ProgressLine {
     }
 
     pub fn show(&mut self, label: &str, done: u64, total: u64) {
-        let pct = if total > 0 { done * 100 / total } else { 0 };
+        let pct = (done * 100).checked_div(total).unwrap_or(0);
         let step = if self.tty { pct } else { pct / 25 * 25 };
         if self.last.0 == label && self.last.1 == step {
             return;
@@ -51,7 +51,7 @@ pub fn stage_printer() -> impl FnMut(&str, u64, u64) {
     let mut last_stage = String::new();
     let mut last_pct = u64::MAX;
     move |stage: &str, done: u64, total: u64| {
-        let pct = if total > 0 { done * 100 / total } else { 100 };
+        let pct = (done * 100).checked_div(total).unwrap_or(100);
         if tty {
             if pct != last_pct || stage != last_stage {
                 eprint!("\r\x1b[2K{stage} {done}/{total} ({pct}%)");
@@ -99,7 +99,7 @@ pub fn load_with_progress(app: &App) -> Result<(), AppError> {
         if !tty {
             return;
         }
-        let pct = if p.total > 0 { p.done * 100 / p.total } else { 0 };
+        let pct = (p.done * 100).checked_div(p.total).unwrap_or(0);
         let line = format!("{} {pct:>3}%", p.stage);
         if line != last {
             eprint!("\r\x1b[2K{line}");

@@ -34,7 +34,7 @@ import type {
   UserAnswer,
   UserRequest,
 } from "./bindings";
-import { toAppError } from "./errors";
+import { runFailure, toAppError } from "./errors";
 import { addNotice, noNotices, runNotices, type RunNotices } from "./guard";
 
 /** How many of a reopened conversation's latest runs are read for their guard notices (older ones: the Inspector). */
@@ -382,7 +382,7 @@ export class ChatStore {
       reply.outcome = result.outcome;
       if (result.outcome) this.#outcomes.set(result.run_id, result.outcome);
       if (result.outcome?.status === "failed") {
-        this.error = { kind: "backend", message: result.outcome.error, hint: null };
+        this.error = runFailure(result.outcome);
         if (reply.text === "") this.#remove(reply.key);
       }
       onFinal?.(result);

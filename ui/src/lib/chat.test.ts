@@ -83,6 +83,17 @@ describe("ChatStore.send", () => {
     expect(chat.error).toBeNull();
   });
 
+  it("shows a failed run's error with the kind of failure it recorded, not always the backend's", async () => {
+    for (const [kind, shown] of [["backend", "backend"], ["crash", "internal"], ["tools", "tool"], ["log", "store"]] as const) {
+      const chat = new ChatStore();
+      core.sendMessage.mockResolvedValue(result("", { status: "failed", error: `it failed (${kind})`, kind }));
+      chat.draft = "hello";
+      await chat.send();
+      expect(chat.error?.kind).toBe(shown);
+      expect(chat.error?.message).toBe(`it failed (${kind})`);
+    }
+  });
+
   it("puts the text back and shows the typed error when the core rejects", async () => {
     const chat = new ChatStore();
     const error = { kind: "input_too_long", message: "The message is too long.", hint: "Import it as a document." };

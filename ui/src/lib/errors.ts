@@ -2,7 +2,7 @@
 // Commands reject with that object; anything else (a string from Tauri itself, a thrown `Error`) is folded
 // into the same shape here so that views never inspect raw rejections.
 
-import type { AppError } from "./bindings";
+import type { AppError, ErrorKind, FailureKind } from "./bindings";
 
 export function isAppError(value: unknown): value is AppError {
   if (typeof value !== "object" || value === null) return false;
@@ -19,6 +19,20 @@ export function toAppError(value: unknown): AppError {
   if (typeof value === "string") return { kind: "internal", message: value, hint: null };
   if (value instanceof Error) return { kind: "internal", message: value.message, hint: null };
   return { kind: "internal", message: "Something went wrong.", hint: null };
+}
+
+/** What made a run fail, as the kind of error the chat shows (the CLI's exit code follows the same map). */
+const FAILURE_KINDS: Record<FailureKind, { kind: ErrorKind; hint: string | null }> = {
+  backend: { kind: "backend", hint: "Check the backend under Models, or pick another one for this chat." },
+  crash: { kind: "internal", hint: "The run's steps in the Inspector show where; try again, or another backend." },
+  tools: { kind: "tool", hint: "The Inspector shows each tool call and its error." },
+  log: { kind: "store", hint: null },
+};
+
+/** A failed run's recorded failure as the error the chat shows, its kind kept. */
+export function runFailure(failure: { error: string; kind: FailureKind }): AppError {
+  const { kind, hint } = FAILURE_KINDS[failure.kind];
+  return { kind, message: failure.error, hint };
 }
 
 /**
