@@ -39,11 +39,15 @@ fn internal(e: impl std::fmt::Display) -> AppError {
 }
 
 impl App {
-    /// Bytes a front end read (an argument, stdin) as the text it may hand to `App`: only the UTF-8 check,
-    /// refused with the offset of the first bad byte. Normalising is `App::send_message`'s (once, at the front
-    /// door), never the front end's.
+    /// Bytes a front end read (an argument, stdin) as the text it may hand to `App`: refused when they are not
+    /// UTF-8 (with the offset of the first bad byte) or are blank, before any model is loaded. Normalising is
+    /// `App::send_message`'s (once, at the front door), never the front end's.
     pub fn decode_input(bytes: &[u8]) -> Result<&str, AppError> {
-        Ok(crate::interface::utf8(bytes)?)
+        let text = crate::interface::utf8(bytes)?;
+        if text.trim().is_empty() {
+            return Err(crate::interface::Rejected::Empty.into());
+        }
+        Ok(text)
     }
 
     /// A run's steps as timeline rows (kind, when, how long, tokens), read from its event log.

@@ -14,6 +14,7 @@
 //! | `memory.rs` | the memory layer, opened on first use | `memory`, `imports` |
 //! | `models.rs` | the model files: built-in, added, downloaded | `downloads` |
 //! | `guard.rs` | the front door's screen: injection scoring with the embedder | `guard` |
+//! | `evals.rs` | the evaluations and benchmarks the CLI runs | – |
 //! | `errors.rs` | each layer's error as an [`AppError`] | – |
 //!
 //! Every slot that is built on first use is a [`Slot`] (one `get_or_init`); every lock in `App` is taken
