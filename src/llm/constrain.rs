@@ -55,7 +55,37 @@ impl<'s> JsonConstraint<'s> {
         }
         if ends.contains(&End::Open) { Verdict::Viable } else { Verdict::Dead }
     }
+
+    /// The fewest bytes found that make the viable `prefix` a complete value by closing what is open: the string
+    /// in hand, a number's missing digits, a literal's letters, then its arrays and objects. A search over the
+    /// closing characters alone, so `None` when completing needs more (a required key not yet written, say) or
+    /// more than [`MAX_CLOSING`] bytes. The decoder forces it when the token budget would otherwise cut the value.
+    pub fn shortest_completion(&self, prefix: &[u8]) -> Option<Vec<u8>> {
+        let mut text = prefix.to_vec();
+        (1..=MAX_CLOSING).find_map(|depth| self.close(&mut text, prefix.len(), depth).then(|| text[prefix.len()..].to_vec()))
+    }
+
+    /// Depth-first: whether `text` can be completed with at most `depth` more closing bytes (left in `text`).
+    fn close(&self, text: &mut Vec<u8>, start: usize, depth: usize) -> bool {
+        for &b in CLOSING_BYTES {
+            text.push(b);
+            match self.check(text) {
+                Verdict::Complete => return true,
+                Verdict::Viable if depth > 1 && self.close(text, start, depth - 1) => return true,
+                _ => {}
+            }
+            text.pop();
+        }
+        false
+    }
 }
+
+/// What [`JsonConstraint::shortest_completion`] closes with, tried in this order: the end of a string, of an
+/// object, of an array, a digit, and the letters that finish `true`, `false` and `null`.
+const CLOSING_BYTES: &[u8] = b"\"}]0elsrua";
+
+/// The longest completion [`JsonConstraint::shortest_completion`] looks for.
+pub const MAX_CLOSING: usize = 12;
 
 /// Skips white space; `None` when a run is longer than allowed.
 fn ws(b: &[u8], mut i: usize) -> Option<usize> {
@@ -454,6 +484,28 @@ mod tests {
             assert_eq!(c.check(dead.as_bytes()), Verdict::Dead, "{dead}");
         }
         assert_eq!(c.check(br#"{"answer": "a \"quoted\" \u00e9 word"}"#), Verdict::Complete);
+    }
+
+    #[test]
+    fn the_shortest_completion_closes_what_is_open_and_nothing_else() {
+        let schema = json!({"type": "object", "properties": {"tool": {"const": "calculator"}, "arguments": {"type": "object", "properties": {"expression": {"type": "string"}, "exact": {"type": "boolean"}, "n": {"type": "number"}}, "required": ["expression"], "additionalProperties": false}}, "required": ["tool", "arguments"], "additionalProperties": false});
+        let c = JsonConstraint::new(&schema);
+        for (prefix, tail) in [
+            (r#"{"tool": "calculator", "arguments": {"expression": "12.5 + 3 * 4.000"#, Some(r#""}}"#)),
+            (r#"{"tool": "calculator", "arguments": {"expression": "a \"#, Some(r#"""}}"#)),
+            (r#"{"tool": "calculator", "arguments": {"expression": "1", "n": 4.0E+"#, Some("0}}")),
+            (r#"{"tool": "calculator", "arguments": {"expression": "1", "exact": tr"#, Some("ue}}")),
+            (r#"{"tool": "calculator", "arguments": {"expression": "1"}"#, Some("}")),
+            // A required key not written yet is not a matter of closing.
+            (r#"{"tool": "calculator", "arguments": {"#, None),
+        ] {
+            assert_eq!(c.check(prefix.as_bytes()), Verdict::Viable, "{prefix}");
+            let found = c.shortest_completion(prefix.as_bytes());
+            assert_eq!(found.as_deref(), tail.map(str::as_bytes), "{prefix}");
+            if let Some(tail) = found {
+                assert_eq!(c.check(&[prefix.as_bytes(), &tail].concat()), Verdict::Complete, "{prefix}");
+            }
+        }
     }
 
     #[test]

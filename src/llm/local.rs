@@ -15,7 +15,7 @@ use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
 use candle_transformers::models::quantized_llama::ModelWeights;
 
-use super::constrain::{JsonConstraint, Verdict};
+use super::constrain::{JsonConstraint, Verdict, MAX_CLOSING};
 use super::stream::TextStream;
 use super::template::ChatTemplate;
 use super::tokenizer::GgufTokenizer;
@@ -341,7 +341,7 @@ impl LocalModel {
             };
             let next = match &constraint {
                 None => sampler.sample(&penalised).map_err(infer_err)?,
-                Some(c) => match self.constrained_next(c, &penalised, &mut produced)? {
+                Some(c) => match self.constrained_next(c, &penalised, &mut produced, settings.max_tokens as usize - stream.ids().len())? {
                     Some(id) => id,
                     // The value is complete: the reply ends here, as if the model had said EOS.
                     None => break StopReason::Eos,
@@ -376,11 +376,14 @@ impl LocalModel {
 
 impl LocalModel {
     /// The best-scoring token that keeps `produced` viable (appending its bytes), or `None` when `produced` is
-    /// already a complete value.
-    fn constrained_next(&self, c: &JsonConstraint<'_>, logits: &Tensor, produced: &mut Vec<u8>) -> Result<Option<u32>, BackendError> {
+    /// already a complete value. With `left` tokens of the budget left (this one included), a value that would be
+    /// cut is closed instead: once its shortest completion needs all that is left (a byte is at most a token), only
+    /// tokens that begin that completion are taken.
+    fn constrained_next(&self, c: &JsonConstraint<'_>, logits: &Tensor, produced: &mut Vec<u8>, left: usize) -> Result<Option<u32>, BackendError> {
         if c.check(produced) == Verdict::Complete {
             return Ok(None);
         }
+        let forced = if left <= MAX_CLOSING + 1 { c.shortest_completion(produced).filter(|tail| tail.len() + 1 >= left) } else { None };
         let scores: Vec<f32> = logits.to_dtype(candle_core::DType::F32).and_then(|l| l.to_vec1()).map_err(infer_err)?;
         let mut order: Vec<u32> = (0..scores.len() as u32).collect();
         order.sort_unstable_by(|a, b| scores[*b as usize].total_cmp(&scores[*a as usize]));
@@ -389,6 +392,13 @@ impl LocalModel {
         for id in order {
             let Some(Some(piece)) = bytes.get(id as usize) else { continue };
             if piece.is_empty() {
+                continue;
+            }
+            if let Some(tail) = &forced {
+                if tail.starts_with(piece) {
+                    produced.extend_from_slice(piece);
+                    return Ok(Some(id));
+                }
                 continue;
             }
             candidate.truncate(produced.len());
