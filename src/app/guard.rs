@@ -56,16 +56,6 @@ impl GuardModel {
         let vectors = self.embedder().embed(&refs).unwrap_or_default();
         guard::scan(scanned, source, &vectors, &self.exemplars, thresholds)
     }
-
-    /// Embeds many texts' windows in batches; one entry (its windows' vectors) per text.
-    pub fn embed_windows(&self, texts: &[&str], on_progress: &mut dyn FnMut(usize, usize)) -> Result<Vec<Vec<Vec<f32>>>, AppError> {
-        let windows: Vec<Vec<String>> = texts.iter().map(|t| guard::windows(t)).collect();
-        let flat: Vec<&str> = windows.iter().flatten().map(String::as_str).collect();
-        let vectors = self.embedder().embed_with_progress(&flat, on_progress).map_err(embed_err)?;
-        let mut it = vectors.into_iter();
-        Ok(windows.iter().map(|w| it.by_ref().take(w.len()).collect()).collect())
-    }
-
 }
 
 impl GuardUnderTest for GuardModel {
