@@ -199,9 +199,18 @@ impl<T> Slot<T> {
         if let Some(v) = self.get() {
             return Ok(v);
         }
+        // Cleared on the way out, a panicking `init` included, so the slot never reads as building forever.
+        struct Busy<'f>(&'f AtomicBool);
+        impl Drop for Busy<'_> {
+            fn drop(&mut self) {
+                self.0.store(false, Ordering::SeqCst);
+            }
+        }
         self.busy.store(true, Ordering::SeqCst);
-        let built = init();
-        self.busy.store(false, Ordering::SeqCst);
+        let built = {
+            let _busy = Busy(&self.busy);
+            init()
+        };
         let v = Arc::new(built?);
         *lock(&self.value) = Some(v.clone());
         Ok(v)
