@@ -123,6 +123,8 @@ def main():
         "decode_tok_s_median": round(statistics.median(r["decode_tok_s"] for r in runs), 2),
         "ttft_ms_median": round(statistics.median(r["ttft_ms"] for r in runs), 3),
         "load_ms": round(load_ms, 3),
+        # Peak resident memory of this process (ru_maxrss is in KiB on Linux).
+        "peak_rss_mb": round(__import__("resource").getrusage(__import__("resource").RUSAGE_SELF).ru_maxrss / 1024, 1),
         "per_run": per_run,
         "generated_ids": gen,
         "generated_text": llm.detokenize(gen, special=True).decode("utf-8", "replace"),

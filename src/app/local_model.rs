@@ -9,6 +9,7 @@ use super::status::ModelStatus;
 use super::status::LoadProgress;
 use super::{App, Slot};
 use crate::error::{AppError, ErrorKind};
+use crate::llm::engine::saved::SavedStates;
 use crate::llm::local::LocalModel;
 use crate::llm::Backend;
 use crate::models::library::{self, ChecksumState};
@@ -40,7 +41,7 @@ impl App {
             let chosen = self.chosen_model()?;
             let (entry, file) = self.chat_model()?;
             let mut report = |stage: String, done, total| on_progress(LoadProgress { stage, done, total });
-            let (path, file_name) = match &chosen {
+            let (path, file_name, sha256) = match &chosen {
                 // A model the user chose: its header and its recorded sha256 (stamped, so hashed only when changed).
                 Some(name) => {
                     let verifying = format!("verifying {name}");
@@ -52,15 +53,19 @@ impl App {
                             Some(format!("delete it (`keel models rm {name}`) and add it again, or `keel models use {}`", file.name)),
                         ));
                     }
-                    (PathBuf::from(info.path), name.clone())
+                    (PathBuf::from(info.path), name.clone(), info.sha256.clone())
                 }
                 None => {
                     let verifying = format!("verifying {}", file.name);
-                    (self.inner.models.verify(entry, file, false, &mut |d, t| report(verifying.clone(), d, t))?, file.name.clone())
+                    (self.inner.models.verify(entry, file, false, &mut |d, t| report(verifying.clone(), d, t))?, file.name.clone(), Some(file.sha256.clone()))
                 }
             };
             let loading = format!("loading {file_name}");
             let model = LocalModel::load(&path, &mut |d, t| report(loading.clone(), d, t))?;
+            // The verified sha256 names the model the saved prefix states were computed by.
+            if let Some(sha256) = sha256 {
+                model.keep_prefixes(SavedStates::beside(&path, &sha256));
+            }
             report("ready".into(), 1, 1);
             Ok(model)
         })

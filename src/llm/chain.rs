@@ -69,6 +69,7 @@ impl FallbackChain {
             return Ok(Completion {
                 text: String::new(),
                 prompt_tokens: 0,
+                cached_prompt_tokens: 0,
                 completion_tokens: 0,
                 stop: StopReason::Cancelled,
                 ttft_ms: None,

@@ -1,8 +1,10 @@
-//! The embedded backend: candle's quantized llama running a GGUF file on the CPU.
+//! The embedded backend: a GGUF chat model run on the CPU by Keel's engine (`llm::engine`).
 //!
-//! It owns the loaded weights (behind a mutex: one generation at a time, the KV cache is per model), the tokenizer
-//! and chat template read from the same file. Loading validates the file first (magic, version, tensor table
-//! against the file size, architecture) so that a damaged or foreign file is a clear [`LoadError`], never a panic.
+//! It owns the loaded weights, the tokenizer and chat template read from the same file, and a pool of KV states
+//! (`engine::cache`): a call computes only the part of its prompt that no cached state already holds, so a run's
+//! next step and a conversation's next turn start from the shared prefix. Loading validates the file first
+//! (magic, version, tensor table against the file size, architecture, quantisation types) so that a damaged or
+//! foreign file is a clear [`LoadError`], never a panic.
 
 use std::fs::File;
 use std::io::{Read, Seek, SeekFrom};
@@ -13,9 +15,11 @@ use std::time::Instant;
 use candle_core::quantized::gguf_file::Content;
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use candle_transformers::models::quantized_llama::ModelWeights;
 
 use super::constrain::{JsonConstraint, Verdict, MAX_CLOSING};
+use super::engine::cache::{Checkout, Pool};
+use super::engine::saved::{self, SavedStates};
+use super::engine::{Engine, Logits, State};
 use super::stream::TextStream;
 use super::template::ChatTemplate;
 use super::tokenizer::GgufTokenizer;
@@ -42,6 +46,8 @@ pub enum LoadError {
     Tokenizer { path: PathBuf, source: BackendError },
     #[error("{path} could not be loaded: {reason}")]
     Weights { path: PathBuf, reason: String },
+    #[error("{path} cannot run on Keel's embedded engine: {reason}")]
+    Unsupported { path: PathBuf, reason: String },
 }
 
 /// Timings of one benchmark generation, in milliseconds.
@@ -58,11 +64,16 @@ pub struct BenchTiming {
 /// A loaded GGUF chat model.
 pub struct LocalModel {
     file_name: String,
-    weights: Mutex<ModelWeights>,
+    engine: Engine,
+    /// KV states of earlier calls, for their shared prefixes.
+    pool: Mutex<Pool>,
+    /// One generation at a time (they would only compete for the same cores).
+    busy: Mutex<()>,
+    /// Where the shared prefixes' states are kept on disk, once the model's sha256 is known.
+    saved: Mutex<Option<SavedStates>>,
     tokenizer: GgufTokenizer,
     template: ChatTemplate,
     context_window: u32,
-    device: Device,
     /// Each token's bytes, for constrained decoding; built on first use.
     token_bytes: std::sync::OnceLock<Vec<Option<Vec<u8>>>>,
 }
@@ -144,25 +155,34 @@ impl LocalModel {
             .and_then(|v| v.to_u32().ok())
             .unwrap_or(2048);
 
-        let device = Device::Cpu;
+        let unsupported = super::engine::unsupported_tensors(&content);
+        if let Some((tensor, ty)) = unsupported.first() {
+            return Err(LoadError::Unsupported {
+                path: path.to_owned(),
+                reason: format!(
+                    "tensor `{tensor}` is {ty} ({} tensors of unsupported types); the supported quantisation types are {}",
+                    unsupported.len(),
+                    super::engine::SUPPORTED_TYPES.join(", ")
+                ),
+            });
+        }
         let file = File::open(path).map_err(|source| LoadError::Io { path: path.to_owned(), source })?;
         let mut reader = ProgressReader { inner: file, total: file_size, on_progress };
-        let weights_err = |e: candle_core::Error| LoadError::Weights { path: path.to_owned(), reason: e.to_string() };
-        let weights = if super::repack::needs_repack(&content) {
-            let (content, mut repacked) =
-                super::repack::repack(content, &mut reader, &mut |_, _| {}).map_err(weights_err)?;
-            ModelWeights::from_gguf(content, &mut repacked, &device).map_err(weights_err)?
-        } else {
-            ModelWeights::from_gguf(content, &mut reader, &device).map_err(weights_err)?
-        };
+        let engine = Engine::load(&content, &mut reader, &mut |_, _| {}).map_err(|e| match e {
+            super::engine::EngineError::UnsupportedType { .. } => LoadError::Unsupported { path: path.to_owned(), reason: e.to_string() },
+            _ => LoadError::Weights { path: path.to_owned(), reason: e.to_string() },
+        })?;
         (reader.on_progress)(file_size, file_size);
+        let context_window = context_window.min(engine.config.context as u32);
         Ok(LocalModel {
             file_name: path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-            weights: Mutex::new(weights),
+            engine,
+            pool: Mutex::new(Pool::new(Pool::budget_from_env())),
+            busy: Mutex::new(()),
+            saved: Mutex::new(None),
             tokenizer,
             template,
             context_window,
-            device,
             token_bytes: std::sync::OnceLock::new(),
         })
     }
@@ -225,54 +245,135 @@ impl LocalModel {
         Ok(ids)
     }
 
+    pub fn engine(&self) -> &Engine {
+        &self.engine
+    }
+
     /// For each position `i`, the argmax of the next-token logits after reading `ids[..=i]`.
     /// Used to check Keel's forward pass against a reference implementation.
     pub fn teacher_forced_argmax(&self, ids: &[u32]) -> Result<Vec<u32>, BackendError> {
-        let mut weights = self.lock_weights();
-        let mut out = Vec::with_capacity(ids.len());
-        for (pos, &id) in ids.iter().enumerate() {
-            // Position 0 resets candle's KV cache.
-            let logits = self.forward(&mut weights, &[id], pos)?;
-            out.push(logits.argmax(0).and_then(|t| t.to_scalar::<u32>()).map_err(infer_err)?);
-        }
-        Ok(out)
+        let logits = self.all_logits(ids)?;
+        Ok(logits.chunks_exact(self.engine.config.vocab).map(argmax).collect())
     }
 
-    /// One timed greedy generation for benchmarks: the prompt, then exactly `decode_tokens` tokens (EOS is not
-    /// a stop here, so every implementation decodes the same count).
+    /// The logits after each position of `ids`, read from an empty cache (row `i` after `ids[..=i]`).
+    pub fn all_logits(&self, ids: &[u32]) -> Result<Vec<f32>, BackendError> {
+        let _busy = self.lock_busy();
+        let mut state = State::default();
+        self.engine.forward(&mut state, ids, Logits::All).map_err(infer_err)?;
+        Ok(state.logits)
+    }
+
+    /// One timed greedy generation for benchmarks: the prompt from an empty cache (no reuse), then exactly
+    /// `decode_tokens` tokens (EOS is not a stop here, so every implementation decodes the same count).
     pub fn bench_generate(&self, prompt: &[u32], decode_tokens: u32) -> Result<BenchTiming, BackendError> {
         if prompt.is_empty() {
             return Err(BackendError::Inference("the benchmark prompt is empty".into()));
         }
-        let mut weights = self.lock_weights();
+        let _busy = self.lock_busy();
+        let mut state = State::default();
         let started = Instant::now();
-        let logits = self.forward(&mut weights, prompt, 0)?;
+        self.engine.forward(&mut state, prompt, Logits::Last).map_err(infer_err)?;
         let prompt_ms = started.elapsed().as_secs_f64() * 1e3;
-        let mut next = logits.argmax(0).and_then(|t| t.to_scalar::<u32>()).map_err(infer_err)?;
+        let mut next = argmax(&state.logits);
         let ttft_ms = started.elapsed().as_secs_f64() * 1e3;
         let decode_started = Instant::now();
-        for i in 1..decode_tokens as usize {
-            let logits = self.forward(&mut weights, &[next], prompt.len() + i - 1)?;
-            next = logits.argmax(0).and_then(|t| t.to_scalar::<u32>()).map_err(infer_err)?;
+        for _ in 1..decode_tokens as usize {
+            self.engine.forward(&mut state, &[next], Logits::Last).map_err(infer_err)?;
+            next = argmax(&state.logits);
         }
         let decode_ms = decode_started.elapsed().as_secs_f64() * 1e3;
         Ok(BenchTiming { prompt_ms, ttft_ms, decode_ms })
     }
 
-    /// The weights, also after a panic in an earlier generation: every generation starts its KV cache afresh at
-    /// position 0, so nothing a panicking call left behind is read again.
-    fn lock_weights(&self) -> std::sync::MutexGuard<'_, ModelWeights> {
-        self.weights.lock().unwrap_or_else(|p| p.into_inner())
+    /// Time to the first token of a greedy reply to `prompt` through the KV pool (as a chat call does, with the
+    /// saved prefix states when `shared` gives the prompt's shared prefix), and how many prompt tokens a cached
+    /// state held.
+    pub fn bench_first_token(&self, prompt: &[u32], shared: Option<usize>) -> Result<(f64, usize), BackendError> {
+        let _busy = self.lock_busy();
+        let started = Instant::now();
+        let saved = self.saved.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        if let (Some(saved), Some(shared)) = (&saved, shared) {
+            self.load_saved_prefix(saved, prompt, shared);
+        }
+        let Checkout { mut state, reused } = self.lock_pool().checkout(&self.engine.config, prompt);
+        self.engine.forward(&mut state, &prompt[reused..], Logits::Last).map_err(infer_err)?;
+        let _first = argmax(&state.logits);
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        if let (Some(saved), Some(shared)) = (&saved, shared) {
+            self.save_prefix(saved, &state, shared);
+        }
+        self.lock_pool().checkin(state);
+        Ok((ms, reused))
     }
 
-    fn forward(&self, weights: &mut ModelWeights, ids: &[u32], pos: usize) -> Result<Tensor, BackendError> {
-        let input = Tensor::new(ids, &self.device).and_then(|t| t.unsqueeze(0)).map_err(infer_err)?;
-        weights.forward(&input, pos).and_then(|t| t.squeeze(0)).map_err(infer_err)
+    /// Keeps the KV state of every prompt's shared prefix (its system and tools sections) on disk in `saved`, and
+    /// starts from it when no state in memory holds that prefix (a fresh process).
+    pub fn keep_prefixes(&self, saved: SavedStates) {
+        *self.saved.lock().unwrap_or_else(|p| p.into_inner()) = Some(saved);
     }
 
-    fn sampler(settings: &GenerationSettings) -> LogitsProcessor {
+    /// The tokens of `prompt` that every prompt with the same first (system) message shares: the system message
+    /// and the template's text up to the next message's content. 0 without a system message.
+    pub fn shared_prefix_len(&self, messages: &[ChatMessage], prompt: &[u32]) -> Result<usize, BackendError> {
+        match messages {
+            [first, _, ..] if first.role == super::Role::System => {
+                let other = self.encode_prompt(&[first.clone(), ChatMessage::new(super::Role::User, "\u{1}")])?;
+                Ok(prompt.iter().zip(&other).take_while(|(a, b)| a == b).count().min(prompt.len().saturating_sub(1)))
+            }
+            _ => Ok(0),
+        }
+    }
+
+    /// Seeds the pool with the saved state of `prompt[..shared]` when no idle state holds that much of it.
+    fn load_saved_prefix(&self, saved: &SavedStates, prompt: &[u32], shared: usize) {
+        if shared < saved::MIN_TOKENS || self.lock_pool().best_prefix(prompt) >= shared {
+            return;
+        }
+        // A damaged or stale file is removed by `load`, and the prefix computed (and saved) afresh.
+        if let Ok(Some(state)) = saved.load(&self.engine.config, &prompt[..shared]) {
+            self.lock_pool().seed(state);
+        }
+    }
+
+    /// Saves the state's first `shared` positions unless that prefix is on disk already. A models folder that
+    /// cannot be written only costs the warm start.
+    fn save_prefix(&self, saved: &SavedStates, state: &State, shared: usize) {
+        if shared >= saved::MIN_TOKENS && state.len() >= shared && !saved.has(&state.tokens[..shared]) {
+            let _ = saved.save(&self.engine.config, state, shared);
+        }
+    }
+
+    /// The KV pool (its budget and idle states), for tests and diagnostics.
+    pub fn pool(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.lock_pool()
+    }
+
+    /// Drops every cached KV state.
+    pub fn clear_cache(&self) {
+        let budget = self.lock_pool().budget();
+        *self.lock_pool() = Pool::new(budget);
+    }
+
+    /// Sets the KV pool's budget of idle bytes (evicting at the next check-in).
+    pub fn set_cache_budget(&self, bytes: usize) {
+        *self.lock_pool() = Pool::new(bytes);
+    }
+
+    /// The pool and the busy flag, also after a panic in an earlier generation: a state in use is checked out,
+    /// so nothing a panicking call left half-written is in the pool.
+    fn lock_pool(&self) -> std::sync::MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn lock_busy(&self) -> std::sync::MutexGuard<'_, ()> {
+        self.busy.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// `None` for greedy decoding (the argmax, without a tensor round trip).
+    fn sampler(settings: &GenerationSettings) -> Option<LogitsProcessor> {
         let sampling = if settings.temperature <= 0.0 {
-            Sampling::ArgMax
+            return None;
         } else {
             let temperature = settings.temperature;
             match (settings.top_k, settings.top_p) {
@@ -282,7 +383,7 @@ impl LocalModel {
                 (Some(k), Some(p)) => Sampling::TopKThenTopP { k: k as usize, p, temperature },
             }
         };
-        LogitsProcessor::from_sampling(settings.seed, sampling)
+        Some(LogitsProcessor::from_sampling(settings.seed, sampling))
     }
 }
 
@@ -321,27 +422,37 @@ impl LocalModel {
         if prompt.len() >= window {
             return Err(BackendError::ContextOverflow { prompt_tokens: prompt.len() as u32, window: window as u32 });
         }
-        let mut weights = self.lock_weights();
+        let _busy = self.lock_busy();
         let mut sampler = Self::sampler(settings);
         let mut stream = TextStream::new(&self.tokenizer);
         let mut context = prompt.clone();
         let mut ttft_ms = None;
-        let mut logits = self.forward(&mut weights, &prompt, 0)?;
+        let saved = self.saved.lock().unwrap_or_else(|p| p.into_inner()).clone();
+        let shared = if saved.is_some() { self.shared_prefix_len(messages, &prompt)? } else { 0 };
+        if let Some(saved) = &saved {
+            self.load_saved_prefix(saved, &prompt, shared);
+        }
+        let Checkout { mut state, reused } = self.lock_pool().checkout(&self.engine.config, &prompt);
+        self.engine.forward(&mut state, &prompt[reused..], Logits::Last).map_err(infer_err)?;
         let prompt_ms = started.elapsed().as_millis() as u64;
+        let mut logits = std::mem::take(&mut state.logits);
         let stop = loop {
             if cancel.is_cancelled() {
                 break StopReason::Cancelled;
             }
-            let penalised = if settings.repeat_penalty != 1.0 {
+            if settings.repeat_penalty != 1.0 {
                 let from = context.len().saturating_sub(REPEAT_LAST_N);
-                candle_transformers::utils::apply_repeat_penalty(&logits, settings.repeat_penalty, &context[from..])
-                    .map_err(infer_err)?
-            } else {
-                logits
-            };
+                apply_repeat_penalty(&mut logits, settings.repeat_penalty, &context[from..]);
+            }
             let next = match &constraint {
-                None => sampler.sample(&penalised).map_err(infer_err)?,
-                Some(c) => match self.constrained_next(c, &penalised, &mut produced, settings.max_tokens as usize - stream.ids().len())? {
+                None => match sampler {
+                    None => argmax(&logits),
+                    Some(ref mut s) => {
+                        let t = Tensor::from_slice(&logits, logits.len(), &Device::Cpu).map_err(candle_err)?;
+                        s.sample(&t).map_err(candle_err)?
+                    }
+                },
+                Some(c) => match self.constrained_next(c, &logits, &mut produced, settings.max_tokens as usize - stream.ids().len())? {
                     Some(id) => id,
                     // The value is complete: the reply ends here, as if the model had said EOS.
                     None => break StopReason::Eos,
@@ -358,11 +469,19 @@ impl LocalModel {
             if stream.ids().len() >= settings.max_tokens as usize || context.len() >= window {
                 break StopReason::MaxTokens;
             }
-            logits = self.forward(&mut weights, &[next], context.len() - 1)?;
+            state.logits = logits;
+            self.engine.forward(&mut state, &[next], Logits::Last).map_err(infer_err)?;
+            logits = std::mem::take(&mut state.logits);
         };
+        state.logits = logits;
+        if let Some(saved) = &saved {
+            self.save_prefix(saved, &state, shared);
+        }
+        self.lock_pool().checkin(state);
         Ok(Completion {
             text: stream.text().to_owned(),
             prompt_tokens: prompt.len() as u32,
+            cached_prompt_tokens: reused as u32,
             completion_tokens: stream.ids().len() as u32,
             stop,
             ttft_ms,
@@ -379,12 +498,11 @@ impl LocalModel {
     /// already a complete value. With `left` tokens of the budget left (this one included), a value that would be
     /// cut is closed instead: once its shortest completion needs all that is left (a byte is at most a token), only
     /// tokens that begin that completion are taken.
-    fn constrained_next(&self, c: &JsonConstraint<'_>, logits: &Tensor, produced: &mut Vec<u8>, left: usize) -> Result<Option<u32>, BackendError> {
+    fn constrained_next(&self, c: &JsonConstraint<'_>, scores: &[f32], produced: &mut Vec<u8>, left: usize) -> Result<Option<u32>, BackendError> {
         if c.check(produced) == Verdict::Complete {
             return Ok(None);
         }
         let forced = if left <= MAX_CLOSING + 1 { c.shortest_completion(produced).filter(|tail| tail.len() + 1 >= left) } else { None };
-        let scores: Vec<f32> = logits.to_dtype(candle_core::DType::F32).and_then(|l| l.to_vec1()).map_err(infer_err)?;
         let mut order: Vec<u32> = (0..scores.len() as u32).collect();
         order.sort_unstable_by(|a, b| scores[*b as usize].total_cmp(&scores[*a as usize]));
         let bytes = self.token_bytes.get_or_init(|| self.tokenizer.token_bytes());
@@ -415,8 +533,36 @@ impl LocalModel {
     }
 }
 
-fn infer_err(e: candle_core::Error) -> BackendError {
+fn infer_err(e: super::engine::EngineError) -> BackendError {
     BackendError::Inference(e.to_string())
+}
+
+fn candle_err(e: candle_core::Error) -> BackendError {
+    BackendError::Inference(e.to_string())
+}
+
+/// The index of the largest value (the first of equals), as candle's argmax.
+pub fn argmax(values: &[f32]) -> u32 {
+    let mut best = 0;
+    for (i, v) in values.iter().enumerate() {
+        if *v > values[best] {
+            best = i;
+        }
+    }
+    best as u32
+}
+
+/// candle's repeat penalty, in place: each distinct recent token's logit divided by `penalty` when positive,
+/// multiplied when negative.
+fn apply_repeat_penalty(logits: &mut [f32], penalty: f32, recent: &[u32]) {
+    let mut seen = std::collections::HashSet::new();
+    for &id in recent {
+        if seen.insert(id) {
+            if let Some(l) = logits.get_mut(id as usize) {
+                *l = if *l >= 0.0 { *l / penalty } else { *l * penalty };
+            }
+        }
+    }
 }
 
 /// Used when a GGUF file carries no chat template: ChatML, the most common format for small instruct models.

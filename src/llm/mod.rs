@@ -8,7 +8,7 @@ pub mod constrain;
 pub mod chain;
 pub mod local;
 pub mod remote;
-pub mod repack;
+pub mod engine;
 pub mod scripted;
 pub mod stream;
 pub mod template;
@@ -130,6 +130,8 @@ pub enum StopReason {
 pub struct Completion {
     pub text: String,
     pub prompt_tokens: u32,
+    /// Prompt tokens whose KV state came from an earlier call (computed only `prompt_tokens` minus these).
+    pub cached_prompt_tokens: u32,
     pub completion_tokens: u32,
     pub stop: StopReason,
     /// Time from the call to the first generated token.

@@ -145,6 +145,7 @@ impl Backend for ScriptedBackend {
         Ok(Completion {
             text: out,
             prompt_tokens: count(messages),
+            cached_prompt_tokens: 0,
             completion_tokens: n,
             stop,
             ttft_ms: Some(0),

@@ -1,6 +1,6 @@
 //! Context assembly: what goes into the model's window for a step, and what is left out.
 //!
-//! The window holds the system prompt (with the memory section and, when tools are offered, the tools section),
+//! The window holds the system prompt (with, when tools are offered, the tools section, then the memory section),
 //! then as much of the conversation as fits, then this run's own steps (the model's replies and the tool results).
 //! Whole messages are dropped, never cut in the middle: first the oldest conversation messages, then the oldest
 //! steps of the run, which are replaced by one note saying how many were left out. The user's current message
@@ -23,10 +23,12 @@ pub struct Window {
     pub dropped_steps: u32,
 }
 
-/// The system prompt with its optional sections, in order.
+/// The system prompt with its optional sections: the tools section first, the memory section after it. The fixed
+/// prompt and the tools section are the same bytes for every call with the same tools, so they are a shared
+/// prefix that the embedded model's KV cache computes once; the memory retrieved for each message comes after.
 pub fn system_prompt(memory: Option<&str>, tools: Option<&str>) -> String {
     let mut s = SYSTEM_PROMPT.to_owned();
-    for section in [memory, tools].into_iter().flatten() {
+    for section in [tools, memory].into_iter().flatten() {
         s.push_str("\n\n");
         s.push_str(section);
     }

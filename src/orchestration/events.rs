@@ -100,6 +100,10 @@ pub enum RunEvent {
         step: u32,
         text: String,
         prompt_tokens: u32,
+        /// Prompt tokens whose KV state was reused from an earlier call rather than computed (the embedded
+        /// engine's prefix cache); absent in logs from before it.
+        #[serde(default)]
+        cached_prompt_tokens: u32,
         completion_tokens: u32,
         #[ts(type = "number")]
         duration_ms: u64,

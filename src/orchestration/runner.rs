@@ -376,6 +376,7 @@ impl<'a> Run<'a> {
                 step,
                 text: completion.text.clone(),
                 prompt_tokens: completion.prompt_tokens,
+                cached_prompt_tokens: completion.cached_prompt_tokens,
                 completion_tokens: completion.completion_tokens,
                 duration_ms: completion.duration_ms,
                 ttft_ms: completion.ttft_ms,

@@ -15,6 +15,8 @@ pub struct StepRow {
     pub at_ms: i64,
     pub duration_ms: Option<u64>,
     pub prompt_tokens: Option<u32>,
+    /// Of the prompt tokens, those whose KV state was reused from an earlier call (model replies only).
+    pub cached_prompt_tokens: Option<u32>,
     pub completion_tokens: Option<u32>,
 }
 
@@ -40,7 +42,11 @@ pub fn timeline(events: &[StoredEvent]) -> Vec<StepRow> {
                 // The rest are decisions, not work: their time is the gap to the next event.
                 _ => (gap, None, None),
             };
-            StepRow { seq: e.seq, kind: e.event.kind(), at_ms: e.at_ms, duration_ms, prompt_tokens, completion_tokens }
+            let cached_prompt_tokens = match &e.event {
+                RunEvent::ModelReplied { cached_prompt_tokens, .. } => Some(*cached_prompt_tokens),
+                _ => None,
+            };
+            StepRow { seq: e.seq, kind: e.event.kind(), at_ms: e.at_ms, duration_ms, prompt_tokens, cached_prompt_tokens, completion_tokens }
         })
         .collect()
 }

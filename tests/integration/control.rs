@@ -530,7 +530,7 @@ fn leave_in_tool(home: &std::path::Path, tool: &str, effect: Effect, idempotent:
             auto_approve: vec![tool.into()],
         },
         RunEvent::ModelCalled { step: 1, backend: "scripted".into(), prompt_tokens: 9, messages: 2, dropped_messages: 0, memory_items: 0 },
-        RunEvent::ModelReplied { step: 1, text: call, prompt_tokens: 9, completion_tokens: 5, duration_ms: 1, ttft_ms: Some(1), stop: keel::llm::StopReason::Eos, answered_by: None, fell_back: vec![] },
+        RunEvent::ModelReplied { step: 1, text: call, prompt_tokens: 9, cached_prompt_tokens: 0, completion_tokens: 5, duration_ms: 1, ttft_ms: Some(1), stop: keel::llm::StopReason::Eos, answered_by: None, fell_back: vec![] },
         RunEvent::ActionParsed { step: 1, action: Action::ToolCall { call_id: "c1".into(), tool: tool.into(), arguments: json!({"q": "x"}) } },
         RunEvent::PolicyChecked { call_id: "c1".into(), tool: tool.into(), effect, decision: PolicyDecision::Allow, reason: "test".into() },
         RunEvent::ToolCalled { call_id: "c1".into(), tool: tool.into(), arguments: json!({"q": "x"}), attempt: 1, effect, idempotent, untrusted_output: false },

@@ -13,6 +13,7 @@ mod models_manager;
 mod common;
 mod control;
 mod embeddings;
+mod engine;
 mod guard;
 mod guard_eval;
 mod keyring;

@@ -308,6 +308,7 @@ fn an_interrupted_run_keeps_the_text_it_had_produced() {
             step: 1,
             text: "Hello the".into(),
             prompt_tokens: 5,
+            cached_prompt_tokens: 0,
             completion_tokens: 2,
             duration_ms: 10,
             ttft_ms: Some(3),

@@ -1,5 +1,5 @@
 //! Keel's embedded model against llama.cpp: the tokenizer must give llama-cpp-python's ids exactly, and the
-//! teacher-forced argmax must agree at ≥ 95% of positions. Fixtures come from
+//! teacher-forced argmax must agree at ≥ 97.7% of positions. Fixtures come from
 //! `tests/fixtures/smollm2/make_fixtures.py` (run by hand; never edited by hand).
 
 use keel::llm::local::{read_header, LoadError, LocalModel};
@@ -101,7 +101,7 @@ fn teacher_forced_argmax_agrees_with_llama_cpp() {
     );
     eprintln!("teacher-forced argmax agreement: {agree}/{total} = {:.2}%", rate * 100.0);
     assert!(total >= 600, "only {total} positions");
-    assert!(rate >= 0.95, "argmax agrees at {agree} of {total} positions ({:.2}%), below 95%", rate * 100.0);
+    assert!(rate >= 0.977, "argmax agrees at {agree} of {total} positions ({:.2}%), below 97.7%", rate * 100.0);
 }
 
 #[test]

@@ -57,6 +57,15 @@ pub struct DecodeArgs {
     /// A file holding the prompt (already in the model's chat format).
     #[arg(long, default_value = "benches/peers/decode_prompt.txt")]
     prompt_file: PathBuf,
+    /// A longer prompt (about 1,000 tokens), measured as a second case; `none` skips it.
+    #[arg(long, default_value = "benches/peers/decode_prompt_long.txt")]
+    long_prompt_file: String,
+    /// The thread counts every case is measured at (besides --threads).
+    #[arg(long, value_delimiter = ',', default_value = "1,2")]
+    thread_counts: Vec<usize>,
+    /// Any GGUF file instead of the configured chat model.
+    #[arg(long)]
+    model: Option<PathBuf>,
     /// The Python that has llama-cpp-python installed.
     #[arg(long, default_value = "python3")]
     peer_python: String,
@@ -181,6 +190,37 @@ fn decode_text(report: &DecodeBenchReport, runs: u32) -> Text {
     if let Some(e) = &report.peer_error {
         text.line(format!("peer not measured: {e}"));
     }
+    text.line(String::new());
+    text.line(format!("{:<28} {:>8} {:>8} {:>12} {:>12} {:>10} {:>9}", "case", "threads", "prompt", "pp tok/s", "decode tok/s", "ttft ms", "peak MiB"));
+    for c in &report.cases {
+        for f in std::iter::once(&c.keel).chain(c.peer.as_ref()) {
+            text.line(format!(
+                "{:<28} {:>8} {:>8} {:>12.1} {:>12.1} {:>10.1} {:>9}",
+                f.implementation,
+                f.threads,
+                f.prompt_tokens,
+                f.pp_tok_s_median,
+                f.decode_tok_s_median,
+                f.ttft_ms_median,
+                f.peak_rss_mb.map(|m| format!("{m:.0}")).unwrap_or_default()
+            ));
+        }
+        if let Some(r) = &c.ratios {
+            text.line(format!("  keel/peer: pp {:.2}x  decode {:.2}x  ttft {:.2}x", r.pp_tok_s, r.decode_tok_s, r.ttft_ms));
+        }
+    }
+    if let Some(a) = &report.agent {
+        text.line(String::new());
+        text.line(format!("agent calls through the KV pool ({} threads): time to first token, median", a.threads));
+        for (name, f) in [
+            ("first step, nothing cached", &a.first_step),
+            ("fresh process, saved prefix", &a.fresh_process),
+            ("the run's second step", &a.second_step),
+            ("the conversation's next turn", &a.next_turn),
+        ] {
+            text.line(format!("  {name:<30} {:>8.1} ms  ({} of {} prompt tokens reused)", f.ttft_ms_median, f.reused_tokens, f.prompt_tokens));
+        }
+    }
     text
 }
 
@@ -188,9 +228,20 @@ fn decode(args: &DecodeArgs) -> Result<(), AppError> {
     crate::set_threads(args.threads);
     let prompt = std::fs::read_to_string(&args.prompt_file)
         .map_err(|e| AppError::new(ErrorKind::InvalidInput, format!("cannot read {}: {e}", args.prompt_file.display()), None))?;
+    let long_prompt = match args.long_prompt_file.as_str() {
+        "none" | "" => None,
+        path => Some(std::fs::read_to_string(path).map_err(|e| {
+            AppError::new(ErrorKind::InvalidInput, format!("cannot read {path}: {e}"), Some("pass --long-prompt-file none to skip the long prompt".into()))
+        })?),
+    };
     let app = App::open_default()?;
     let options = DecodeBenchOptions {
-        model_path: app.chat_model_path()?,
+        model_path: match &args.model {
+            Some(path) => path.clone(),
+            None => app.chat_model_path()?,
+        },
+        long_prompt,
+        thread_counts: args.thread_counts.iter().copied().filter(|n| *n > 0).collect(),
         prompt,
         threads: args.threads,
         runs: args.runs.max(1),

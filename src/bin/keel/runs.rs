@@ -108,16 +108,17 @@ fn show_run(detail: &RunDetail, steps: &[StepRow]) -> Text {
     text.line(format!("run {} · conversation {} · {}", r.id, r.conversation_id, r.status.as_str()));
     text.line(format!("input: {}", r.input));
     let start = detail.events.first().map(|e| e.at_ms).unwrap_or(0);
-    text.line(format!("{:>4}  {:<14} {:>9} {:>9} {:>8} {:>10}", "seq", "kind", "at", "took", "prompt", "completion"));
+    text.line(format!("{:>4}  {:<14} {:>9} {:>9} {:>8} {:>8} {:>10}", "seq", "kind", "at", "took", "prompt", "reused", "completion"));
     for row in steps {
         let opt = |v: Option<u32>| v.map(|v| v.to_string()).unwrap_or_default();
         text.line(format!(
-            "{:>4}  {:<14} {:>6} ms {:>9} {:>8} {:>10}",
+            "{:>4}  {:<14} {:>6} ms {:>9} {:>8} {:>8} {:>10}",
             row.seq,
             row.kind,
             row.at_ms - start,
             row.duration_ms.map(|d| format!("{d} ms")).unwrap_or_default(),
             opt(row.prompt_tokens),
+            opt(row.cached_prompt_tokens),
             opt(row.completion_tokens)
         ));
     }

@@ -590,6 +590,7 @@ fn reply(
     let completion = Completion {
         text,
         prompt_tokens: usage.map_or(0, |u| u.prompt_tokens),
+        cached_prompt_tokens: 0,
         // Without usage (a server that ignores `stream_options`), each content delta is about one token.
         completion_tokens: usage.map_or(pieces, |u| u.completion_tokens),
         stop,

@@ -354,7 +354,8 @@ fn install(store: &ModelDir, partial: &Path, target: PathBuf, name: String, sha2
     Ok(ModelInfo { name, path: target.display().to_string(), checksum: ChecksumState::Verified, builtin: false, sha256: Some(sha256), ..info })
 }
 
-/// Deletes a user model: its file, sidecar and stamp, and the part of an unfinished download of that name.
+/// Deletes a user model: its file, sidecar and stamp, its saved KV prefix states, and the part of an unfinished
+/// download of that name.
 /// Built-in models are not deleted here: `keel models fetch` owns them.
 pub fn delete(store: &ModelDir, manifest: &Manifest, name: &str) -> Result<(), LibraryError> {
     check_name(name)?;
@@ -377,6 +378,8 @@ pub fn delete(store: &ModelDir, manifest: &Manifest, name: &str) -> Result<(), L
             Err(source) => return Err(LibraryError::Io { path, source }),
         }
     }
+    // The engine's saved prefix states of that file (`llm::engine::saved`), derived and never needed without it.
+    let _ = fs::remove_dir_all(with_suffix(&target, ".kv"));
     Ok(())
 }
 

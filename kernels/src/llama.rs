@@ -1,0 +1,302 @@
+//! The f32 parts of a llama-architecture forward pass: RMSNorm folded into the activation quantisation, SiLU·mul
+//! folded likewise, rotary position embedding, and causal attention over a KV cache with grouped KV heads.
+//!
+//! Each function is written once as plain loops over eight independent lanes (so no float reduction is
+//! reordered) and compiled twice: for AVX2+FMA, chosen at run time, and portable. LLVM vectorises the loops for
+//! the target it compiles them for.
+
+use crate::quant::{quantize_row, Q8Act, QK};
+
+/// Whether the AVX2+FMA versions run.
+fn fast() -> bool {
+    crate::quant::kernel() == "avx2"
+}
+
+/// Picks the AVX2+FMA or the portable instance of an `#[inline(always)]` body.
+macro_rules! dispatch {
+    ($name:ident($($arg:ident: $ty:ty),*) $(-> $ret:ty)? => $body:ident) => {
+        pub fn $name($($arg: $ty),*) $(-> $ret)? {
+            #[cfg(target_arch = "x86_64")]
+            {
+                #[target_feature(enable = "avx2,fma")]
+                unsafe fn avx2($($arg: $ty),*) $(-> $ret)? {
+                    $body($($arg),*)
+                }
+                if fast() {
+                    // SAFETY: AVX2 and FMA were detected.
+                    return unsafe { avx2($($arg),*) };
+                }
+            }
+            $body($($arg),*)
+        }
+    };
+}
+
+#[inline(always)]
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut lanes = [0f32; 8];
+    let n = a.len().min(b.len()) / 8 * 8;
+    for (ca, cb) in a[..n].chunks_exact(8).zip(b[..n].chunks_exact(8)) {
+        for l in 0..8 {
+            lanes[l] = ca[l].mul_add(cb[l], lanes[l]);
+        }
+    }
+    let mut s = ((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]));
+    for i in n..a.len().min(b.len()) {
+        s += a[i] * b[i];
+    }
+    s
+}
+
+#[inline(always)]
+fn sum_squares(a: &[f32]) -> f32 {
+    dot(a, a)
+}
+
+/// e^x, to about 2 ulp over the range softmax uses (x ≤ 0), in plain arithmetic so that it vectorises.
+#[inline(always)]
+fn exp(x: f32) -> f32 {
+    let x = x.clamp(-87.3, 88.7);
+    // x = n·ln2 + r, |r| ≤ ln2/2; n rounded to nearest by the 1.5·2^23 trick.
+    const MAGIC: f32 = 12_582_912.0;
+    let n = (x * std::f32::consts::LOG2_E + MAGIC) - MAGIC;
+    let r = n.mul_add(-0.693_145_75, x);
+    let r = n.mul_add(-1.428_606_8e-6, r);
+    let mut p = 1.987_569_1e-4f32;
+    p = p.mul_add(r, 1.398_199_9e-3);
+    p = p.mul_add(r, 8.333_452e-3);
+    p = p.mul_add(r, 4.166_579_6e-2);
+    p = p.mul_add(r, 1.666_666_5e-1);
+    p = p.mul_add(r, 5e-1);
+    let e = (r * r).mul_add(p, r) + 1.0;
+    f32::from_bits(e.to_bits().wrapping_add(((n as i32) << 23) as u32))
+}
+
+/// `e^x` of the public API (for the test against `f32::exp`).
+pub fn exp_approx(x: f32) -> f32 {
+    exp(x)
+}
+
+/// One row: `RMSNorm(x) · w` quantized into (`qs`, `d`, `s`); `scratch` holds one row.
+#[inline(always)]
+fn rms_row_body(x: &[f32], w: &[f32], eps: f32, qs: &mut [i8], d: &mut [f32], s: &mut [f32], scratch: &mut [f32]) {
+    let dim = w.len();
+    let mean = sum_squares(x) / dim as f32;
+    let inv = 1.0 / (mean + eps).sqrt();
+    for ((o, v), g) in scratch[..dim].iter_mut().zip(x).zip(w) {
+        *o = v * inv * g;
+    }
+    quantize_row(&scratch[..dim], qs, d, s);
+}
+dispatch!(rms_row(x: &[f32], w: &[f32], eps: f32, qs: &mut [i8], d: &mut [f32], s: &mut [f32], scratch: &mut [f32]) => rms_row_body);
+
+/// One row: `silu(gate) · up` quantized; `gu` holds the gate then the up projection.
+#[inline(always)]
+fn silu_row_body(gu: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32], scratch: &mut [f32]) {
+    let ff = gu.len() / 2;
+    let (gate, up) = gu.split_at(ff);
+    for ((o, g), u) in scratch[..ff].iter_mut().zip(gate).zip(up) {
+        *o = g / (1.0 + exp(-g)) * u;
+    }
+    quantize_row(&scratch[..ff], qs, d, s);
+}
+dispatch!(silu_row(gu: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32], scratch: &mut [f32]) => silu_row_body);
+
+#[inline(always)]
+fn plain_row_body(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32]) {
+    quantize_row(x, qs, d, s);
+}
+dispatch!(plain_row(x: &[f32], qs: &mut [i8], d: &mut [f32], s: &mut [f32]) => plain_row_body);
+
+/// Quantizes `tokens` rows of `cols` into `act`, row `t` produced by `f(t, qs, d, s, scratch)`; split over
+/// rayon's threads when there are enough rows to pay for it.
+fn quantize_rows(tokens: usize, cols: usize, act: &mut Q8Act, f: &(dyn Fn(usize, &mut [i8], &mut [f32], &mut [f32], &mut [f32]) + Sync)) {
+    use rayon::prelude::*;
+    act.shape(tokens, cols);
+    let nb = cols / QK;
+    let rows = act.qs.par_chunks_mut(cols).zip(act.d.par_chunks_mut(nb)).zip(act.s.par_chunks_mut(nb)).take(tokens).enumerate();
+    if tokens >= 8 && rayon::current_num_threads() > 1 {
+        rows.with_min_len(4).for_each_init(|| vec![0f32; cols], |scratch, (t, ((qs, d), s))| f(t, qs, d, s, scratch));
+    } else {
+        let mut scratch = vec![0f32; cols];
+        for (t, ((qs, d), s)) in act.qs.chunks_mut(cols).zip(act.d.chunks_mut(nb)).zip(act.s.chunks_mut(nb)).take(tokens).enumerate() {
+            f(t, qs, d, s, &mut scratch);
+        }
+    }
+}
+
+/// For each token `t`: `RMSNorm(x[t]) · w` quantized into `act` (shaped `tokens × dim` here).
+pub fn rms_norm_quantize(x: &[f32], w: &[f32], eps: f32, tokens: usize, act: &mut Q8Act) {
+    let dim = w.len();
+    quantize_rows(tokens, dim, act, &|t, qs, d, s, scratch| rms_row(&x[t * dim..(t + 1) * dim], w, eps, qs, d, s, scratch));
+}
+
+/// For each token: `silu(gate) · up` quantized into `act`, where row `t` of `gu` (stride `stride`) holds the gate
+/// at `0..ff` and the up projection at `ff..2ff`.
+pub fn silu_mul_quantize(gu: &[f32], stride: usize, ff: usize, tokens: usize, act: &mut Q8Act) {
+    quantize_rows(tokens, ff, act, &|t, qs, d, s, scratch| silu_row(&gu[t * stride..t * stride + 2 * ff], qs, d, s, scratch));
+}
+
+/// Each row of `x` (`tokens × cols`) quantized as it is.
+pub fn quantize(x: &[f32], cols: usize, tokens: usize, act: &mut Q8Act) {
+    quantize_rows(tokens, cols, act, &|t, qs, d, s, _| plain_row(&x[t * cols..(t + 1) * cols], qs, d, s));
+}
+
+/// `RMSNorm(x) · w` in f32 into `out`.
+#[inline(always)]
+fn rms_f32_body(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
+    let mean = sum_squares(x) / x.len() as f32;
+    let inv = 1.0 / (mean + eps).sqrt();
+    for ((o, v), g) in out.iter_mut().zip(x).zip(w) {
+        *o = v * inv * g;
+    }
+}
+dispatch!(rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) => rms_f32_body);
+
+/// Rotary embedding in place, interleaved pairs `(2i, 2i+1)` (llama's GGUF layout): `x` holds `tokens` rows of
+/// `stride`, and `heads` heads of `hd` values from `offset`; token `t` is at position `start + t`. `cos`/`sin`
+/// hold `hd/2` values per position.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn rope_body(x: &mut [f32], stride: usize, offset: usize, heads: usize, hd: usize, tokens: usize, start: usize, cos: &[f32], sin: &[f32]) {
+    let half = hd / 2;
+    for t in 0..tokens {
+        let (c, s) = (&cos[(start + t) * half..(start + t + 1) * half], &sin[(start + t) * half..(start + t + 1) * half]);
+        for h in 0..heads {
+            let v = &mut x[t * stride + offset + h * hd..t * stride + offset + (h + 1) * hd];
+            for i in 0..half {
+                let (a, b) = (v[2 * i], v[2 * i + 1]);
+                v[2 * i] = a * c[i] - b * s[i];
+                v[2 * i + 1] = a * s[i] + b * c[i];
+            }
+        }
+    }
+}
+dispatch!(rope(x: &mut [f32], stride: usize, offset: usize, heads: usize, hd: usize, tokens: usize, start: usize, cos: &[f32], sin: &[f32]) => rope_body);
+
+/// `dst[i] += src[i]`.
+#[inline(always)]
+fn add_body(dst: &mut [f32], src: &[f32]) {
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d += s;
+    }
+}
+dispatch!(add(dst: &mut [f32], src: &[f32]) => add_body);
+
+/// Shapes of one attention call.
+#[derive(Clone, Copy, Debug)]
+pub struct AttnShape {
+    pub heads: usize,
+    pub kv_heads: usize,
+    pub head_dim: usize,
+    /// Values per row of the queries.
+    pub q_stride: usize,
+    /// Values per position in the K and V caches (`kv_heads · head_dim`).
+    pub kv_stride: usize,
+    /// Values per row of the output.
+    pub out_stride: usize,
+    /// Position of the first query (the KV cache holds `start + tokens` positions).
+    pub start: usize,
+    pub tokens: usize,
+}
+
+/// One (head, token)'s attention: its row of `out` from its query, over keys `0..=start + t`.
+#[inline(always)]
+fn attend_body(q: &[f32], k: &[f32], v: &[f32], s: AttnShape, h: usize, t: usize, scores: &mut [f32], out: &mut [f32]) {
+    let hd = s.head_dim;
+    let g = h / (s.heads / s.kv_heads);
+    let qh = &q[t * s.q_stride + h * hd..t * s.q_stride + (h + 1) * hd];
+    let n = s.start + t + 1;
+    let scale = 1.0 / (hd as f32).sqrt();
+    let mut max = f32::NEG_INFINITY;
+    for (p, sc) in scores[..n].iter_mut().enumerate() {
+        let kp = &k[p * s.kv_stride + g * hd..p * s.kv_stride + (g + 1) * hd];
+        *sc = dot(qh, kp) * scale;
+        max = max.max(*sc);
+    }
+    let mut lanes = [0f32; 8];
+    let chunks = n / 8 * 8;
+    for c in scores[..chunks].chunks_exact_mut(8) {
+        for l in 0..8 {
+            c[l] = exp(c[l] - max);
+            lanes[l] += c[l];
+        }
+    }
+    let mut sum = lanes.iter().sum::<f32>();
+    for sc in scores[chunks..n].iter_mut() {
+        *sc = exp(*sc - max);
+        sum += *sc;
+    }
+    let inv = 1.0 / sum;
+    out.fill(0.0);
+    for (p, w) in scores[..n].iter().enumerate() {
+        let vp = &v[p * s.kv_stride + g * hd..p * s.kv_stride + (g + 1) * hd];
+        let w = w * inv;
+        for (o, x) in out.iter_mut().zip(vp) {
+            *o = w.mul_add(*x, *o);
+        }
+    }
+}
+
+/// Every `step`-th (head, token) item from `first`, `item = t · heads + h` (interleaved, so that threads share
+/// the early tokens, which see few keys, and the late ones alike).
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn attend_range(q: &[f32], k: &[f32], v: &[f32], s: AttnShape, items: std::iter::StepBy<std::ops::Range<usize>>, scores: &mut [f32], out: *mut f32) {
+    for item in items {
+        let (t, h) = (item / s.heads, item % s.heads);
+        // SAFETY: each item writes its own head's slice of its own token's row (see `attention`).
+        let o = unsafe { std::slice::from_raw_parts_mut(out.add(t * s.out_stride + h * s.head_dim), s.head_dim) };
+        attend_body(q, k, v, s, h, t, scores, o);
+    }
+}
+
+#[derive(Clone, Copy)]
+struct OutPtr(*mut f32);
+// SAFETY: tasks write disjoint (head, token) slices.
+unsafe impl Send for OutPtr {}
+unsafe impl Sync for OutPtr {}
+
+/// Causal attention of `tokens` queries (rows of `q`) over the cache `k`/`v` (rows of `kv_stride`), each query `t`
+/// seeing positions `0..=start + t`, heads sharing KV heads in groups of `heads / kv_heads`. Split over rayon's
+/// threads by (head, token); `scratch` is grown to one score row per thread.
+pub fn attention(q: &[f32], k: &[f32], v: &[f32], s: AttnShape, out: &mut [f32], scratch: &mut Vec<f32>) {
+    assert!(s.heads % s.kv_heads == 0 && s.head_dim % 8 == 0, "attention: {} heads over {} KV heads of {}", s.heads, s.kv_heads, s.head_dim);
+    let positions = s.start + s.tokens;
+    assert!(k.len() >= positions * s.kv_stride && v.len() >= positions * s.kv_stride, "attention: the cache holds fewer than {positions} positions");
+    assert!(out.len() >= s.tokens * s.out_stride && q.len() >= s.tokens * s.q_stride, "attention: rows do not fit");
+    let items = s.heads * s.tokens;
+    let threads = rayon::current_num_threads().max(1).min(items);
+    scratch.resize(threads * positions, 0.0);
+    let out = OutPtr(out.as_mut_ptr());
+    let avx = fast();
+    let run = move |range: std::iter::StepBy<std::ops::Range<usize>>, scores: &mut [f32]| {
+        let out = out;
+        #[cfg(target_arch = "x86_64")]
+        {
+            #[target_feature(enable = "avx2,fma")]
+            unsafe fn fast_range(q: &[f32], k: &[f32], v: &[f32], s: AttnShape, items: std::iter::StepBy<std::ops::Range<usize>>, scores: &mut [f32], out: *mut f32) {
+                attend_range(q, k, v, s, items, scores, out)
+            }
+            if avx {
+                // SAFETY: AVX2 and FMA were detected.
+                return unsafe { fast_range(q, k, v, s, range, scores, out.0) };
+            }
+        }
+        let _ = avx;
+        attend_range(q, k, v, s, range, scores, out.0)
+    };
+    if threads <= 1 {
+        run((0..items).step_by(1), &mut scratch[..]);
+        return;
+    }
+    let mut parts = scratch.chunks_mut(positions);
+    let first = parts.next().expect("one part per thread");
+    rayon::scope(|sc| {
+        for (i, part) in parts.enumerate() {
+            let run = &run;
+            sc.spawn(move |_| run((i + 1..items).step_by(threads), part));
+        }
+        run((0..items).step_by(threads), first);
+    });
+}
