@@ -66,6 +66,7 @@ impl App {
             if let Some(sha256) = sha256 {
                 model.keep_prefixes(SavedStates::beside(&path, &sha256));
             }
+            crate::shared::io::release_freed_memory();
             report("ready".into(), 1, 1);
             Ok(model)
         })

@@ -73,6 +73,20 @@ pub struct DecodeBenchReport {
     pub cases: Vec<Case>,
     /// The agent's calls through the KV pool (Keel alone).
     pub agent: Option<AgentFigures>,
+    /// Peak resident memory of one `keel ask` and of llama-cpp-python answering the same prompt.
+    pub memory: Option<MemoryFigures>,
+}
+
+/// Peak resident memory of one answer, each in its own process.
+#[derive(Debug, Clone, Serialize)]
+pub struct MemoryFigures {
+    pub prompt: String,
+    /// `keel ask` in a fresh data dir (the guard's and memory's embedding model included).
+    pub keel_ask_peak_rss_mb: Option<f64>,
+    pub peer_peak_rss_mb: Option<f64>,
+    /// Keel's over the peer's (below 1 uses less).
+    pub ratio: Option<f64>,
+    pub error: Option<String>,
 }
 
 /// One prompt at one thread count.
@@ -258,12 +272,71 @@ pub fn decode(options: &DecodeBenchOptions, on_progress: &mut dyn FnMut(&str)) -
     let system = options.long_prompt.as_deref().map(agent_system).unwrap_or_else(|| agent_system(&options.prompt));
     let agent = Some(agent_figures(&model, &system, options.runs, options.threads)?);
     drop(model);
+    on_progress("memory: one `keel ask` and the peer's answer to the same prompt");
+    let memory = Some(memory_figures(options));
     let main = cases
         .iter()
         .find(|c| c.threads == options.threads)
         .cloned()
         .expect("the main thread count is measured");
-    Ok(DecodeBenchReport { keel: main.keel, peer: main.peer, ratios: main.ratios, peer_error: main.peer_error, cases, agent })
+    Ok(DecodeBenchReport { keel: main.keel, peer: main.peer, ratios: main.ratios, peer_error: main.peer_error, cases, agent, memory })
+}
+
+/// Runs `command` and returns its peak resident memory in MiB (the child's `ru_maxrss`) and its stdout.
+fn peak_of(mut command: Command) -> Result<(f64, Vec<u8>), String> {
+    use std::io::Read;
+    let mut child = command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().map_err(|e| e.to_string())?;
+    let mut out = Vec::new();
+    if let Some(mut s) = child.stdout.take() {
+        let _ = s.read_to_end(&mut out);
+    }
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value; wait4 fills it for this child, which std has not reaped.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
+    if pid <= 0 {
+        return Err(format!("waiting for the process failed: {}", std::io::Error::last_os_error()));
+    }
+    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
+        return Err(format!("the process failed (status {status})"));
+    }
+    Ok((usage.ru_maxrss as f64 / 1024.0, out))
+}
+
+/// `keel ask` (this executable, in a scratch data dir) and the peer's `llama_cpp_ask.py` on the same question.
+fn memory_figures(options: &DecodeBenchOptions) -> MemoryFigures {
+    let prompt = "Explain in two sentences why the sky is blue.".to_string();
+    let home = std::env::temp_dir().join(format!("keel-bench-ask-{}", std::process::id()));
+    let keel = std::env::current_exe().map_err(|e| e.to_string()).and_then(|exe| {
+        let mut c = Command::new(exe);
+        c.arg("ask").arg(&prompt).env("KEEL_HOME", &home).env("RAYON_NUM_THREADS", options.threads.to_string());
+        peak_of(c).map(|(mb, _)| mb)
+    });
+    let _ = std::fs::remove_dir_all(&home);
+    let peer = match &options.peer {
+        None => Err("the peer is not measured".to_string()),
+        Some((python, script)) => {
+            let mut c = Command::new(python);
+            c.arg(script.with_file_name("llama_cpp_ask.py"))
+                .arg("--model")
+                .arg(&options.model_path)
+                .args(["--threads", &options.threads.to_string()])
+                .args(["--system", crate::orchestration::context::SYSTEM_PROMPT, "--prompt", &prompt]);
+            peak_of(c).map(|(mb, _)| mb)
+        }
+    };
+    let error = [keel.as_ref().err().map(|e| format!("keel ask: {e}")), peer.as_ref().err().map(|e| format!("peer: {e}"))]
+        .into_iter()
+        .flatten()
+        .collect::<Vec<_>>();
+    let (k, p) = (keel.ok(), peer.ok());
+    MemoryFigures {
+        prompt,
+        keel_ask_peak_rss_mb: k,
+        peer_peak_rss_mb: p,
+        ratio: k.zip(p).map(|(k, p)| k / p),
+        error: (!error.is_empty()).then(|| error.join("; ")),
+    }
 }
 
 /// A system prompt of the size an agent's system and tools sections have (about 500 tokens), taken from the

@@ -66,9 +66,10 @@ impl Embedder {
         }));
         let weights_path = dir.join("model.safetensors");
         let device = Device::Cpu;
-        // Read into memory rather than mapped: a file changed under a mapping is undefined behaviour.
-        let bytes = std::fs::read(&weights_path).map_err(|e| load_err(&weights_path, e))?;
-        let vb = VarBuilder::from_buffered_safetensors(bytes, DType::F32, &device).map_err(|e| load_err(&weights_path, e))?;
+        // Read rather than mapped (a file changed under a mapping is undefined behaviour), one tensor at a time
+        // (so the peak is the model plus one tensor, not the model twice).
+        let file = super::weights::SafetensorsFile::open(&weights_path).map_err(|e| load_err(&weights_path, e))?;
+        let vb = VarBuilder::from_backend(Box::new(file), DType::F32, device.clone());
         let model = Bert::load(vb, &config).map_err(|e| load_err(&weights_path, e))?;
         Ok(Embedder { model, tokenizer, counter, model_id: model_id.to_owned(), dim: config.hidden_size })
     }

@@ -15,6 +15,7 @@ pub mod ingest;
 pub mod retrieve;
 pub use keel_kernels::sgemm;
 pub mod vectors;
+pub mod weights;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -122,6 +123,7 @@ impl Memory {
         let started = Instant::now();
         on_progress(Progress { stage: "loading the embedding model", done: 0, total: 1 });
         let embedder = Embedder::load(model_dir, model_id)?;
+        crate::shared::io::release_freed_memory();
         on_progress(Progress { stage: "loading the embedding model", done: 1, total: 1 });
         let (index, reason) = match TextIndex::open_or_create(index_dir) {
             Ok(i) => (i, None),

@@ -31,7 +31,7 @@ mod avx2;
 mod pack;
 mod portable;
 
-pub use pack::{GgmlType, PackError};
+pub use pack::{GgmlType, PackError, PackRead};
 
 /// Columns per quantisation block (activations and weights alike).
 pub const QK: usize = 32;

@@ -51,6 +51,15 @@ impl GgmlType {
     }
 }
 
+/// Why a matrix read row by row could not be made.
+#[derive(Debug, thiserror::Error)]
+pub enum PackRead {
+    #[error(transparent)]
+    Pack(PackError),
+    #[error("reading the tensor: {0}")]
+    Read(std::io::Error),
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum PackError {
     #[error("a {rows}×{cols} {ty} matrix needs {needed} bytes, {actual} were given")]
@@ -205,24 +214,49 @@ impl QMatrix {
     /// A matrix from a GGUF tensor's bytes: `rows` rows of `cols` values each, in ggml's row-major block order.
     pub fn from_ggml(ty: GgmlType, rows: usize, cols: usize, bytes: &[u8]) -> Result<QMatrix, PackError> {
         let (per, size) = ty.block();
-        if cols % per != 0 {
-            return Err(PackError::Columns { ty: ty.name(), block: per, cols });
-        }
         let row_bytes = cols / per * size;
-        if bytes.len() != rows * row_bytes {
+        if cols % per == 0 && bytes.len() != rows * row_bytes {
             return Err(PackError::Size { ty: ty.name(), rows, cols, needed: rows * row_bytes, actual: bytes.len() });
         }
+        let mut at = 0;
+        QMatrix::from_ggml_rows(ty, rows, cols, &mut |buf: &mut [u8]| {
+            buf.copy_from_slice(&bytes[at..at + buf.len()]);
+            at += buf.len();
+            Ok(())
+        })
+        .map_err(|e| match e {
+            PackRead::Pack(e) => e,
+            PackRead::Read(_) => unreachable!("reading from memory"),
+        })
+    }
+
+    /// A matrix read eight rows at a time by `read` (which fills the buffer it is given with the next rows' ggml
+    /// bytes): a large tensor is never held whole besides its packed form.
+    pub fn from_ggml_rows(
+        ty: GgmlType,
+        rows: usize,
+        cols: usize,
+        read: &mut dyn FnMut(&mut [u8]) -> std::io::Result<()>,
+    ) -> Result<QMatrix, PackRead> {
+        let (per, size) = ty.block();
+        if cols % per != 0 {
+            return Err(PackRead::Pack(PackError::Columns { ty: ty.name(), block: per, cols }));
+        }
+        let row_bytes = cols / per * size;
         let layout = ty.layout();
         let blocks = cols / QK;
         let groups = rows.div_ceil(ROWS);
         let gb = layout.group_block_bytes();
         let mut data = vec![0u8; groups * blocks * gb];
         let mut decoded: Vec<Vec<Block>> = (0..ROWS).map(|_| Vec::with_capacity(blocks)).collect();
+        let mut chunk = vec![0u8; ROWS * row_bytes];
         for g in 0..groups {
+            let here = ROWS.min(rows - g * ROWS);
+            read(&mut chunk[..here * row_bytes]).map_err(PackRead::Read)?;
             for (r, d) in decoded.iter_mut().enumerate() {
                 let row = g * ROWS + r;
                 if row < rows {
-                    decode_row(ty, &bytes[row * row_bytes..(row + 1) * row_bytes], cols, d);
+                    decode_row(ty, &chunk[r * row_bytes..(r + 1) * row_bytes], cols, d);
                 } else {
                     d.clear();
                     d.resize(blocks, ZERO);

@@ -1,3 +1,6 @@
+//! The quantized products against their definitions: AVX2 and portable integers equal, products equal to an f64
+//! reference over dequantized values, the layouts holding the file's values, and clear errors for bad sizes.
+
 use proptest::prelude::*;
 
 use super::*;
@@ -64,8 +67,8 @@ proptest! {
 }
 
 /// The product against an f64 reference over dequantized rows and dequantized activations: it can only differ by
-/// float rounding. Tiled (many tokens) and single-token products agree, and each type's layout holds the file's
-/// values (a positive control: a wrong nibble order fails it).
+/// float rounding. Tiled (many tokens) and single-token products agree. (That the layouts hold the file's values
+/// is `layouts_hold_the_files_values` here, and for the K-quants the engine's comparison with candle.)
 #[test]
 fn products_match_the_dequantized_reference_for_every_type() {
     for ty in GgmlType::ALL {
@@ -119,5 +122,48 @@ fn the_exp_approximation_is_within_a_few_ulp() {
         let (got, want) = (crate::llama::exp_approx(x), x.exp());
         assert!((got - want).abs() <= 4.0 * f32::EPSILON * want + f32::MIN_POSITIVE, "exp({x}) = {got}, want {want}");
         x += 0.0137;
+    }
+}
+
+/// Blocks written by hand in ggml's formats come back value for value from the group layout: Q8_0 `d·q`, Q4_0
+/// `d·(q−8)` with element j in the low nibble of byte j and element j+16 in its high nibble, Q4_1 `d·q + m`,
+/// Q5_0 `d·(q−16)` with the fifth bits in a u32.
+#[test]
+fn layouts_hold_the_files_values() {
+    let d = half::f16::from_f32(0.5);
+    let m = half::f16::from_f32(-3.0);
+    let want_q: Vec<i32> = (0..32).map(|i| (i * 7 + 3) % 32).collect();
+    for ty in [GgmlType::Q8_0, GgmlType::Q4_0, GgmlType::Q4_1, GgmlType::Q5_0] {
+        let mut block = Vec::new();
+        block.extend_from_slice(&d.to_le_bytes());
+        let expected: Vec<f32> = match ty {
+            GgmlType::Q8_0 => {
+                block.extend(want_q.iter().map(|q| (*q - 16) as i8 as u8));
+                want_q.iter().map(|q| 0.5 * (*q - 16) as f32).collect()
+            }
+            GgmlType::Q4_0 | GgmlType::Q4_1 => {
+                if ty == GgmlType::Q4_1 {
+                    block.extend_from_slice(&m.to_le_bytes());
+                }
+                let q: Vec<u8> = want_q.iter().map(|q| (*q % 16) as u8).collect();
+                block.extend((0..16).map(|j| q[j] | (q[j + 16] << 4)));
+                q.iter().map(|q| if ty == GgmlType::Q4_0 { 0.5 * (*q as f32 - 8.0) } else { 0.5 * *q as f32 - 3.0 }).collect()
+            }
+            _ => {
+                let qh: u32 = (0..32).filter(|i| want_q[*i] >= 16).map(|i| 1u32 << i).sum();
+                block.extend_from_slice(&qh.to_le_bytes());
+                let low: Vec<u8> = want_q.iter().map(|q| (*q % 16) as u8).collect();
+                block.extend((0..16).map(|j| low[j] | (low[j + 16] << 4)));
+                want_q.iter().map(|q| 0.5 * (*q - 16) as f32).collect()
+            }
+        };
+        // Row 3 of five holds the block; the others are zero blocks.
+        let size = block.len();
+        let mut bytes = vec![0u8; 5 * size];
+        bytes[3 * size..4 * size].copy_from_slice(&block);
+        let m = QMatrix::from_ggml(ty, 5, 32, &bytes).unwrap();
+        let mut row = vec![0f32; 32];
+        m.dequantize_row(3, &mut row);
+        assert_eq!(row, expected, "{}", ty.name());
     }
 }

@@ -221,6 +221,15 @@ fn decode_text(report: &DecodeBenchReport, runs: u32) -> Text {
             text.line(format!("  {name:<30} {:>8.1} ms  ({} of {} prompt tokens reused)", f.ttft_ms_median, f.reused_tokens, f.prompt_tokens));
         }
     }
+    if let Some(m) = &report.memory {
+        let mb = |v: Option<f64>| v.map(|v| format!("{v:.0} MiB")).unwrap_or_else(|| "not measured".into());
+        text.line(String::new());
+        text.line(format!("peak memory of one answer: keel ask {}, llama-cpp-python {}{}", mb(m.keel_ask_peak_rss_mb), mb(m.peer_peak_rss_mb),
+            m.ratio.map(|r| format!(" ({r:.2}x)")).unwrap_or_default()));
+        if let Some(e) = &m.error {
+            text.line(format!("  {e}"));
+        }
+    }
     text
 }
 

@@ -13,7 +13,6 @@ use std::io::{Read, Seek};
 
 use candle_core::quantized::gguf_file::Content;
 use candle_core::quantized::GgmlDType;
-use candle_core::Device;
 use keel_kernels::llama::{self as k, AttnShape};
 use keel_kernels::quant::{matmul, GgmlType, Q8Act, QMatrix};
 
@@ -82,8 +81,8 @@ pub struct Engine {
     output: Option<QMatrix>,
     norm: Vec<f32>,
     layers: Vec<Layer>,
-    cos: Vec<f32>,
-    sin: Vec<f32>,
+    /// The rotary frequencies `θ_i`; each pass computes the angles of its own positions.
+    theta: Vec<f32>,
 }
 
 /// Which positions' logits a forward pass returns.
@@ -109,6 +108,9 @@ pub struct State {
     tmp: Vec<f32>,
     gu: Vec<f32>,
     scores: Vec<f32>,
+    /// The rotary angles' cosines and sines of this pass's positions (`head_dim / 2` per position).
+    cos: Vec<f32>,
+    sin: Vec<f32>,
     /// Logits of the last forward pass: one row of `vocab` per returned position.
     pub logits: Vec<f32>,
 }
@@ -152,7 +154,7 @@ impl State {
         s
     }
 
-    /// Room for `positions` in the caches, grown in steps of 256 positions.
+    /// Room for `positions` in the caches, grown in steps of 64 positions.
     fn reserve(&mut self, config: &Config, positions: usize) {
         if self.k.len() != config.layers {
             self.k = vec![Vec::new(); config.layers];
@@ -160,7 +162,7 @@ impl State {
             self.capacity = 0;
         }
         if positions > self.capacity {
-            let capacity = positions.div_ceil(256) * 256;
+            let capacity = positions.div_ceil(64) * 64;
             for c in self.k.iter_mut().chain(self.v.iter_mut()) {
                 c.resize(capacity * config.kv_dim(), 0.0);
                 c.shrink_to_fit();
@@ -240,43 +242,60 @@ impl<R: Read + Seek> Reader<'_, R> {
         self.content.tensor_infos.contains_key(name)
     }
 
-    fn qtensor(&mut self, name: &str) -> Result<candle_core::quantized::QTensor, EngineError> {
+    /// A tensor's (type, dims, bytes), read straight from the file: one copy, so loading never holds a tensor
+    /// twice besides its packed form.
+    fn bytes(&mut self, name: &str) -> Result<(GgmlDType, Vec<usize>, Vec<u8>), EngineError> {
         let info = self.content.tensor_infos.get(name).ok_or_else(|| EngineError::Shape(format!("the file has no tensor `{name}`")))?;
-        let t = info
-            .read(self.reader, self.content.tensor_data_offset, &Device::Cpu)
-            .map_err(|e| EngineError::Read { tensor: name.into(), reason: e.to_string() })?;
+        let read = |e: std::io::Error| EngineError::Read { tensor: name.into(), reason: e.to_string() };
+        let size = info.shape.elem_count() / info.ggml_dtype.block_size() * info.ggml_dtype.type_size();
+        let mut bytes = vec![0u8; size];
+        self.reader.seek(std::io::SeekFrom::Start(self.content.tensor_data_offset + info.offset)).map_err(read)?;
+        self.reader.read_exact(&mut bytes).map_err(read)?;
+        let out = (info.ggml_dtype, info.shape.dims().to_vec(), bytes);
         self.tick();
-        Ok(t)
+        Ok(out)
     }
 
     fn vector(&mut self, name: &str, len: usize) -> Result<Vec<f32>, EngineError> {
-        let t = self.qtensor(name)?;
-        let v = t
-            .dequantize(&Device::Cpu)
-            .and_then(|t| t.flatten_all())
-            .and_then(|t| t.to_vec1::<f32>())
-            .map_err(|e| EngineError::Read { tensor: name.into(), reason: e.to_string() })?;
+        let (dtype, _, bytes) = self.bytes(name)?;
+        let v: Vec<f32> = match dtype {
+            GgmlDType::F32 => bytes.chunks_exact(4).map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])).collect(),
+            GgmlDType::F16 => bytes.chunks_exact(2).map(|b| half::f16::from_le_bytes([b[0], b[1]]).to_f32()).collect(),
+            other => return Err(EngineError::UnsupportedType { tensor: name.into(), ty: type_name(other) }),
+        };
         if v.len() != len {
             return Err(EngineError::Shape(format!("`{name}` has {} values, {len} expected", v.len())));
         }
         Ok(v)
     }
 
-    /// A matrix's (type, rows, cols, bytes).
+    /// A matrix's (type, bytes), its dims checked.
     fn raw(&mut self, name: &str, rows: usize, cols: usize) -> Result<(GgmlType, Vec<u8>), EngineError> {
-        let t = self.qtensor(name)?;
-        let ty = ggml_type(name, t.dtype())?;
-        let dims = t.shape().dims().to_vec();
+        let (dtype, dims, bytes) = self.bytes(name)?;
+        let ty = ggml_type(name, dtype)?;
         if dims != [rows, cols] {
             return Err(EngineError::Shape(format!("`{name}` is {dims:?}, [{rows}, {cols}] expected")));
         }
-        let bytes = t.data().map_err(|e| EngineError::Read { tensor: name.into(), reason: e.to_string() })?.into_owned();
         Ok((ty, bytes))
     }
 
+    /// One matrix, packed as it is read (eight rows at a time).
     fn matrix(&mut self, name: &str, rows: usize, cols: usize) -> Result<QMatrix, EngineError> {
-        let (ty, bytes) = self.raw(name, rows, cols)?;
-        QMatrix::from_ggml(ty, rows, cols, &bytes).map_err(|e| EngineError::Shape(format!("`{name}`: {e}")))
+        let info = self.content.tensor_infos.get(name).ok_or_else(|| EngineError::Shape(format!("the file has no tensor `{name}`")))?;
+        let ty = ggml_type(name, info.ggml_dtype)?;
+        let dims = info.shape.dims().to_vec();
+        if dims != [rows, cols] {
+            return Err(EngineError::Shape(format!("`{name}` is {dims:?}, [{rows}, {cols}] expected")));
+        }
+        let read = |e: std::io::Error| EngineError::Read { tensor: name.into(), reason: e.to_string() };
+        self.reader.seek(std::io::SeekFrom::Start(self.content.tensor_data_offset + info.offset)).map_err(read)?;
+        let reader = &mut *self.reader;
+        let m = QMatrix::from_ggml_rows(ty, rows, cols, &mut |buf| reader.read_exact(buf)).map_err(|e| match e {
+            keel_kernels::quant::PackRead::Read(e) => read(e),
+            keel_kernels::quant::PackRead::Pack(e) => EngineError::Shape(format!("`{name}`: {e}")),
+        })?;
+        self.tick();
+        Ok(m)
     }
 
     /// Several matrices of the same input width as one product: one matrix when their types agree, else
@@ -358,16 +377,8 @@ impl Engine {
         }
         // candle's table, value for value: θ_i = 1 / base^(2i/d), angle = position · θ_i in f32.
         let theta: Vec<f32> = (0..head_dim).step_by(2).map(|i| 1f32 / base.powf(i as f32 / head_dim as f32)).collect();
-        let (mut cos, mut sin) = (Vec::with_capacity(context * head_dim / 2), Vec::with_capacity(context * head_dim / 2));
-        for p in 0..context {
-            for t in &theta {
-                let a = p as f32 * t;
-                cos.push(a.cos());
-                sin.push(a.sin());
-            }
-        }
         let config = Config { layers, dim, heads, kv_heads, head_dim, ff, vocab, eps, context };
-        Ok(Engine { config, embed, output, norm, layers: all, cos, sin })
+        Ok(Engine { config, embed, output, norm, layers: all, theta })
     }
 
     /// Bytes of weights held.
@@ -416,11 +427,21 @@ impl Engine {
         for (i, &id) in ids.iter().enumerate() {
             self.embed.dequantize_row(id as usize, &mut s.x[i * dim..(i + 1) * dim]);
         }
+        // candle's table, value for value: angle = position · θ_i in f32. Only this pass's positions.
+        s.cos.clear();
+        s.sin.clear();
+        for p in start..start + t {
+            for th in &self.theta {
+                let a = p as f32 * th;
+                s.cos.push(a.cos());
+                s.sin.push(a.sin());
+            }
+        }
         for (l, layer) in self.layers.iter().enumerate() {
             k::rms_norm_quantize(&s.x, &layer.attn_norm, c.eps, t, &mut s.act);
             matmul(&layer.qkv.parts(), &s.act, &mut s.qkv, qkv_stride);
-            k::rope(&mut s.qkv, qkv_stride, 0, c.heads, c.head_dim, t, start, &self.cos, &self.sin);
-            k::rope(&mut s.qkv, qkv_stride, dim, c.kv_heads, c.head_dim, t, start, &self.cos, &self.sin);
+            k::rope(&mut s.qkv, qkv_stride, 0, c.heads, c.head_dim, t, 0, &s.cos, &s.sin);
+            k::rope(&mut s.qkv, qkv_stride, dim, c.kv_heads, c.head_dim, t, 0, &s.cos, &s.sin);
             for i in 0..t {
                 let row = &s.qkv[i * qkv_stride..(i + 1) * qkv_stride];
                 let at = (start + i) * kv;
