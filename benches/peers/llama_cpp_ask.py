@@ -10,7 +10,15 @@ llama_cpp_decode.py.
 
 import argparse
 import json
-import resource
+
+
+def peak_rss_mb():
+    """VmHWM: this process's own peak (ru_maxrss would carry over the memory of the process that started it)."""
+    with open("/proc/self/status", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return None
 
 
 def main():
@@ -28,7 +36,7 @@ def main():
         messages=[{"role": "system", "content": args.system}, {"role": "user", "content": args.prompt}],
         max_tokens=args.max_tokens, temperature=0)
     print(json.dumps({
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak_rss_mb(),
         "completion_tokens": out["usage"]["completion_tokens"],
     }))
 

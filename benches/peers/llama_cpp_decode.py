@@ -31,6 +31,16 @@ import sys
 import time
 
 
+def peak_rss_mb():
+    """This process's peak resident memory: VmHWM, which starts afresh at exec (ru_maxrss would carry over the
+    memory of the process that started this one)."""
+    with open("/proc/self/status", encoding="utf-8") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return round(int(line.split()[1]) / 1024, 1)
+    return None
+
+
 def main():
     ap = argparse.ArgumentParser(description="llama-cpp-python greedy decode benchmark")
     ap.add_argument("--model", required=True, help="GGUF model path")
@@ -123,8 +133,7 @@ def main():
         "decode_tok_s_median": round(statistics.median(r["decode_tok_s"] for r in runs), 2),
         "ttft_ms_median": round(statistics.median(r["ttft_ms"] for r in runs), 3),
         "load_ms": round(load_ms, 3),
-        # Peak resident memory of this process (ru_maxrss is in KiB on Linux).
-        "peak_rss_mb": round(__import__("resource").getrusage(__import__("resource").RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_mb": peak_rss_mb(),
         "per_run": per_run,
         "generated_ids": gen,
         "generated_text": llm.detokenize(gen, special=True).decode("utf-8", "replace"),

@@ -174,6 +174,37 @@ fn rope_body(x: &mut [f32], stride: usize, offset: usize, heads: usize, hd: usiz
 }
 dispatch!(rope(x: &mut [f32], stride: usize, offset: usize, heads: usize, hd: usize, tokens: usize, start: usize, cos: &[f32], sin: &[f32]) => rope_body);
 
+/// An f16 value (as bits) widened.
+#[inline(always)]
+fn f16(bits: u16) -> f32 {
+    half::f16::from_bits(bits).to_f32()
+}
+
+/// `src` rounded to f16 bits into `dst` (the KV cache's entries).
+pub fn to_f16(src: &[f32], dst: &mut [u16]) {
+    assert_eq!(src.len(), dst.len(), "to_f16: {} values into {}", src.len(), dst.len());
+    #[cfg(target_arch = "x86_64")]
+    if fast() {
+        #[target_feature(enable = "avx2,f16c")]
+        unsafe fn f16c(src: &[f32], dst: &mut [u16]) {
+            use std::arch::x86_64::*;
+            let n = src.len() / 8 * 8;
+            for i in (0..n).step_by(8) {
+                let h = _mm256_cvtps_ph(_mm256_loadu_ps(src.as_ptr().add(i)), _MM_FROUND_TO_NEAREST_INT);
+                _mm_storeu_si128(dst.as_mut_ptr().add(i) as *mut __m128i, h);
+            }
+            for i in n..src.len() {
+                dst[i] = half::f16::from_f32(src[i]).to_bits();
+            }
+        }
+        // SAFETY: AVX2 and F16C were detected.
+        return unsafe { f16c(src, dst) };
+    }
+    for (d, s) in dst.iter_mut().zip(src) {
+        *d = half::f16::from_f32(*s).to_bits();
+    }
+}
+
 /// `dst[i] += src[i]`.
 #[inline(always)]
 fn add_body(dst: &mut [f32], src: &[f32]) {
@@ -202,7 +233,7 @@ pub struct AttnShape {
 
 /// One (head, token)'s attention: its row of `out` from its query, over keys `0..=start + t`.
 #[inline(always)]
-fn attend_body(q: &[f32], k: &[f32], v: &[f32], s: AttnShape, h: usize, t: usize, scores: &mut [f32], out: &mut [f32]) {
+fn attend_body(q: &[f32], k: &[u16], v: &[u16], s: AttnShape, h: usize, t: usize, scores: &mut [f32], out: &mut [f32]) {
     let hd = s.head_dim;
     let g = h / (s.heads / s.kv_heads);
     let qh = &q[t * s.q_stride + h * hd..t * s.q_stride + (h + 1) * hd];
@@ -211,7 +242,13 @@ fn attend_body(q: &[f32], k: &[f32], v: &[f32], s: AttnShape, h: usize, t: usize
     let mut max = f32::NEG_INFINITY;
     for (p, sc) in scores[..n].iter_mut().enumerate() {
         let kp = &k[p * s.kv_stride + g * hd..p * s.kv_stride + (g + 1) * hd];
-        *sc = dot(qh, kp) * scale;
+        let mut lanes = [0f32; 8];
+        for (cq, ck) in qh.chunks_exact(8).zip(kp.chunks_exact(8)) {
+            for l in 0..8 {
+                lanes[l] = cq[l].mul_add(f16(ck[l]), lanes[l]);
+            }
+        }
+        *sc = (((lanes[0] + lanes[4]) + (lanes[1] + lanes[5])) + ((lanes[2] + lanes[6]) + (lanes[3] + lanes[7]))) * scale;
         max = max.max(*sc);
     }
     let mut lanes = [0f32; 8];
@@ -233,7 +270,7 @@ fn attend_body(q: &[f32], k: &[f32], v: &[f32], s: AttnShape, h: usize, t: usize
         let vp = &v[p * s.kv_stride + g * hd..p * s.kv_stride + (g + 1) * hd];
         let w = w * inv;
         for (o, x) in out.iter_mut().zip(vp) {
-            *o = w.mul_add(*x, *o);
+            *o = w.mul_add(f16(*x), *o);
         }
     }
 }
@@ -242,7 +279,7 @@ fn attend_body(q: &[f32], k: &[f32], v: &[f32], s: AttnShape, h: usize, t: usize
 /// the early tokens, which see few keys, and the late ones alike).
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
-fn attend_range(q: &[f32], k: &[f32], v: &[f32], s: AttnShape, items: std::iter::StepBy<std::ops::Range<usize>>, scores: &mut [f32], out: *mut f32) {
+fn attend_range(q: &[f32], k: &[u16], v: &[u16], s: AttnShape, items: std::iter::StepBy<std::ops::Range<usize>>, scores: &mut [f32], out: *mut f32) {
     for item in items {
         let (t, h) = (item / s.heads, item % s.heads);
         // SAFETY: each item writes its own head's slice of its own token's row (see `attention`).
@@ -264,6 +301,12 @@ mod avx2 {
     use std::arch::x86_64::*;
 
     use super::AttnShape;
+
+    /// Eight f16 values widened.
+    #[inline(always)]
+    unsafe fn load8(p: *const u16) -> __m256 {
+        _mm256_cvtph_ps(_mm_loadu_si128(p as *const __m128i))
+    }
 
     #[inline(always)]
     unsafe fn hsum4(a: __m256, b: __m256, c: __m256, d: __m256) -> __m128 {
@@ -310,9 +353,9 @@ mod avx2 {
 
     /// # Safety
     /// AVX2 and FMA; `head_dim % 64 == 0`; `q`, `k`, `v`, `scores` and `out` hold what `attention` checked.
-    #[target_feature(enable = "avx2,fma")]
+    #[target_feature(enable = "avx2,fma,f16c")]
     #[allow(clippy::too_many_arguments)]
-    pub unsafe fn attend(q: &[f32], k: &[f32], v: &[f32], s: AttnShape, h: usize, t: usize, scores: &mut [f32], out: &mut [f32]) {
+    pub unsafe fn attend(q: &[f32], k: &[u16], v: &[u16], s: AttnShape, h: usize, t: usize, scores: &mut [f32], out: &mut [f32]) {
         let hd = s.head_dim;
         let chunks = hd / 8;
         let g = h / (s.heads / s.kv_heads);
@@ -328,10 +371,10 @@ mod avx2 {
             let (mut a0, mut a1, mut a2, mut a3) = (_mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps(), _mm256_setzero_ps());
             for c in 0..chunks {
                 let qc = _mm256_loadu_ps(qh.add(8 * c));
-                a0 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(kb.add(p * s.kv_stride + 8 * c)), a0);
-                a1 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(kb.add((p + 1) * s.kv_stride + 8 * c)), a1);
-                a2 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(kb.add((p + 2) * s.kv_stride + 8 * c)), a2);
-                a3 = _mm256_fmadd_ps(qc, _mm256_loadu_ps(kb.add((p + 3) * s.kv_stride + 8 * c)), a3);
+                a0 = _mm256_fmadd_ps(qc, load8(kb.add(p * s.kv_stride + 8 * c)), a0);
+                a1 = _mm256_fmadd_ps(qc, load8(kb.add((p + 1) * s.kv_stride + 8 * c)), a1);
+                a2 = _mm256_fmadd_ps(qc, load8(kb.add((p + 2) * s.kv_stride + 8 * c)), a2);
+                a3 = _mm256_fmadd_ps(qc, load8(kb.add((p + 3) * s.kv_stride + 8 * c)), a3);
             }
             _mm_storeu_ps(sc.add(p), _mm_mul_ps(hsum4(a0, a1, a2, a3), scale));
             p += 4;
@@ -339,7 +382,7 @@ mod avx2 {
         while p < n {
             let mut a = _mm256_setzero_ps();
             for c in 0..chunks {
-                a = _mm256_fmadd_ps(_mm256_loadu_ps(qh.add(8 * c)), _mm256_loadu_ps(kb.add(p * s.kv_stride + 8 * c)), a);
+                a = _mm256_fmadd_ps(_mm256_loadu_ps(qh.add(8 * c)), load8(kb.add(p * s.kv_stride + 8 * c)), a);
             }
             *sc.add(p) = hsum(a) * (1.0 / (hd as f32).sqrt());
             p += 1;
@@ -376,7 +419,7 @@ mod avx2 {
                 let w = _mm256_set1_ps(*sc.add(p));
                 let row = vb.add(p * s.kv_stride + slab);
                 for (c, a) in acc.iter_mut().enumerate() {
-                    *a = _mm256_fmadd_ps(w, _mm256_loadu_ps(row.add(8 * c)), *a);
+                    *a = _mm256_fmadd_ps(w, load8(row.add(8 * c)), *a);
                 }
             }
             for (c, a) in acc.iter().enumerate() {
@@ -395,7 +438,7 @@ unsafe impl Sync for OutPtr {}
 /// Causal attention of `tokens` queries (rows of `q`) over the cache `k`/`v` (rows of `kv_stride`), each query `t`
 /// seeing positions `0..=start + t`, heads sharing KV heads in groups of `heads / kv_heads`. Split over rayon's
 /// threads by (head, token); `scratch` is grown to one score row per thread.
-pub fn attention(q: &[f32], k: &[f32], v: &[f32], s: AttnShape, out: &mut [f32], scratch: &mut Vec<f32>) {
+pub fn attention(q: &[f32], k: &[u16], v: &[u16], s: AttnShape, out: &mut [f32], scratch: &mut Vec<f32>) {
     assert!(s.heads % s.kv_heads == 0 && s.head_dim % 8 == 0, "attention: {} heads over {} KV heads of {}", s.heads, s.kv_heads, s.head_dim);
     let positions = s.start + s.tokens;
     assert!(k.len() >= positions * s.kv_stride && v.len() >= positions * s.kv_stride, "attention: the cache holds fewer than {positions} positions");
@@ -410,7 +453,7 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], s: AttnShape, out: &mut [f32],
         #[cfg(target_arch = "x86_64")]
         {
             #[target_feature(enable = "avx2,fma")]
-            unsafe fn fast_range(q: &[f32], k: &[f32], v: &[f32], s: AttnShape, items: std::iter::StepBy<std::ops::Range<usize>>, scores: &mut [f32], out: *mut f32) {
+            unsafe fn fast_range(q: &[f32], k: &[u16], v: &[u16], s: AttnShape, items: std::iter::StepBy<std::ops::Range<usize>>, scores: &mut [f32], out: *mut f32) {
                 attend_range(q, k, v, s, items, scores, out)
             }
             if avx {
@@ -425,14 +468,27 @@ pub fn attention(q: &[f32], k: &[f32], v: &[f32], s: AttnShape, out: &mut [f32],
         run((0..items).step_by(1), &mut scratch[..]);
         return;
     }
+    // A few queries (a decode step): each thread takes consecutive heads, so the heads that share a KV head
+    // mostly read its cache on one core. Many (a prompt): every thread takes every `threads`-th item, so early
+    // tokens (few keys) and late ones (many) are shared out evenly.
+    let chunk = items.div_ceil(threads);
+    let share = |i: usize| {
+        if s.tokens < 2 * threads {
+            (i * chunk).min(items)..((i + 1) * chunk).min(items)
+        } else {
+            i..items
+        }
+        .step_by(if s.tokens < 2 * threads { 1 } else { threads })
+    };
     let mut parts = scratch.chunks_mut(positions);
     let first = parts.next().expect("one part per thread");
     rayon::scope(|sc| {
         for (i, part) in parts.enumerate() {
             let run = &run;
-            sc.spawn(move |_| run((i + 1..items).step_by(threads), part));
+            let items = share(i + 1);
+            sc.spawn(move |_| run(items, part));
         }
-        run((0..items).step_by(threads), first);
+        run(share(0), first);
     });
 }
 
@@ -464,8 +520,8 @@ mod tests {
             let (heads, kv_heads, start, tokens) = (9, 3, 37, 5);
             let s = AttnShape { heads, kv_heads, head_dim: hd, q_stride: heads * hd, kv_stride: kv_heads * hd, out_stride: heads * hd, start, tokens };
             let q = values(tokens * heads * hd, 1);
-            let k = values((start + tokens) * kv_heads * hd, 2);
-            let v = values((start + tokens) * kv_heads * hd, 3);
+            let k: Vec<u16> = values((start + tokens) * kv_heads * hd, 2).iter().map(|x| half::f16::from_f32(*x).to_bits()).collect();
+            let v: Vec<u16> = values((start + tokens) * kv_heads * hd, 3).iter().map(|x| half::f16::from_f32(*x).to_bits()).collect();
             let mut scores = vec![0f32; start + tokens];
             for t in 0..tokens {
                 for h in 0..heads {
@@ -478,13 +534,13 @@ mod tests {
                     let n = start + t + 1;
                     let qh = &q[t * s.q_stride + h * hd..][..hd];
                     let logits: Vec<f64> = (0..n)
-                        .map(|p| (0..hd).map(|i| qh[i] as f64 * k[p * s.kv_stride + g * hd + i] as f64).sum::<f64>() / (hd as f64).sqrt())
+                        .map(|p| (0..hd).map(|i| qh[i] as f64 * f16(k[p * s.kv_stride + g * hd + i]) as f64).sum::<f64>() / (hd as f64).sqrt())
                         .collect();
                     let max = logits.iter().cloned().fold(f64::NEG_INFINITY, f64::max);
                     let w: Vec<f64> = logits.iter().map(|l| (l - max).exp()).collect();
                     let sum: f64 = w.iter().sum();
                     for i in 0..hd {
-                        let want: f64 = (0..n).map(|p| w[p] / sum * v[p * s.kv_stride + g * hd + i] as f64).sum();
+                        let want: f64 = (0..n).map(|p| w[p] / sum * f16(v[p * s.kv_stride + g * hd + i]) as f64).sum();
                         assert!((a[i] as f64 - want).abs() < 1e-5, "portable: head {h} token {t} value {i}: {} vs {want}", a[i]);
                         assert!((b[i] as f64 - want).abs() < 1e-5, "avx2: head {h} token {t} value {i}: {} vs {want}", b[i]);
                     }

@@ -282,25 +282,27 @@ pub fn decode(options: &DecodeBenchOptions, on_progress: &mut dyn FnMut(&str)) -
     Ok(DecodeBenchReport { keel: main.keel, peer: main.peer, ratios: main.ratios, peer_error: main.peer_error, cases, agent, memory })
 }
 
-/// Runs `command` and returns its peak resident memory in MiB (the child's `ru_maxrss`) and its stdout.
-fn peak_of(mut command: Command) -> Result<(f64, Vec<u8>), String> {
-    use std::io::Read;
-    let mut child = command.stdout(std::process::Stdio::piped()).stderr(std::process::Stdio::null()).spawn().map_err(|e| e.to_string())?;
-    let mut out = Vec::new();
-    if let Some(mut s) = child.stdout.take() {
-        let _ = s.read_to_end(&mut out);
+/// Runs `command` and returns its peak resident memory in MiB, read from its `/proc/PID/status` (`VmHWM`, which
+/// never falls) every 5 ms until it exits: `ru_maxrss` would include the memory of this process, which a child
+/// inherits at exec on Linux.
+fn peak_of(mut command: Command) -> Result<f64, String> {
+    let mut child = command.stdout(std::process::Stdio::null()).stderr(std::process::Stdio::null()).spawn().map_err(|e| e.to_string())?;
+    let status_file = format!("/proc/{}/status", child.id());
+    let mut peak_kb = 0f64;
+    let status = loop {
+        if let Ok(text) = std::fs::read_to_string(&status_file) {
+            let hwm = text.lines().find(|l| l.starts_with("VmHWM:")).and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok());
+            peak_kb = peak_kb.max(hwm.unwrap_or(0.0));
+        }
+        match child.try_wait().map_err(|e| e.to_string())? {
+            Some(status) => break status,
+            None => std::thread::sleep(std::time::Duration::from_millis(5)),
+        }
+    };
+    if !status.success() {
+        return Err(format!("the process failed ({status})"));
     }
-    let mut status = 0;
-    // SAFETY: an all-zero rusage is a valid value; wait4 fills it for this child, which std has not reaped.
-    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
-    let pid = unsafe { libc::wait4(child.id() as libc::pid_t, &mut status, 0, &mut usage) };
-    if pid <= 0 {
-        return Err(format!("waiting for the process failed: {}", std::io::Error::last_os_error()));
-    }
-    if !(libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0) {
-        return Err(format!("the process failed (status {status})"));
-    }
-    Ok((usage.ru_maxrss as f64 / 1024.0, out))
+    Ok(peak_kb / 1024.0)
 }
 
 /// `keel ask` (this executable, in a scratch data dir) and the peer's `llama_cpp_ask.py` on the same question.
@@ -310,7 +312,7 @@ fn memory_figures(options: &DecodeBenchOptions) -> MemoryFigures {
     let keel = std::env::current_exe().map_err(|e| e.to_string()).and_then(|exe| {
         let mut c = Command::new(exe);
         c.arg("ask").arg(&prompt).env("KEEL_HOME", &home).env("RAYON_NUM_THREADS", options.threads.to_string());
-        peak_of(c).map(|(mb, _)| mb)
+        peak_of(c)
     });
     let _ = std::fs::remove_dir_all(&home);
     let peer = match &options.peer {
@@ -322,7 +324,11 @@ fn memory_figures(options: &DecodeBenchOptions) -> MemoryFigures {
                 .arg(&options.model_path)
                 .args(["--threads", &options.threads.to_string()])
                 .args(["--system", crate::orchestration::context::SYSTEM_PROMPT, "--prompt", &prompt]);
-            peak_of(c).map(|(mb, _)| mb)
+            // The peer reports its own peak (VmHWM at its end), sharper than sampling from here.
+            c.output()
+                .map_err(|e| e.to_string())
+                .and_then(|o| serde_json::from_slice::<serde_json::Value>(&o.stdout).map_err(|e| format!("{e}: {}", String::from_utf8_lossy(&o.stderr))))
+                .and_then(|v| v.get("peak_rss_mb").and_then(|x| x.as_f64()).ok_or_else(|| "no peak_rss_mb in its output".to_string()))
         }
     };
     let error = [keel.as_ref().err().map(|e| format!("keel ask: {e}")), peer.as_ref().err().map(|e| format!("peer: {e}"))]

@@ -103,6 +103,7 @@ pub enum RunEvent {
         /// Prompt tokens whose KV state was reused from an earlier call rather than computed (the embedded
         /// engine's prefix cache); absent in logs from before it.
         #[serde(default)]
+        #[ts(as = "Option<u32>", optional)]
         cached_prompt_tokens: u32,
         completion_tokens: u32,
         #[ts(type = "number")]

@@ -51,7 +51,7 @@ impl Config {
 
     /// Bytes of K and V for one position over all layers.
     pub fn kv_bytes_per_position(&self) -> usize {
-        2 * self.layers * self.kv_dim() * std::mem::size_of::<f32>()
+        2 * self.layers * self.kv_dim() * std::mem::size_of::<u16>()
     }
 }
 
@@ -97,8 +97,10 @@ pub enum Logits {
 #[derive(Default)]
 pub struct State {
     pub tokens: Vec<u32>,
-    k: Vec<Vec<f32>>,
-    v: Vec<Vec<f32>>,
+    /// K and V per layer as f16 bits (as llama.cpp keeps them): half the memory, and half the bytes attention
+    /// reads per position.
+    k: Vec<Vec<u16>>,
+    v: Vec<Vec<u16>>,
     /// Positions the caches have room for.
     capacity: usize,
     x: Vec<f32>,
@@ -132,7 +134,7 @@ impl State {
 
     /// Bytes of the KV caches held.
     pub fn kv_bytes(&self) -> usize {
-        self.k.iter().chain(&self.v).map(|c| c.capacity() * 4).sum()
+        self.k.iter().chain(&self.v).map(|c| c.capacity() * 2).sum()
     }
 
     /// The length of the longest common prefix of the cached tokens and `ids`.
@@ -164,7 +166,7 @@ impl State {
         if positions > self.capacity {
             let capacity = positions.div_ceil(64) * 64;
             for c in self.k.iter_mut().chain(self.v.iter_mut()) {
-                c.resize(capacity * config.kv_dim(), 0.0);
+                c.resize(capacity * config.kv_dim(), 0);
                 c.shrink_to_fit();
             }
             self.capacity = capacity;
@@ -172,13 +174,13 @@ impl State {
     }
 
     /// The raw caches of the first `len` positions, layer by layer (K then V), for saving.
-    pub fn kv_slices(&self, config: &Config, len: usize) -> impl Iterator<Item = &[f32]> {
+    pub fn kv_slices(&self, config: &Config, len: usize) -> impl Iterator<Item = &[u16]> {
         let n = len * config.kv_dim();
         self.k.iter().zip(&self.v).flat_map(move |(k, v)| [&k[..n], &v[..n]])
     }
 
     /// A state from saved caches (as [`State::kv_slices`] gives them).
-    pub fn from_saved(config: &Config, tokens: Vec<u32>, mut read: impl FnMut(&mut [f32]) -> std::io::Result<()>) -> std::io::Result<State> {
+    pub fn from_saved(config: &Config, tokens: Vec<u32>, mut read: impl FnMut(&mut [u16]) -> std::io::Result<()>) -> std::io::Result<State> {
         let len = tokens.len();
         let n = len * config.kv_dim();
         let mut s = State { tokens, ..State::default() };
@@ -445,8 +447,8 @@ impl Engine {
             for i in 0..t {
                 let row = &s.qkv[i * qkv_stride..(i + 1) * qkv_stride];
                 let at = (start + i) * kv;
-                s.k[l][at..at + kv].copy_from_slice(&row[dim..dim + kv]);
-                s.v[l][at..at + kv].copy_from_slice(&row[dim + kv..dim + 2 * kv]);
+                k::to_f16(&row[dim..dim + kv], &mut s.k[l][at..at + kv]);
+                k::to_f16(&row[dim + kv..dim + 2 * kv], &mut s.v[l][at..at + kv]);
             }
             let shape = AttnShape {
                 heads: c.heads,

@@ -4,7 +4,7 @@
 //!
 //! A file is named by the sha256 of its token ids, so finding the state for a prompt's prefix is one lookup. It
 //! holds a header (the model's sha256, Keel's version and the engine's format, the model's shape, the tokens), the
-//! K and V caches as f32, and a sha256 of all that. A file whose checksum, model, version or shape does not match
+//! K and V caches as f16, and a sha256 of all that. A file whose checksum, model, version or shape does not match
 //! is not used: it is removed, the prefix is computed, and the file written again.
 
 use std::io::Write;
@@ -16,7 +16,7 @@ use super::{Config, State};
 
 const MAGIC: &[u8; 8] = b"KEELKV01";
 /// Bumped whenever the engine's numerics change, so that no state computed differently is reused.
-pub const ENGINE_FORMAT: u32 = 1;
+pub const ENGINE_FORMAT: u32 = 2;
 /// Prefixes shorter than this are cheaper to compute than to read.
 pub const MIN_TOKENS: usize = 16;
 /// Files kept per model; the oldest is removed past this.
@@ -124,13 +124,13 @@ impl SavedStates {
             return Err(SavedError::Stale { path: path.to_owned(), reason });
         }
         let mut data = &body[12 + header_len..];
-        if data.len() != 2 * config.layers * tokens.len() * config.kv_dim() * 4 {
+        if data.len() != 2 * config.layers * tokens.len() * config.kv_dim() * 2 {
             return Err(corrupt("its caches are not the size its header says"));
         }
         State::from_saved(config, tokens.to_vec(), |out| {
-            let (head, rest) = data.split_at(out.len() * 4);
-            for (o, b) in out.iter_mut().zip(head.chunks_exact(4)) {
-                *o = f32::from_le_bytes(b.try_into().unwrap());
+            let (head, rest) = data.split_at(out.len() * 2);
+            for (o, b) in out.iter_mut().zip(head.chunks_exact(2)) {
+                *o = u16::from_le_bytes([b[0], b[1]]);
             }
             data = rest;
             Ok(())

@@ -51,7 +51,12 @@ dropped_messages: number,
 /**
  * Memory items in the window's memory section (0: the window has no memory section).
  */
-memory_items: number, } | { "kind": "ModelReplied", step: number, text: string, prompt_tokens: number, completion_tokens: number, duration_ms: number, ttft_ms: number | null, stop: StopReason, 
+memory_items: number, } | { "kind": "ModelReplied", step: number, text: string, prompt_tokens: number, 
+/**
+ * Prompt tokens whose KV state was reused from an earlier call rather than computed (the embedded
+ * engine's prefix cache); absent in logs from before it.
+ */
+cached_prompt_tokens?: number, completion_tokens: number, duration_ms: number, ttft_ms: number | null, stop: StopReason, 
 /**
  * The backend that produced the reply (a fallback chain's member); absent in logs from before chains.
  */

@@ -24,6 +24,7 @@ function reply(fell_back: { backend: string; error: string }[] = []): RunEvent {
     step: 1,
     text: "Paris.",
     prompt_tokens: 30,
+    cached_prompt_tokens: 26,
     completion_tokens: 4,
     duration_ms: 900,
     ttft_ms: 120,
@@ -91,6 +92,10 @@ describe("stepRows", () => {
       [30, 4],
       [30, 4],
     ]);
+  });
+
+  it("shows the prompt tokens a model reply reused from the KV cache", () => {
+    expect(rows.map((r) => r.cachedTokens)).toEqual([null, null, 26, null]);
   });
 
   it("keeps the full payload as pretty JSON", () => {

@@ -61,6 +61,8 @@ export type StepRow = {
   durationMs: number | null;
   durationFrom: "event" | "gap" | null;
   promptTokens: number | null;
+  /** Of the prompt tokens, those whose KV state the embedded model reused from an earlier call. */
+  cachedTokens: number | null;
   completionTokens: number | null;
   summary: string;
   tone: StepTone;
@@ -309,6 +311,7 @@ export function stepRows(events: readonly StoredEvent[]): StepRow[] {
       durationMs: own ?? gap,
       durationFrom: own !== null ? "event" : gap !== null ? "gap" : null,
       promptTokens: numberField(stored.event, "prompt_tokens"),
+      cachedTokens: numberField(stored.event, "cached_prompt_tokens"),
       completionTokens: numberField(stored.event, "completion_tokens"),
       // A kind newer than this UI has no summary (the switch covers the kinds it knows) but still its row.
       summary: stepSummary(stored.event) ?? "",
