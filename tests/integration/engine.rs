@@ -29,7 +29,12 @@ fn quantized(name: &str) -> PathBuf {
             .arg(repo().join("models/test-quants.sha256"))
             .output()
             .unwrap();
-        assert!(out.status.success(), "quantize_test_models.py failed: {}", String::from_utf8_lossy(&out.stderr));
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "quantize_test_models.py failed: {stderr}");
+        // A quantiser built for another CPU may make other (valid) bytes: shown, not fatal.
+        for line in stderr.lines().filter(|l| l.starts_with("checksum differs")) {
+            eprintln!("{line}");
+        }
         dir
     });
     dir.join(format!("SmolLM2-135M-Instruct.{name}.gguf"))
