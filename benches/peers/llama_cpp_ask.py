@@ -11,14 +11,7 @@ llama_cpp_decode.py.
 import argparse
 import json
 
-
-def peak_rss_mb():
-    """VmHWM: this process's own peak (ru_maxrss would carry over the memory of the process that started it)."""
-    with open("/proc/self/status", encoding="utf-8") as f:
-        for line in f:
-            if line.startswith("VmHWM:"):
-                return round(int(line.split()[1]) / 1024, 1)
-    return None
+from llama_cpp_decode import peak_rss_mb
 
 
 def main():
