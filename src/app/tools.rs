@@ -41,6 +41,8 @@ pub(super) struct ToolSlot {
     mcp: Mutex<Option<Vec<tools::mcp::McpServer>>>,
     /// Configured tools that could not be offered, and why.
     problems: Mutex<Vec<String>>,
+    /// Fault plans to wrap tools in when the toolbox is built (evaluations only).
+    faults: Mutex<std::collections::HashMap<String, Vec<tools::faults::Fault>>>,
 }
 
 /// Memory for the memory tools, opened on first use.
@@ -70,6 +72,16 @@ impl MemoryPort for AppMemoryPort {
 }
 
 impl App {
+    /// Wraps the tool `name` in a fault plan (`keel eval run`'s faults): its next calls fail as planned, then pass.
+    /// Takes effect when the toolbox is built, so it must come before the first run or tool call.
+    pub fn inject_tool_faults(&self, name: &str, plan: Vec<tools::faults::Fault>) -> Result<(), AppError> {
+        if self.inner.tools.toolbox.get().is_some() {
+            return Err(AppError::new(ErrorKind::Internal, "faults must be injected before the tools are first used", None));
+        }
+        lock(&self.inner.tools.faults).insert(name.to_owned(), plan);
+        Ok(())
+    }
+
     /// The tools every run is offered: calculator, date and time, memory search and save, the files tools in
     /// `files/` of the data dir, HTTP fetch (off unless `KEEL_HTTP_FETCH=1`), and any added with [`App::add_tool`].
     pub fn toolbox(&self) -> Arc<Toolbox> {
@@ -89,7 +101,12 @@ impl App {
         all.push(Arc::new(tools::http::HttpFetch::new(http_on)));
         all.extend(lock(&self.inner.tools.extra).iter().cloned());
         all.extend(self.mcp_tools());
+        let mut faults = lock(&self.inner.tools.faults);
         for tool in all {
+            let tool: Arc<dyn Tool> = match faults.remove(&tool.spec().name) {
+                Some(plan) => Arc::new(tools::faults::FaultyTool::new(tool, plan)),
+                None => tool,
+            };
             // A built-in's schemas are fixed and tested; an added tool with a broken schema is left out, and
             // `keel tools list` shows what is there.
             let _ = toolbox.add(tool);

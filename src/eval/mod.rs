@@ -1,5 +1,6 @@
 //! Evaluation and benchmarks: measured figures with their peers side by side, never asserted in timed tests.
 
+pub mod agent;
 pub mod bench;
 pub mod guard;
 pub mod memory_bench;

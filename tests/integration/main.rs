@@ -14,6 +14,7 @@ mod common;
 mod control;
 mod embeddings;
 mod engine;
+mod eval_run;
 mod guard;
 mod guard_eval;
 mod keyring;

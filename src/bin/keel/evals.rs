@@ -1,9 +1,10 @@
-//! `keel eval tools|guard|intent`: the real stack measured on committed datasets, each report shown as a table
-//! or as JSON, and written to `--out` too when asked.
+//! `keel eval run|tools|guard|intent`: the real stack measured on committed datasets, each report shown as a
+//! table or as JSON, and written to `--out` (or `--report DIR`) too when asked.
 
 use std::path::{Path, PathBuf};
 
 use clap::Subcommand;
+use keel::eval::agent::{Options as AgentOptions, Report as AgentReport};
 use keel::eval::guard::{GuardEvalReport, IntentEvalReport};
 use keel::eval::tool_calls::ToolCallReport;
 use keel::{App, AppError, ErrorKind};
@@ -13,6 +14,30 @@ use crate::progress::Spinner;
 
 #[derive(Subcommand)]
 pub enum EvalCommand {
+    /// Whole tasks through the real stack, each in a throwaway data dir, judged by what happened: success,
+    /// pass^k and pass@k, tool selection, argument validity, recovery under injected faults, latency, tokens.
+    Run {
+        /// The suite: one task per line (the format is in tests/evals/agent/README.md).
+        #[arg(long)]
+        tasks: PathBuf,
+        /// The backend profile (default: the default backend).
+        #[arg(long)]
+        backend: Option<String>,
+        /// Attempts per task (pass^k and pass@k are over these).
+        #[arg(long, default_value_t = 1)]
+        repeat: u32,
+        /// Write report.json into this folder too.
+        #[arg(long)]
+        report: Option<PathBuf>,
+        /// Run only the first N tasks.
+        #[arg(long)]
+        limit: Option<usize>,
+        /// Run only the tasks of this category.
+        #[arg(long)]
+        category: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// One ReAct step of the embedded model per prompt, under constrained decoding: do its tool calls parse and
     /// validate, and does it pick the right tool?
     Tools {
@@ -49,7 +74,7 @@ pub enum EvalCommand {
 impl EvalCommand {
     pub fn json(&self) -> bool {
         match self {
-            EvalCommand::Tools { json, .. } | EvalCommand::Guard { json, .. } | EvalCommand::Intent { json } => *json,
+            EvalCommand::Run { json, .. } | EvalCommand::Tools { json, .. } | EvalCommand::Guard { json, .. } | EvalCommand::Intent { json } => *json,
         }
     }
 }
@@ -105,6 +130,47 @@ impl Human for IntentEvalReport {
     }
 }
 
+impl Human for AgentReport {
+    fn human(&self) -> Text {
+        let mut text = Text::new();
+        let opt = |v: Option<f64>| v.map(pct).unwrap_or_else(|| "–".into());
+        let ms = |v: Option<u64>| v.map(|v| format!("{v} ms")).unwrap_or_else(|| "–".into());
+        text.line(format!("{} on {}, {} attempt(s) per task", self.tasks_file, self.backend, self.repeat));
+        for e in &self.errors {
+            text.line(format!("not run: {e}"));
+        }
+        for t in &self.tasks {
+            for (k, a) in t.attempts.iter().enumerate() {
+                if !a.passed {
+                    let runs = a.run_ids.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ");
+                    text.line(format!("FAIL {} (line {}, attempt {}, runs {runs}): {}", t.id, t.line, k + 1, a.failures.join("; ")));
+                }
+            }
+        }
+        text.line(format!(
+            "{:<16} {:>6} {:>9} {:>8} {:>8} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9}",
+            "category", "tasks", "success", "pass^k", "pass@k", "right tool", "valid args", "recovery", "p50", "p95", "tokens"
+        ));
+        for c in self.categories.iter().chain(std::iter::once(&self.total)) {
+            text.line(format!(
+                "{:<16} {:>6} {:>9} {:>8} {:>8} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9.0}",
+                c.category,
+                c.tasks,
+                pct(c.success),
+                pct(c.pass_hat_k),
+                pct(c.pass_at_k),
+                opt(c.tool_selection_accuracy),
+                opt(c.argument_validity),
+                opt(c.recovery_rate),
+                ms(c.latency_p50_ms),
+                ms(c.latency_p95_ms),
+                c.tokens_per_task
+            ));
+        }
+        text
+    }
+}
+
 impl Human for ToolCallReport {
     fn human(&self) -> Text {
         let mut text = Text::new();
@@ -132,6 +198,17 @@ pub fn run(command: EvalCommand) -> Result<(), AppError> {
     let app = App::open_default()?;
     let spinner = Spinner::new();
     match command {
+        EvalCommand::Run { tasks, backend, repeat, report, limit, category, json } => {
+            let options = AgentOptions { tasks_file: tasks, backend, repeat, limit, category };
+            let result = app.evaluate_tasks(&options, &mut |stage, done, total| spinner.show(format_args!("{stage} {done}/{total}")))?;
+            spinner.end();
+            if let Some(dir) = &report {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| AppError::new(ErrorKind::Store, format!("cannot create {}: {e}", dir.display()), None))?;
+                save(&result, Some(&dir.join("report.json")))?;
+            }
+            output::emit(json, &result);
+        }
         EvalCommand::Guard { dataset, out, fit, json } => {
             let (report, combiner) =
                 app.evaluate_guard(&dataset, fit.is_some(), &mut |stage, done, total| spinner.show(format_args!("{stage} {done}/{total}")))?;
