@@ -70,6 +70,10 @@ impl App {
     }
 
     fn attempt_in(&self, task: &Task, backend: std::sync::Arc<dyn Backend>, home: &std::path::Path) -> Result<Attempt, AppError> {
+        let backend: std::sync::Arc<dyn Backend> = match &task.fault {
+            Some(f) if f.tool == "@backend" => std::sync::Arc::new(crate::llm::faults::FaultyBackend::new(backend, agent::backend_plan(f))),
+            _ => backend,
+        };
         let app = App::open_with_backend(OpenOptions { home: home.to_owned(), models_dir: self.inner.models.root().to_owned() }, backend)?;
         let files = home.join(FILES_DIR);
         for (name, content) in &task.fixtures {
@@ -77,7 +81,7 @@ impl App {
             let written = path.parent().map_or(Ok(()), std::fs::create_dir_all).and_then(|_| std::fs::write(&path, content));
             written.map_err(|e| AppError::new(ErrorKind::Internal, format!("cannot write the fixture {}: {e}", path.display()), None))?;
         }
-        if let Some(fault) = &task.fault {
+        if let Some(fault) = task.fault.as_ref().filter(|f| f.tool != "@backend") {
             app.inject_tool_faults(&fault.tool, agent::plan(fault))?;
         }
         let settings = GenerationSettings::default();

@@ -9,6 +9,7 @@ pub mod chain;
 pub mod local;
 pub mod remote;
 pub mod engine;
+pub mod faults;
 pub mod scripted;
 pub mod stream;
 pub mod template;

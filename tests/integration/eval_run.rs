@@ -15,14 +15,16 @@ fn rule(when: &str, reply: &str) -> ScriptRule {
     ScriptRule { when: when.into(), reply: reply.into(), delay_ms: 0 }
 }
 
-/// A model that calls the calculator for 12 × 7, reads notes.txt when asked for the code word, and answers from
-/// what the tools gave (or says a tool failed).
+/// A model that calls the calculator for 12 × 7 (also when given a second chance after a broken reply), reads
+/// notes.txt when asked for the code word, and answers from what the tools gave (or says a tool failed).
 fn scripted() -> Arc<ScriptedBackend> {
     Arc::new(ScriptedBackend::with_rules(vec![
         rule("status=\"error\"", r#"{"answer": "The calculator failed, so I could not compute it."}"#),
         rule("heron", r#"{"answer": "The code word is heron."}"#),
         rule("\"84\"", r#"{"answer": "12 * 7 = 84"}"#),
         rule("calculator to compute 12 * 7", r#"{"tool": "calculator", "arguments": {"expression": "12*7"}}"#),
+        // Keel's feedback after a reply that broke the contract: the second chance.
+        rule("Reply with one JSON object as described", r#"{"tool": "calculator", "arguments": {"expression": "12*7"}}"#),
         rule("code word", r#"{"tool": "files_read", "arguments": {"path": "notes.txt"}}"#),
     ]))
 }
@@ -108,4 +110,25 @@ fn a_bad_line_is_an_error_naming_the_line_and_field_and_the_others_still_run() {
     assert!(report.errors[2].message.contains("teleport"), "{}", report.errors[2].message);
     assert_eq!(report.tasks.len(), 1);
     assert!(report.tasks[0].attempts[0].passed, "{:?}", report.tasks[0].attempts);
+}
+
+/// Faults of the backend (`"tool": "@backend"`): a first reply of the wrong shape is rejected and the run recovers on the
+/// model's second chance; a backend that always fails leaves no answer, and the task fails with the reason.
+#[test]
+fn backend_faults_land_and_are_judged() {
+    let home = tempfile::tempdir().unwrap();
+    let app = App::open_with_backend(OpenOptions { home: home.path().to_owned(), models_dir: models_dir() }, scripted()).unwrap();
+    let suite = [
+        r#"{"id": "garbled-once", "category": "faults", "prompt": "Use the calculator to compute 12 * 7.", "fault": {"tool": "@backend", "mode": "schema-drift", "times": 1}, "expect_recovery": "retry-succeeds", "expect_number": 84}"#,
+        r#"{"id": "down", "category": "faults", "prompt": "Use the calculator to compute 12 * 7.", "fault": {"tool": "@backend", "mode": "error", "times": "always", "message": "the server is down"}, "expect_number": 84}"#,
+    ]
+    .join("\n");
+    let report = run(&app, &suite, 1);
+    assert!(report.errors.is_empty(), "{:?}", report.errors);
+    let garbled = &report.tasks[0].attempts[0];
+    assert!(garbled.passed, "{garbled:?}");
+    assert!(garbled.rejected_calls >= 1, "the garbled reply never reached the run: {garbled:?}");
+    let down = &report.tasks[1].attempts[0];
+    assert!(!down.passed && down.tools_called.is_empty(), "{down:?}");
+    assert!(down.failures.iter().any(|f| f.starts_with("expect_number")), "{down:?}");
 }

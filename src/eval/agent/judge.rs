@@ -17,6 +17,8 @@ pub struct Observed {
     pub answer: String,
     /// Whether the guard flagged or blocked untrusted text in any run.
     pub flagged_untrusted: bool,
+    /// Whether the last run ended with an answer.
+    pub answered: bool,
 }
 
 #[derive(Debug, Clone)]
@@ -31,6 +33,7 @@ impl Observed {
     pub fn read(runs: &[Vec<StoredEvent>], answer: String) -> Observed {
         let mut calls = Vec::new();
         let mut flagged_untrusted = false;
+        let mut answered = false;
         for events in runs {
             let mut pending: std::collections::HashMap<String, (String, Effect)> = std::collections::HashMap::new();
             for e in events {
@@ -47,6 +50,9 @@ impl Observed {
                             calls.push(Call { tool: tool.clone(), effect: *effect, ok, value });
                         }
                     }
+                    RunEvent::RunFinished { outcome, .. } => {
+                        answered = matches!(outcome, crate::orchestration::events::RunOutcome::Answered);
+                    }
                     RunEvent::InputChecked { source, verdict, .. } => {
                         if *source != crate::interface::signals::Source::User && *verdict != Verdict::Allow {
                             flagged_untrusted = true;
@@ -56,7 +62,7 @@ impl Observed {
                 }
             }
         }
-        Observed { calls, answer, flagged_untrusted }
+        Observed { calls, answer, flagged_untrusted, answered }
     }
 }
 
@@ -137,10 +143,16 @@ pub fn judge(task: &Task, seen: &Observed) -> Vec<String> {
     }
     if let Some(r) = task.expect_recovery {
         let tool = task.fault.as_ref().map(|f| f.tool.as_str());
-        let retried = tool.is_some_and(|t| {
-            let mut it = seen.calls.iter().filter(|c| c.tool == t);
-            it.any(|c| !c.ok) && it.any(|c| c.ok)
-        });
+        // A tool's retry shows in its calls; the backend's (retried inside the call, or the run going on) in the
+        // run ending with an answer.
+        let retried = match tool {
+            Some("@backend") => seen.answered,
+            Some(t) => {
+                let mut it = seen.calls.iter().filter(|c| c.tool == t);
+                it.any(|c| !c.ok) && it.any(|c| c.ok)
+            }
+            None => false,
+        };
         let correct = task.expect_number.is_some_and(|n| has_number(&seen.answer, n, task.rel_tol.unwrap_or(1e-6)));
         let ok = match r {
             Recovery::RetrySucceeds => retried,

@@ -21,6 +21,8 @@ use tasks::{FaultMode, FaultSpec, Task, TaskError, Times};
 
 /// How long a `slow` fault holds a call back.
 pub const SLOW_MS: u64 = 3_000;
+/// How long a backend `timeout` fault waits before failing as a timeout.
+pub const BACKEND_TIMEOUT_MS: u64 = 2_000;
 
 #[derive(Debug, Clone)]
 pub struct Options {
@@ -119,6 +121,29 @@ pub fn plan(spec: &FaultSpec) -> Vec<Fault> {
         FaultMode::Slow => Fault::Latency(Duration::from_millis(SLOW_MS)),
         FaultMode::MalformedOutput => Fault::Drift(spec.output.clone().unwrap_or_else(|| serde_json::json!("<<garbled output>>"))),
         FaultMode::SchemaDrift => Fault::Drift(spec.output.clone().unwrap_or_else(|| serde_json::json!({ "unexpected": "shape" }))),
+    };
+    vec![fault; n]
+}
+
+/// The fault plan for a `"tool": "@backend"` fault.
+pub fn backend_plan(spec: &FaultSpec) -> Vec<crate::llm::faults::BackendFault> {
+    use crate::llm::faults::BackendFault;
+    let n = match spec.times {
+        Times::First(n) => n as usize,
+        Times::Always => 1_000,
+    };
+    let text = |default: &str| match &spec.output {
+        Some(serde_json::Value::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+        None => default.to_owned(),
+    };
+    let fault = match spec.mode {
+        FaultMode::Error => BackendFault::Error(spec.message.clone().unwrap_or_else(|| "the backend failed".into())),
+        FaultMode::RateLimit => BackendFault::RateLimit,
+        FaultMode::Timeout => BackendFault::Hang(Duration::from_millis(BACKEND_TIMEOUT_MS)),
+        FaultMode::Slow => BackendFault::Latency(Duration::from_millis(SLOW_MS)),
+        FaultMode::MalformedOutput => BackendFault::Reply(text("}{ not a reply")),
+        FaultMode::SchemaDrift => BackendFault::Reply(text(r#"{"tool": 42, "arguments": "none"}"#)),
     };
     vec![fault; n]
 }

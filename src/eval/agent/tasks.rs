@@ -257,9 +257,6 @@ fn check(task: &Task, tools: &[String]) -> Result<(), (&'static str, String)> {
         if f.tool != "@backend" && !known(&f.tool) {
             return Err(("fault", format!("unknown tool `{}`; the tools are {} (or `@backend`)", f.tool, tools.join(", "))));
         }
-        if f.tool == "@backend" {
-            return Err(("fault", "faults of the backend (`@backend`) are not supported by this version yet".into()));
-        }
     }
     for name in task.fixtures.keys() {
         let path = std::path::Path::new(name);
