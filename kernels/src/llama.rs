@@ -142,17 +142,6 @@ pub fn quantize(x: &[f32], cols: usize, tokens: usize, act: &mut Q8Act) {
     quantize_rows(tokens, cols, act, &|t, qs, d, s, _| plain_row(&x[t * cols..(t + 1) * cols], qs, d, s));
 }
 
-/// `RMSNorm(x) · w` in f32 into `out`.
-#[inline(always)]
-fn rms_f32_body(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) {
-    let mean = sum_squares(x) / x.len() as f32;
-    let inv = 1.0 / (mean + eps).sqrt();
-    for ((o, v), g) in out.iter_mut().zip(x).zip(w) {
-        *o = v * inv * g;
-    }
-}
-dispatch!(rms_norm(x: &[f32], w: &[f32], eps: f32, out: &mut [f32]) => rms_f32_body);
-
 /// Rotary embedding in place, interleaved pairs `(2i, 2i+1)` (llama's GGUF layout): `x` holds `tokens` rows of
 /// `stride`, and `heads` heads of `hd` values from `offset`; token `t` is at position `start + t`. `cos`/`sin`
 /// hold `hd/2` values per position.

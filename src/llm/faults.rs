@@ -3,7 +3,6 @@
 //! up it passes calls through. Never used on the product path.
 
 use std::collections::VecDeque;
-use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -27,17 +26,11 @@ pub enum BackendFault {
 pub struct FaultyBackend {
     inner: Arc<dyn Backend>,
     plan: Mutex<VecDeque<BackendFault>>,
-    calls: AtomicU32,
 }
 
 impl FaultyBackend {
     pub fn new(inner: Arc<dyn Backend>, plan: impl IntoIterator<Item = BackendFault>) -> FaultyBackend {
-        FaultyBackend { inner, plan: Mutex::new(plan.into_iter().collect()), calls: AtomicU32::new(0) }
-    }
-
-    /// Calls that reached this backend.
-    pub fn calls(&self) -> u32 {
-        self.calls.load(Ordering::SeqCst)
+        FaultyBackend { inner, plan: Mutex::new(plan.into_iter().collect()) }
     }
 
     fn wait(cancel: &CancelFlag, d: Duration) -> bool {
@@ -62,7 +55,6 @@ impl Backend for FaultyBackend {
     }
 
     fn reply(&self, request: &ChatRequest<'_>, cancel: &CancelFlag, on_text: &mut dyn FnMut(&str)) -> Result<Completion, BackendError> {
-        self.calls.fetch_add(1, Ordering::SeqCst);
         let fault = self.plan.lock().unwrap_or_else(|p| p.into_inner()).pop_front();
         let name = self.inner.info().name;
         let remote = |kind, status, message: &str| BackendError::Remote {

@@ -49,11 +49,6 @@ impl Pool {
         self.idle.len()
     }
 
-    /// The cached token sequences, least recently used first (for tests and diagnostics).
-    pub fn sequences(&self) -> Vec<&[u32]> {
-        self.idle.iter().map(|s| s.tokens.as_slice()).collect()
-    }
-
     /// The best state for `prompt`: its cached prefix is at most `prompt.len() - 1` tokens, so that the last
     /// prompt token is always run (its logits choose the first reply token).
     pub fn checkout(&mut self, config: &Config, prompt: &[u32]) -> Checkout {

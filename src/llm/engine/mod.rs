@@ -383,21 +383,6 @@ impl Engine {
         Ok(Engine { config, embed, output, norm, layers: all, theta })
     }
 
-    /// Bytes of weights held.
-    pub fn weight_bytes(&self) -> usize {
-        let l: usize = self
-            .layers
-            .iter()
-            .map(|l| l.qkv.0.iter().chain(&l.gate_up.0).map(|(m, _)| m.bytes()).sum::<usize>() + l.wo.bytes() + l.down.bytes())
-            .sum();
-        l + self.embed.bytes() + self.output.as_ref().map_or(0, |m| m.bytes())
-    }
-
-    /// The quantisation type of the layers' matrices (the first layer's Q projection), for reports.
-    pub fn weight_type(&self) -> &'static str {
-        self.layers.first().map_or("none", |l| l.qkv.0[0].0.source.name())
-    }
-
     /// Runs `ids` after the state's cached positions; their K and V join the cache, and `state.logits` holds
     /// the logits of the last position or of every one of them.
     pub fn forward(&self, state: &mut State, ids: &[u32], want: Logits) -> Result<(), EngineError> {
