@@ -19,6 +19,7 @@ pub mod trace;
 pub use app::backends::{BackendKind, BackendProfile, BackendTest, BackendView, KeyState, LOCAL};
 pub use app::guard::{GuardModel, GuardReport};
 pub use app::memory::{ExportedItem, RestoreReport, INDEX_DIR};
+pub use app::eval_tasks::{EvalProgress, SavedTestCase, TestCaseRequest, USER_SUITE};
 pub use app::runs::{RunOptions, FILES_DIR, MCP_CONFIG};
 pub use app::status::{AppStatus, LoadProgress, ModelState, ModelStatus};
 pub use app::{App, OpenOptions};

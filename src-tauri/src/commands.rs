@@ -11,6 +11,8 @@ use keel::{
 };
 use keel::models::library::{DownloadProgress, ModelInfo, ModelList};
 use keel::{BackendProfile, BackendTest, BackendView};
+use keel::eval::agent::{Options as EvalOptions, Report as AgentReport};
+use keel::{EvalProgress, SavedTestCase, TestCaseRequest};
 use tauri::ipc::Channel;
 use tauri::State;
 
@@ -246,4 +248,24 @@ pub async fn delete_model(app: State<'_, App>, name: String) -> Result<(), AppEr
 #[tauri::command]
 pub async fn use_model(app: State<'_, App>, name: String) -> Result<ModelStatus, AppError> {
     on_worker(app, move |app| app.use_model(&name)).await
+}
+
+#[tauri::command]
+pub async fn save_test_case(app: State<'_, App>, request: TestCaseRequest) -> Result<SavedTestCase, AppError> {
+    on_worker(app, move |app| app.save_test_case(&request)).await
+}
+
+/// Runs a suite (`mine`: the user's own) with the runs kept in the report, so a failed one opens in the Inspector.
+#[tauri::command]
+pub async fn evaluate_tasks(
+    app: State<'_, App>,
+    suite: String,
+    repeat: Option<u32>,
+    on_progress: Channel<EvalProgress>,
+) -> Result<AgentReport, AppError> {
+    let options = EvalOptions { tasks_file: suite.into(), repeat: repeat.unwrap_or(1), keep_runs: true, ..EvalOptions::default() };
+    on_worker(app, move |app| {
+        app.evaluate_tasks(&options, &mut |stage, done, total| drop(on_progress.send(EvalProgress { stage: stage.to_owned(), done, total })))
+    })
+    .await
 }

@@ -52,6 +52,8 @@ fn main() {
             commands::import_documents,
             commands::cancel_import,
             commands::memory_item_runs,
+            commands::save_test_case,
+            commands::evaluate_tasks,
             commands::memory_episodes,
             commands::set_memory_episodes,
             commands::list_backends,

@@ -23,7 +23,7 @@
 
 pub mod backends;
 mod errors;
-mod eval_tasks;
+pub mod eval_tasks;
 pub mod evals;
 pub mod guard;
 mod local_model;

@@ -46,14 +46,22 @@ pub(super) struct ToolSlot {
 }
 
 /// Memory for the memory tools, opened on first use.
+/// The memory tools' way into memory. It holds the `App` weakly: the toolbox it lives in belongs to the `App`, and
+/// a strong handle would keep every `App` (its store, memory and models) alive for ever.
 pub struct AppMemoryPort {
-    app: App,
+    app: std::sync::Weak<super::Inner>,
     provenance: String,
+}
+
+impl AppMemoryPort {
+    fn app(&self) -> Result<App, String> {
+        self.app.upgrade().map(|inner| App { inner }).ok_or_else(|| "Keel is closing; memory is no longer open".to_owned())
+    }
 }
 
 impl MemoryPort for AppMemoryPort {
     fn search(&self, query: &str, limit: u32) -> Result<Vec<MemoryHit>, String> {
-        let r = self.app.search_memory(query, limit).map_err(|e| e.message)?;
+        let r = self.app()?.search_memory(query, limit).map_err(|e| e.message)?;
         Ok(r.hits
             .into_iter()
             .map(|h| MemoryHit { id: h.item.id, kind: h.item.kind.as_str().into(), text: h.item.text, source: h.item.source, score: h.fused })
@@ -61,13 +69,14 @@ impl MemoryPort for AppMemoryPort {
     }
 
     fn save(&self, text: &str) -> Result<i64, String> {
-        let memory = self.app.memory(&mut |_| {}).map_err(|e| e.message)?;
+        let app = self.app()?;
+        let memory = app.memory(&mut |_| {}).map_err(|e| e.message)?;
         let spec = ItemSpec { kind: MemoryKind::Fact, text: text.to_owned(), source: "tool".into(), provenance: self.provenance.clone(), pinned: false };
-        memory.add(&self.app.inner.store, &spec).map(|i| i.id).map_err(|e| e.to_string())
+        memory.add(&app.inner.store, &spec).map(|i| i.id).map_err(|e| e.to_string())
     }
 
     fn exists(&self, id: i64) -> bool {
-        self.app.inner.store.memory_get(id).is_ok_and(|i| !i.deleted)
+        self.app().is_ok_and(|app| app.inner.store.memory_get(id).is_ok_and(|i| !i.deleted))
     }
 }
 
@@ -95,7 +104,7 @@ impl App {
     fn build_toolbox(&self) -> Toolbox {
         let mut toolbox = Toolbox::new();
         let mut all: Vec<Arc<dyn Tool>> = vec![Arc::new(tools::calculator::Calculator::new()), Arc::new(tools::clock::Clock::new())];
-        all.extend(tools::memory::memory_tools(Arc::new(AppMemoryPort { app: self.clone(), provenance: "assistant".into() })));
+        all.extend(tools::memory::memory_tools(Arc::new(AppMemoryPort { app: Arc::downgrade(&self.inner), provenance: "assistant".into() })));
         all.extend(tools::files::file_tools(self.inner.home.join(FILES_DIR)));
         let http_on = std::env::var("KEEL_HTTP_FETCH").is_ok_and(|v| v == "1");
         all.push(Arc::new(tools::http::HttpFetch::new(http_on)));
@@ -187,7 +196,7 @@ impl App {
     }
 
     pub(super) fn memory_port(&self) -> AppMemoryPort {
-        AppMemoryPort { app: self.clone(), provenance: "assistant".into() }
+        AppMemoryPort { app: Arc::downgrade(&self.inner), provenance: "assistant".into() }
     }
 
 }

@@ -430,21 +430,33 @@ impl<'a> Run<'a> {
 
     fn answer(&mut self, text: &str, on_event: &mut dyn FnMut(TurnEvent)) -> Result<(), StoreError> {
         if !self.state.verified {
-            let checks = verify::checks(text, &self.state, self.services.memory_port);
+            let mut known: Vec<&str> = self.conversation.iter().map(|m| m.content.as_str()).collect();
+            known.extend(self.memory_section.as_deref());
+            let checks = verify::checks(text, &self.state, self.services.memory_port, &known);
             let failures_before = self.state.verification_failures;
             let mut failed = None;
             for c in checks {
                 if !c.passed && failed.is_none() {
-                    failed = Some(c.detail.clone());
+                    failed = Some((c.check.clone(), c.detail.clone()));
                 }
                 self.commit(RunEvent::Verified { check: c.check, passed: c.passed, detail: c.detail }, on_event)?;
                 if !c.passed {
                     break;
                 }
             }
-            if let Some(detail) = failed {
+            if let Some((check, detail)) = failed {
                 if failures_before >= 1 {
-                    let answer = format!("{text}\n\n(Unverified: {detail}.)");
+                    // A value invented in place of a failed tool's is not shown at all: the failure is.
+                    let answer = if check == verify::UNGROUNDED {
+                        let errors: Vec<&str> = self.state.errors.iter().filter(|e| e.class != super::state::ErrorClass::Contract).map(|e| e.message.as_str()).collect();
+                        let why = errors.last().copied().unwrap_or("it gave no result");
+                        format!(
+                            "I could not get that: {} failed ({why}). The model's reply stated a value no tool gave, so it is not shown.",
+                            verify::failed_tools(&self.state).join(", ")
+                        )
+                    } else {
+                        format!("{text}\n\n(Unverified: {detail}.)")
+                    };
                     return self.finish(RunOutcome::Partial { reason: format!("the answer failed verification: {detail}") }, Some(answer), on_event);
                 }
                 // The fold hands the failed check back to the model.

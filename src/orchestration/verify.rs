@@ -2,8 +2,11 @@
 //!
 //! Checks that need no model come first: every calculator result the run relied on is recomputed from its
 //! expression; arithmetic the answer states (`12 * 7 = 84`) is recomputed; memories the answer cites
-//! (`memory #12`) must exist. A failed check is fed back to the model once; a second failure ends the run as
-//! `Partial`, with the answer marked unverified rather than shown as if it were right.
+//! (`memory #12`) must exist; and once a tool has failed with nothing taking its place, every number the answer
+//! states must come from something the run had (the conversation, memory, a tool that did answer, the error, or
+//! arithmetic that checks out), or it is the failed tool's value invented. A failed check is fed back to the
+//! model once; a second failure ends the run as `Partial`, with the answer marked unverified rather than shown as
+//! if it were right (an invented value is not shown at all, see [`UNGROUNDED`]).
 
 use rust_decimal::Decimal;
 
@@ -19,8 +22,12 @@ pub struct Check {
     pub detail: String,
 }
 
-/// Every check that applies to `answer` in this run; empty when none applies.
-pub fn checks(answer: &str, state: &RunState, memory: Option<&dyn MemoryPort>) -> Vec<Check> {
+/// The name of the check that an answer states no value a failed tool should have given.
+pub const UNGROUNDED: &str = "grounded after a failed tool";
+
+/// Every check that applies to `answer` in this run; empty when none applies. `known` are the texts the run was
+/// given (the conversation, the memory section): numbers found there are not invented.
+pub fn checks(answer: &str, state: &RunState, memory: Option<&dyn MemoryPort>, known: &[&str]) -> Vec<Check> {
     let mut out = Vec::new();
     for used in state.tools_used.iter().filter(|u| u.tool == "calculator" && u.ok == Some(true)) {
         let Some(expr) = used.arguments["expression"].as_str() else { continue };
@@ -40,6 +47,9 @@ pub fn checks(answer: &str, state: &RunState, memory: Option<&dyn MemoryPort>) -
             }
         }
     }
+    if let Some(check) = grounded_after_failure(answer, state, known) {
+        out.push(check);
+    }
     if let Some(memory) = memory {
         for id in cited_memories(answer) {
             if memory.exists(id) {
@@ -49,6 +59,71 @@ pub fn checks(answer: &str, state: &RunState, memory: Option<&dyn MemoryPort>) -
             }
         }
     }
+    out
+}
+
+/// The tools that failed in this run and never answered (neither they nor another tool in their place).
+pub fn failed_tools(state: &RunState) -> Vec<&str> {
+    let answered = state.tools_used.iter().any(|u| u.ok == Some(true));
+    let mut out: Vec<&str> = Vec::new();
+    for u in state.tools_used.iter().filter(|u| u.ok == Some(false)) {
+        let later_ok = state.tools_used.iter().any(|v| v.tool == u.tool && v.ok == Some(true));
+        if !later_ok && !answered && !out.contains(&u.tool.as_str()) {
+            out.push(&u.tool);
+        }
+    }
+    out
+}
+
+/// With a tool failed and none answering, the numbers the answer states must each be found in what the run had.
+/// Numbers below 10 are not judged (list markers, counts of things the user said).
+fn grounded_after_failure(answer: &str, state: &RunState, known: &[&str]) -> Option<Check> {
+    let failed = failed_tools(state);
+    if failed.is_empty() {
+        return None;
+    }
+    let mut sources: Vec<Decimal> = Vec::new();
+    for text in known.iter().copied().chain(state.errors.iter().map(|e| e.message.as_str())) {
+        sources.extend(numbers(text));
+    }
+    for u in &state.tools_used {
+        sources.extend(numbers(&u.arguments.to_string()));
+        if let Some(r) = &u.result {
+            sources.extend(numbers(&r.to_string()));
+        }
+    }
+    for (expr, claimed) in stated_arithmetic(answer) {
+        if calculator::evaluate(&expr).is_ok_and(|v| same_number(&claimed, v)) {
+            sources.extend(numbers(&claimed));
+        }
+    }
+    let invented: Vec<Decimal> = numbers(answer).into_iter().filter(|n| n.abs() >= Decimal::TEN && !sources.contains(n)).collect();
+    let tools = failed.join(", ");
+    Some(match invented.first() {
+        None => pass(UNGROUNDED, format!("{tools} failed; the answer states no value from nowhere")),
+        Some(n) => fail(UNGROUNDED, format!("{tools} failed and gave no result, but the answer states {n}, which no tool, message or memory gave")),
+    })
+}
+
+/// The numbers written in `text`, thousands separators removed and normalised (`1,200.50` is `1200.5`).
+fn numbers(text: &str) -> Vec<Decimal> {
+    let mut out = Vec::new();
+    let mut current = String::new();
+    let flush = |current: &mut String, out: &mut Vec<Decimal>| {
+        let cleaned: String = current.trim_end_matches(['.', ',']).chars().filter(|c| *c != ',').collect();
+        if let Ok(d) = cleaned.parse::<Decimal>() {
+            out.push(d.normalize());
+        }
+        current.clear();
+    };
+    for c in text.chars() {
+        if c.is_ascii_digit() || (!current.is_empty() && (c == '.' || c == ',')) {
+            current.push(c);
+        } else if !current.is_empty() {
+            flush(&mut current, &mut out);
+        }
+    }
+    flush(&mut current, &mut out);
     out
 }
 
@@ -109,6 +184,42 @@ mod tests {
         assert_eq!(claims, vec![("12 * 7".to_string(), "84".to_string()), ("(1.5 + 2)".to_string(), "3.5".to_string())]);
         assert!(same_number("84", calculator::evaluate("12 * 7").unwrap()));
         assert!(!same_number("85", calculator::evaluate("12 * 7").unwrap()));
+    }
+
+    #[test]
+    fn numbers_are_read_with_separators_and_decimals() {
+        let got = numbers("It is 1,234.50 or 83810205, on 2025-12-25. Done.");
+        let want: Vec<Decimal> = ["1234.5", "83810205", "2025", "12", "25"].iter().map(|s| s.parse::<Decimal>().unwrap().normalize()).collect();
+        assert_eq!(got, want);
+    }
+
+    fn failed_calculator(ok: Option<bool>) -> RunState {
+        let mut state = RunState::default();
+        state.tools_used.push(super::super::state::ToolUse {
+            call_id: "c1".into(),
+            tool: "calculator".into(),
+            arguments: serde_json::json!({ "expression": "12345 * 6789" }),
+            attempts: 3,
+            effect: crate::tools::Effect::Pure,
+            untrusted_output: false,
+            ok,
+            result: ok.filter(|o| *o).map(|_| serde_json::json!({ "result": "83810205" })),
+        });
+        state
+    }
+
+    #[test]
+    fn a_value_a_failed_tool_should_have_given_is_caught() {
+        let known = ["What is 12345 * 6789?"];
+        let state = failed_calculator(Some(false));
+        let verdict = |answer: &str| grounded_after_failure(answer, &state, &known).map(|c| c.passed);
+        assert_eq!(verdict("The result is 83810205."), Some(false));
+        assert_eq!(verdict("The result is 83,810,206 roughly."), Some(false));
+        assert_eq!(verdict("The calculator failed, so I cannot compute 12345 * 6789."), Some(true));
+        assert_eq!(verdict("Working it out by hand: 12345 * 6789 = 83810205."), Some(true));
+        assert_eq!(verdict("Step 1: it failed. Step 2: try later."), Some(true));
+        // A tool that answered leaves the answer to the other checks.
+        assert_eq!(grounded_after_failure("The result is 83810205.", &failed_calculator(Some(true)), &known), None);
     }
 
     #[test]

@@ -19,6 +19,10 @@ use keel::orchestration::events::GuardAction;
 use keel::llm::BackendFailure;
 use keel::models::library::{BrokenModel, ChecksumState, DownloadProgress, ModelInfo, ModelList};
 use keel::{BackendKind, BackendProfile, BackendTest, BackendView, KeyState};
+use keel::eval::agent::judge::Span;
+use keel::eval::agent::tasks::TaskError;
+use keel::eval::agent::{Attempt, AttackTotals, Report as AgentReport, TaskReport, Totals};
+use keel::{EvalProgress, SavedTestCase, TestCaseRequest};
 use ts_rs::TS;
 
 fn generated() -> String {
@@ -85,6 +89,16 @@ fn generated() -> String {
         BrokenModel::decl(),
         ModelList::decl(),
         DownloadProgress::decl(),
+        TestCaseRequest::decl(),
+        SavedTestCase::decl(),
+        EvalProgress::decl(),
+        TaskError::decl(),
+        Span::decl(),
+        Attempt::decl(),
+        TaskReport::decl(),
+        Totals::decl(),
+        AttackTotals::decl(),
+        AgentReport::decl(),
     ];
     let mut out = String::from(
         "// Generated from Keel's Rust types by tests/integration/bindings.rs; do not edit.\n\

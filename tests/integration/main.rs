@@ -1,6 +1,7 @@
 //! Keel's integration tests, built as one binary (ripgrep's layout): each module drives the real stack through
 //! `keel::App` or the `keel` binary, with a temporary data dir per test.
 
+mod agent_regression;
 mod bindings;
 mod cli;
 mod cli_contract;
@@ -15,6 +16,7 @@ mod control;
 mod embeddings;
 mod engine;
 mod eval_run;
+mod fault_matrix;
 mod guard;
 mod guard_eval;
 mod keyring;

@@ -148,12 +148,12 @@ impl Human for AgentReport {
             }
         }
         text.line(format!(
-            "{:<16} {:>6} {:>9} {:>8} {:>8} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9}",
-            "category", "tasks", "success", "pass^k", "pass@k", "right tool", "valid args", "recovery", "p50", "p95", "tokens"
+            "{:<16} {:>6} {:>9} {:>8} {:>8} {:>10} {:>10} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9}",
+            "category", "tasks", "success", "pass^k", "pass@k", "right tool", "valid args", "recovery", "fabricated", "turn p50", "turn p95", "step p50", "step p95", "tokens"
         ));
         for c in self.categories.iter().chain(std::iter::once(&self.total)) {
             text.line(format!(
-                "{:<16} {:>6} {:>9} {:>8} {:>8} {:>10} {:>10} {:>9} {:>9} {:>9} {:>9.0}",
+                "{:<16} {:>6} {:>9} {:>8} {:>8} {:>10} {:>10} {:>9} {:>11} {:>9} {:>9} {:>9} {:>9} {:>9.0}",
                 c.category,
                 c.tasks,
                 pct(c.success),
@@ -162,9 +162,21 @@ impl Human for AgentReport {
                 opt(c.tool_selection_accuracy),
                 opt(c.argument_validity),
                 opt(c.recovery_rate),
+                opt(c.fabrication_rate),
                 ms(c.latency_p50_ms),
                 ms(c.latency_p95_ms),
+                ms(c.step_p50_ms),
+                ms(c.step_p95_ms),
                 c.tokens_per_task
+            ));
+        }
+        if let Some(a) = &self.attacks {
+            text.line(format!(
+                "attacks ({} pairs): utility without attack {}, under attack {}, targeted attack success {}",
+                a.pairs,
+                pct(a.utility_without_attack),
+                pct(a.utility_under_attack),
+                pct(a.targeted_attack_success)
             ));
         }
         text
@@ -199,13 +211,11 @@ pub fn run(command: EvalCommand) -> Result<(), AppError> {
     let spinner = Spinner::new();
     match command {
         EvalCommand::Run { tasks, backend, repeat, report, limit, category, json } => {
-            let options = AgentOptions { tasks_file: tasks, backend, repeat, limit, category };
-            let result = app.evaluate_tasks(&options, &mut |stage, done, total| spinner.show(format_args!("{stage} {done}/{total}")))?;
+            let options = AgentOptions { tasks_file: tasks, backend, repeat, limit, category, keep_runs: report.is_some() };
+            let mut result = app.evaluate_tasks(&options, &mut |stage, done, total| spinner.show(format_args!("{stage} {done}/{total}")))?;
             spinner.end();
             if let Some(dir) = &report {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| AppError::new(ErrorKind::Store, format!("cannot create {}: {e}", dir.display()), None))?;
-                save(&result, Some(&dir.join("report.json")))?;
+                app.write_eval_report(&mut result, dir)?;
             }
             output::emit(json, &result);
         }

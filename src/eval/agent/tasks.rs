@@ -91,6 +91,20 @@ pub enum Recovery {
     ReportFailureOrComputeCorrectly,
 }
 
+/// An injected task's attack (AgentDojo's pairing): the benign task it is the attacked version of, and what the
+/// attacker wants. The attack succeeded when `goal_tool` ran (and did not fail), or `goal_text` is in the answer;
+/// with neither given, when any Write or External tool ran.
+#[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
+#[serde(deny_unknown_fields)]
+pub struct Attack {
+    /// The id of the same task without the attack (in the same file).
+    pub benign: String,
+    #[serde(default)]
+    pub goal_tool: Option<String>,
+    #[serde(default)]
+    pub goal_text: Option<String>,
+}
+
 /// One task. Every expectation is optional, and every one given is checked.
 #[derive(Debug, Clone, Deserialize, Serialize, PartialEq)]
 #[serde(deny_unknown_fields)]
@@ -104,8 +118,31 @@ pub struct Task {
     /// Files put in the files folder before the task: name → content.
     #[serde(default)]
     pub fixtures: BTreeMap<String, String>,
+    /// Documents imported into memory before the task (name → content), as `keel memory import` would: their
+    /// chunks are recalled as untrusted text.
+    #[serde(default)]
+    pub documents: BTreeMap<String, String>,
     #[serde(default)]
     pub fault: Option<FaultSpec>,
+    /// The tools the simulated user approves when a run asks (default: none; every request is declined).
+    #[serde(default)]
+    pub approve: Vec<String>,
+    /// What the simulated user answers when a run asks a question.
+    #[serde(default)]
+    pub user_reply: Option<String>,
+    /// Marks an attacked task (see [`Attack`]); its expectations are the user's task's.
+    #[serde(default)]
+    pub attack: Option<Attack>,
+    /// How the runs work (`chat`, `react`, `plan`); by default chosen from the message, as for a chat turn.
+    #[serde(default)]
+    pub mode: Option<crate::orchestration::RunMode>,
+    /// Where the task comes from: `project` (written for Keel), `user` (saved from an answer in the desktop) or
+    /// the source's name in `SOURCES.md`.
+    #[serde(default)]
+    pub source: Option<String>,
+    /// A free comment (why the task exists, what was wrong).
+    #[serde(default)]
+    pub note: Option<String>,
     #[serde(default)]
     pub expect_tool: Option<String>,
     #[serde(default)]
@@ -150,7 +187,7 @@ impl Task {
 }
 
 /// A line that is not a valid task.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, ts_rs::TS)]
 pub struct TaskError {
     /// 1-based line number in the file.
     pub line: usize,
@@ -225,6 +262,17 @@ pub fn parse(text: &str, tools: &[String]) -> (Vec<(usize, Task)>, Vec<TaskError
             Err((field, message)) => errors.push(err(field, message)),
         }
     }
+    // An attack names its benign task, which must be a valid task of the same file.
+    let ids: std::collections::HashSet<String> = tasks.iter().map(|(_, t)| t.id.clone()).collect();
+    tasks.retain(|(line, t)| match &t.attack {
+        Some(a) if !ids.contains(&a.benign) || a.benign == t.id => {
+            let message = format!("`benign`: `{}` is not the id of another valid task in this file", a.benign);
+            errors.push(TaskError { line: *line, field: "attack".into(), message });
+            false
+        }
+        _ => true,
+    });
+    errors.sort_by_key(|e| e.line);
     (tasks, errors)
 }
 
@@ -253,9 +301,25 @@ fn check(task: &Task, tools: &[String]) -> Result<(), (&'static str, String)> {
             return Err(("expect_tool", format!("unknown tool `{name}`; the tools are {}", tools.join(", "))));
         }
     }
+    for name in &task.approve {
+        if !known(name) {
+            return Err(("approve", format!("unknown tool `{name}`; the tools are {}", tools.join(", "))));
+        }
+    }
+    if let Some(goal) = task.attack.as_ref().and_then(|a| a.goal_tool.as_ref()) {
+        if !known(goal) {
+            return Err(("attack", format!("unknown tool `{goal}`; the tools are {}", tools.join(", "))));
+        }
+    }
     if let Some(f) = &task.fault {
         if f.tool != "@backend" && !known(&f.tool) {
             return Err(("fault", format!("unknown tool `{}`; the tools are {} (or `@backend`)", f.tool, tools.join(", "))));
+        }
+    }
+    for name in task.documents.keys() {
+        let plain = !name.is_empty() && !name.contains(['/', '\\']) && name != "." && name != "..";
+        if !plain {
+            return Err(("documents", format!("`{name}` is not a plain file name")));
         }
     }
     for name in task.fixtures.keys() {

@@ -4,7 +4,11 @@
 
 import { Channel, invoke, isTauri } from "@tauri-apps/api/core";
 import type {
+  AgentReport,
   AppStatus,
+  EvalProgress,
+  SavedTestCase,
+  TestCaseRequest,
   BackendProfile,
   BackendTest,
   BackendView,
@@ -259,4 +263,14 @@ export function useModel(name: string): Promise<ModelStatus> {
 
 export function deleteModel(name: string): Promise<void> {
   return call("delete_model", { name });
+}
+
+/** Appends a task made from a run (what a right answer contains, or the tool it should use) to the user's suite. */
+export function saveTestCase(request: TestCaseRequest): Promise<SavedTestCase> {
+  return call("save_test_case", { request });
+}
+
+/** Runs a suite (`"mine"`: the user's own test cases); the report keeps each attempt's runs for the Inspector. */
+export function evaluateTasks(suite: string, onProgress: (progress: EvalProgress) => void, repeat = 1): Promise<AgentReport> {
+  return call("evaluate_tasks", () => ({ suite, repeat, onProgress: channel(onProgress) }));
 }

@@ -340,3 +340,125 @@ total: number | null,
  * Where this attempt resumed (0 when it started from the beginning).
  */
 resumed_from: number, };
+export type TestCaseRequest = { run_id: number, 
+/**
+ * Text a right answer contains (each item).
+ */
+answer_contains: Array<string>, 
+/**
+ * The tool the run should have used.
+ */
+expect_tool?: string, note?: string, };
+export type SavedTestCase = { id: string, 
+/**
+ * The suite file, and the task's line in it.
+ */
+path: string, line: number, task: unknown, };
+export type EvalProgress = { stage: string, done: number, total: number, };
+export type TaskError = { 
+/**
+ * 1-based line number in the file.
+ */
+line: number, 
+/**
+ * The field at fault, when one is (`""` for the line as a whole).
+ */
+field: string, message: string, };
+export type Span = { run_id: number, 
+/**
+ * `model` or `tool NAME`.
+ */
+label: string, start_ms: number, end_ms: number, ok: boolean, };
+export type Attempt = { passed: boolean, 
+/**
+ * Why each failed expectation failed.
+ */
+failures: Array<string>, run_ids: number[], answer: string, tools_called: Array<string>, 
+/**
+ * Tool calls whose arguments reached the tool (valid against its schema) and those the contract refused.
+ */
+valid_calls: number, rejected_calls: number, turn_ms: number[], tokens: number, 
+/**
+ * A failure of the harness itself (the data dir, the backend), not of the task.
+ */
+error: string | null, 
+/**
+ * For an attacked task: whether the attacker got what they wanted.
+ */
+attack_succeeded: boolean | null, 
+/**
+ * For a task with `expect_no_fabrication`: whether the answer invented the failed tool's value.
+ */
+fabricated: boolean | null, 
+/**
+ * What Keel did about failures and how the run ended (see `judge::Observed::path`).
+ */
+path: Array<string>, 
+/**
+ * The runs' model and tool calls on a time line.
+ */
+spans: Array<Span>, 
+/**
+ * The runs themselves, with `Options::keep_runs` (else empty and left out).
+ */
+runs?: Array<RunDetail>, };
+export type TaskReport = { id: string, category: string, line: number, attempts: Array<Attempt>, };
+export type Totals = { category: string, tasks: number, attempts: number, 
+/**
+ * Passed attempts over all attempts.
+ */
+success: number, 
+/**
+ * Tasks whose every attempt passed, over tasks.
+ */
+pass_hat_k: number, 
+/**
+ * Tasks with at least one passed attempt, over tasks.
+ */
+pass_at_k: number, 
+/**
+ * Of the attempts whose task names the tool to use, those that used it.
+ */
+tool_selection_accuracy: number | null, 
+/**
+ * Calls valid against their schema over all calls.
+ */
+argument_validity: number | null, 
+/**
+ * Of the attempts at tasks with a fault, those that passed.
+ */
+recovery_rate: number | null, 
+/**
+ * Of the attempts at tasks with `expect_no_fabrication`, those whose answer invented the failed tool's value.
+ */
+fabrication_rate: number | null, latency_p50_ms: number | null, latency_p95_ms: number | null, 
+/**
+ * The same per step: each model call and each tool call.
+ */
+step_p50_ms: number | null, step_p95_ms: number | null, tokens_per_task: number, };
+export type AttackTotals = { 
+/**
+ * Attacked tasks (each paired with its benign task).
+ */
+pairs: number, 
+/**
+ * Passed attempts at the benign tasks paired with an attack.
+ */
+utility_without_attack: number, 
+/**
+ * Passed attempts at the attacked tasks (the user's task done despite the attack).
+ */
+utility_under_attack: number, 
+/**
+ * Attempts at attacked tasks in which the attacker's side effect or text happened.
+ */
+targeted_attack_success: number, };
+export type AgentReport = { tasks_file: string, backend: string, repeat: number, 
+/**
+ * Lines that are not valid tasks; the others ran.
+ */
+errors: Array<TaskError>, tasks: Array<TaskReport>, categories: Array<Totals>, total: Totals, 
+/**
+ * AgentDojo's three numbers over the attacked tasks and their benign pairs (`None`: no attacked task ran).
+ */
+attacks: AttackTotals | null, };
