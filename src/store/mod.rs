@@ -191,6 +191,9 @@ impl Store {
     pub fn open(path: &Path) -> Result<Store, StoreError> {
         let conn = Connection::open(path).map_err(|e| classify(path, e))?;
         let store = Store { path: path.to_owned(), conn: Mutex::new(conn), fsync_every_event: Default::default() };
+        // A newer Keel's database is refused before anything is written to it: switching to WAL rewrites the
+        // header, which that Keel would then find changed.
+        store.check_version()?;
         store.configure()?;
         store.migrate()?;
         Ok(store)
@@ -210,6 +213,18 @@ impl Store {
             return Err(StoreError::ReadOnly { path: self.path.clone(), reason: format!("journal mode stayed {mode}") });
         }
         conn.execute_batch(DURABLE_PRAGMAS).and_then(|_| conn.execute_batch("PRAGMA foreign_keys = ON;")).map_err(|e| self.err(e))
+    }
+
+    /// Reads the schema version (reading writes nothing) and refuses one newer than this Keel knows.
+    fn check_version(&self) -> Result<(), StoreError> {
+        let conn = self.conn();
+        conn.busy_timeout(std::time::Duration::from_secs(5)).map_err(|e| self.err(e))?;
+        let version: u32 = conn.query_row("PRAGMA user_version", [], |r| r.get(0)).map_err(|e| classify(&self.path, e))?;
+        let known = MIGRATIONS.len() as u32;
+        if version > known {
+            return Err(StoreError::TooNew { path: self.path.clone(), found: version, known });
+        }
+        Ok(())
     }
 
     fn migrate(&self) -> Result<(), StoreError> {

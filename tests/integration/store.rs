@@ -35,6 +35,27 @@ fn a_database_from_a_newer_keel_is_refused_untouched() {
     assert!(err.to_string().contains("newer Keel"), "{err}");
 }
 
+/// A newer Keel's database in rollback-journal mode (not WAL, as a future Keel might leave it): refused with not
+/// one byte changed. Switching to WAL before reading the version rewrote the header (bytes 18 and 19: 1 for the
+/// rollback journal, 2 for WAL) although the error said the file was left alone.
+#[test]
+fn a_newer_database_in_rollback_mode_is_refused_byte_for_byte_unchanged() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("keel.sqlite3");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch("PRAGMA journal_mode = DELETE; CREATE TABLE future (x); INSERT INTO future VALUES (1); PRAGMA user_version = 99;").unwrap();
+    }
+    let before = std::fs::read(&path).unwrap();
+    // The oracle sees what it is meant to: the file is in rollback mode to begin with.
+    assert_eq!((before[18], before[19]), (1, 1), "the fixture is not in rollback-journal mode");
+    let err = Store::open(&path).err().unwrap();
+    assert!(err.to_string().contains("newer Keel"), "{err}");
+    let after = std::fs::read(&path).unwrap();
+    assert!(after == before, "the refused database was changed (header bytes 18-19 now {:?})", &after[18..20]);
+    assert!(!dir.path().join("keel.sqlite3-wal").exists(), "a WAL file was created beside the refused database");
+}
+
 #[test]
 fn a_file_that_is_not_a_database_is_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
