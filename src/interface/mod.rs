@@ -5,6 +5,7 @@
 //! [`InputError`] that says why and what to do instead. [`intent`] says what a message asks for and [`guard`]
 //! how strongly a text reads as a prompt injection.
 
+pub mod arith;
 pub mod combiner;
 pub mod guard;
 pub mod intent;
@@ -28,6 +29,30 @@ pub struct Accepted {
     /// The injection verdict, with its score and reasons.
     pub scan: Scan,
     pub source: Source,
+    /// The tool call code decided from the user's message, when the message says exactly what it needs.
+    pub route: Option<Route>,
+}
+
+/// A tool call decided by code, not by the model: the tool, its arguments, how sure the rule is and why.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, ts_rs::TS)]
+pub struct Route {
+    pub tool: String,
+    #[ts(type = "unknown")]
+    pub arguments: serde_json::Value,
+    pub confidence: f32,
+    pub reason: String,
+}
+
+/// The route for a user's message: arithmetic in words or symbols goes to the calculator with the expression
+/// read by `arith`'s grammar. Anything the rules do not claim is left to the model.
+pub fn route(text: &str) -> Option<Route> {
+    let expression = arith::expression(text)?;
+    Some(Route {
+        tool: "calculator".into(),
+        arguments: serde_json::json!({ "expression": expression }),
+        confidence: 0.95,
+        reason: format!("the message asks for one computation, read as {expression}"),
+    })
 }
 
 /// Why an inbound text was refused. Nothing is stored when this happens.
@@ -109,8 +134,13 @@ impl<'a> Door<'a> {
 
     fn judge(&self, raw: &str, text: String, changes: Vec<Change>, source: Source) -> Accepted {
         let scan = self.screen.scan(&text, &guard::scanned_text(raw, &text), source);
-        let intent = self.screen.intent(&text);
-        Accepted { text, changes, intent, scan, source }
+        let route = (source == Source::User).then(|| route(&text)).flatten();
+        // A routed message is a task whatever the classifier thought: it needs the tool.
+        let intent = match &route {
+            Some(r) => IntentGuess { intent: intent::Intent::Task, confidence: r.confidence, by: "route".into() },
+            None => self.screen.intent(&text),
+        };
+        Accepted { text, changes, intent, scan, source, route }
     }
 }
 

@@ -178,6 +178,15 @@ pub enum RunEvent {
     },
     /// A deterministic check of the answer before it is shown (recomputed arithmetic, cited memories exist).
     Verified { check: String, passed: bool, detail: String },
+    /// Code, not the model, chose this tool call from the user's message (`interface::route`); the call follows
+    /// as `r1`, and the model only phrases the answer from its result.
+    Routed {
+        tool: String,
+        #[ts(type = "unknown")]
+        arguments: serde_json::Value,
+        confidence: f32,
+        reason: String,
+    },
     /// A bound was reached; the run ends with what it found.
     LimitReached {
         limit: Limit,
@@ -230,6 +239,7 @@ impl RunEvent {
             RunEvent::AlternativeChosen { .. } => "AlternativeChosen",
             RunEvent::LoopDetected { .. } => "LoopDetected",
             RunEvent::Verified { .. } => "Verified",
+            RunEvent::Routed { .. } => "Routed",
             RunEvent::LimitReached { .. } => "LimitReached",
             RunEvent::RunCancelled { .. } => "RunCancelled",
             RunEvent::RunInterrupted { .. } => "RunInterrupted",

@@ -92,6 +92,7 @@ pub fn append(store: &Store, run_id: i64, event: &RunEvent) -> Result<StoredEven
         | RunEvent::AlternativeChosen { .. }
         | RunEvent::LoopDetected { .. }
         | RunEvent::Verified { .. }
+        | RunEvent::Routed { .. }
         | RunEvent::LimitReached { .. }
         | RunEvent::RunCancelled { .. }
         | RunEvent::OutcomeUnknown { .. } => Projection::Unchanged,

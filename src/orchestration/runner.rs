@@ -117,6 +117,11 @@ pub fn run_turn(
         store.memory_record_uses(turn.run_id, &recalled.used)?;
     }
     run.memory_section = recalled.section;
+    // Code chose the tool from the message: the call is recorded as code's, and the model only phrases the result.
+    if let (true, Some(route)) = (turn.mode.uses_tools(), turn.input.route.as_ref()) {
+        let event = RunEvent::Routed { tool: route.tool.clone(), arguments: route.arguments.clone(), confidence: route.confidence, reason: route.reason.clone() };
+        run.commit(event, on_event)?;
+    }
     run.drive(on_event)
 }
 
@@ -445,6 +450,13 @@ impl<'a> Run<'a> {
                 }
             }
             if let Some((check, detail)) = failed {
+                // The routed result is known: an answer that does not state it is replaced by one that does.
+                if check == verify::ROUTED_RESULT {
+                    if let Some((expression, result)) = verify::routed_result(&self.state) {
+                        let answer = format!("{expression} = {}", result.normalize());
+                        return self.finish(RunOutcome::Answered, Some(answer), on_event);
+                    }
+                }
                 if failures_before >= 1 {
                     // A value invented in place of a failed tool's is not shown at all: the failure is.
                     let answer = if check == verify::UNGROUNDED {

@@ -12,6 +12,9 @@ use super::{Limits, RunMode, UserRequest};
 use crate::llm::StopReason;
 use crate::tools::{Effect, ToolError, ToolErrorClass};
 
+
+/// The call id of the tool call code chose from the message.
+pub const ROUTED_CALL: &str = "r1";
 /// What the run does next.
 #[derive(Debug, Clone, Default, PartialEq, Serialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -214,6 +217,8 @@ pub struct RunState {
     /// The untrusted sources whose text is in the context (a tool's output, a document, a memory not from the
     /// user), named for the approval prompt: while any is present, side effects need the user's approval.
     pub untrusted: Vec<String>,
+    /// The call code chose from the message (`RunEvent::Routed`), by its call id.
+    pub routed: Option<String>,
 }
 
 impl RunState {
@@ -438,6 +443,10 @@ impl RunState {
                     Pending::Model { compose: false }
                 };
             }
+            RunEvent::Routed { tool, arguments, .. } => {
+                self.routed = Some(ROUTED_CALL.to_owned());
+                self.pending = Pending::Tool { call: self.new_call(ROUTED_CALL, tool, arguments), checked: false, delay_ms: 0 };
+            }
             RunEvent::Verified { passed, detail, .. } => {
                 if !passed {
                     self.verification_failures += 1;
@@ -526,7 +535,8 @@ impl RunState {
                 plan.next += 1;
                 self.next_plan_step()
             }
-            None => Pending::Model { compose: false },
+            // After the call code chose, the model only phrases the answer from its result.
+            None => Pending::Model { compose: self.routed.is_some() },
         }
     }
 

@@ -22,6 +22,9 @@ pub struct Check {
     pub detail: String,
 }
 
+/// The name of the check that an answer states the result of the call code chose (`RunEvent::Routed`).
+pub const ROUTED_RESULT: &str = "states the routed result";
+
 /// The name of the check that an answer states no value a failed tool should have given.
 pub const UNGROUNDED: &str = "grounded after a failed tool";
 
@@ -47,6 +50,14 @@ pub fn checks(answer: &str, state: &RunState, memory: Option<&dyn MemoryPort>, k
             }
         }
     }
+    if let Some((expression, result)) = routed_result(state) {
+        let stated = numbers(answer).iter().any(|n| same_number(&n.to_string(), result));
+        out.push(if stated {
+            pass(ROUTED_RESULT, format!("{expression} = {}", result.normalize()))
+        } else {
+            fail(ROUTED_RESULT, format!("the answer does not state {expression} = {}", result.normalize()))
+        });
+    }
     if let Some(check) = grounded_after_failure(answer, state, known) {
         out.push(check);
     }
@@ -60,6 +71,15 @@ pub fn checks(answer: &str, state: &RunState, memory: Option<&dyn MemoryPort>, k
         }
     }
     out
+}
+
+/// The routed calculator call's expression and result, when it succeeded.
+pub fn routed_result(state: &RunState) -> Option<(String, Decimal)> {
+    let id = state.routed.as_deref()?;
+    let used = state.tools_used.iter().find(|u| u.call_id == id && u.tool == "calculator" && u.ok == Some(true))?;
+    let expression = used.arguments["expression"].as_str()?.to_owned();
+    let result = used.result.as_ref()?["result"].as_str()?.replace(',', "").parse::<Decimal>().ok()?;
+    Some((expression, result))
 }
 
 /// The tools that failed in this run and never answered (neither they nor another tool in their place).

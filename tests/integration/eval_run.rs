@@ -124,7 +124,7 @@ fn backend_faults_land_and_are_judged() {
     let app = App::open_with_backend(OpenOptions { home: home.path().to_owned(), models_dir: models_dir() }, scripted()).unwrap();
     let suite = [
         r#"{"id": "garbled-once", "category": "faults", "prompt": "Use the calculator to compute 12 * 7.", "fault": {"tool": "@backend", "mode": "schema-drift", "times": 1}, "expect_recovery": "retry-succeeds", "expect_number": 84}"#,
-        r#"{"id": "down", "category": "faults", "prompt": "Use the calculator to compute 12 * 7.", "fault": {"tool": "@backend", "mode": "error", "times": "always", "message": "the server is down"}, "expect_number": 84}"#,
+        r#"{"id": "down", "category": "faults", "prompt": "Ask the calculator what 12 * 7 is.", "fault": {"tool": "@backend", "mode": "error", "times": "always", "message": "the server is down"}, "expect_number": 84}"#,
     ]
     .join("\n");
     let report = run(&app, &suite, 1);

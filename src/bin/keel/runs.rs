@@ -154,7 +154,7 @@ impl Human for Replay {
 /// How the end of a continued run reads, after its streamed answer: its outcome and what it waits for.
 fn continued(result: &TurnResult) -> Text {
     let mut text = Text::new();
-    text.line("");
+    text.line(turn::unstreamed_answer(result));
     if let Some(outcome) = &result.outcome {
         text.note(format!("[run {} {}]", result.run_id, serde_json::to_string(outcome).unwrap_or_default()));
     }

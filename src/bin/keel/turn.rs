@@ -80,14 +80,32 @@ impl RunArgs {
     }
 }
 
-/// What a turn's events do on the terminal: with `show`, the answer's tokens are written to stdout as they come.
+/// Whether the last turn's answer went to stdout as it was written (a chat run), or is still to be printed (a run
+/// with tools, whose streamed tokens are JSON actions).
+static STREAMED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+
+/// The answer, when the turn did not stream it (a run with tools); empty when it is already on the terminal.
+pub fn unstreamed_answer(result: &TurnResult) -> String {
+    if STREAMED.load(std::sync::atomic::Ordering::SeqCst) { String::new() } else { result.answer.clone() }
+}
+
+/// What a turn's events do on the terminal: with `show`, a chat run's tokens are written to stdout as they come;
+/// a run with tools streams nothing, and `ended` prints its answer whole.
 pub fn stream_tokens(show: bool) -> impl FnMut(TurnEvent) {
-    move |event| {
-        if let (TurnEvent::Token { text }, true) = (&event, show) {
+    use std::sync::atomic::Ordering;
+    STREAMED.store(true, Ordering::SeqCst);
+    move |event| match &event {
+        TurnEvent::Step { event } => {
+            if let keel::orchestration::events::RunEvent::RunStarted { mode, .. } = &event.event {
+                STREAMED.store(!mode.uses_tools(), Ordering::SeqCst);
+            }
+        }
+        TurnEvent::Token { text } if show && STREAMED.load(Ordering::SeqCst) => {
             let mut out = std::io::stdout();
             let _ = write!(out, "{text}");
             let _ = out.flush();
         }
+        _ => {}
     }
 }
 
@@ -121,7 +139,7 @@ pub fn waiting(result: &TurnResult) -> Text {
 /// outcome, the run's figures, and what it waits for.
 pub fn ended(result: &TurnResult) -> Text {
     let mut text = Text::new();
-    text.line("");
+    text.line(unstreamed_answer(result));
     match &result.outcome {
         Some(RunOutcome::Partial { reason }) => {
             text.note(format!("[partial: {reason}]"));

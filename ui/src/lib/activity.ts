@@ -34,6 +34,8 @@ export function runActivity(event: RunEvent): string | null {
       return `Trying ${event.to} instead of ${event.from}…`;
     case "Verified":
       return "Checking the answer…";
+    case "Routed":
+      return `Using ${event.tool}…`;
     case "UserAnswered":
       return answerActivity(event.answer);
     case "RunResumed":

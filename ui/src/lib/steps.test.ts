@@ -341,6 +341,10 @@ describe("the tool and control steps", () => {
       "clock asked for again with the same arguments (1 time before)",
     ],
     [{ kind: "Verified", check: "recompute arithmetic", passed: false, detail: "2 + 2 = 5" }, "recompute arithmetic: failed (2 + 2 = 5)"],
+    [
+      { kind: "Routed", tool: "calculator", arguments: { expression: "2 * 3" }, confidence: 0.95, reason: "read as 2 * 3" },
+      "Keel chose calculator from your message, not the model: read as 2 * 3",
+    ],
     [{ kind: "LimitReached", limit: "tool calls", used: 12, max: 12 }, "tool calls limit reached: 12 of 12"],
     [{ kind: "RunCancelled", reason: "stopped by the user" }, "stopped by the user"],
     [{ kind: "RunInterrupted", reason: "Keel stopped" }, "Keel stopped"],

@@ -248,6 +248,8 @@ export function stepSummary(event: RunEvent): string {
       return `${event.tool} asked for again with the same arguments (${plural(event.times, "time", "times")} before)`;
     case "Verified":
       return `${event.check}: ${event.passed ? "passed" : "failed"} (${event.detail})`;
+    case "Routed":
+      return `Keel chose ${event.tool} from your message, not the model: ${event.reason}`;
     case "LimitReached":
       return `${event.limit} limit reached: ${formatCount(event.used)} of ${formatCount(event.max)}`;
     case "RunCancelled":
