@@ -111,7 +111,7 @@ fn a_tool_call_is_validated_run_and_its_result_reaches_the_model_as_data() {
         replies(&[r#"{"tool": "calculator", "arguments": {"expression": "12*7"}}"#, r#"{"answer": "12 * 7 = 84"}"#]),
         vec![],
     );
-    let r = send(&app, "What is 12*7?", &react(Limits::default()));
+    let r = send(&app, "Work out 12*7 with a tool, then answer.", &react(Limits::default()));
     assert_eq!(r.outcome, Some(RunOutcome::Answered));
     assert_eq!(r.answer, "12 * 7 = 84");
     let ev = events(&app, r.run_id);
@@ -255,7 +255,7 @@ fn malformed_arguments_get_one_constrained_reprompt_then_the_user_is_asked() {
         ]),
         vec![],
     );
-    let r = send(&app, "compute 1+1 please", &react(Limits::default()));
+    let r = send(&app, "compute 1+1 by hand please", &react(Limits::default()));
     assert_eq!(r.outcome, None);
     let Some(UserRequest::Question { question, .. }) = &r.waiting else { panic!("{:?}", r.waiting) };
     assert!(question.contains("rephrase"), "{question}");
@@ -277,7 +277,7 @@ fn malformed_arguments_get_one_constrained_reprompt_then_the_user_is_asked() {
     // The reply is part of the conversation, so a reopened chat shows it.
     let messages = app.get_conversation(done.conversation_id).unwrap().messages;
     let texts: Vec<&str> = messages.iter().map(|m| m.content.as_str()).collect();
-    assert_eq!(texts, ["compute 1+1 please", "just say hi", "Hi!"]);
+    assert_eq!(texts, ["compute 1+1 by hand please", "just say hi", "Hi!"]);
     assert!(messages.iter().all(|m| m.run_id == Some(r.run_id)));
 }
 
@@ -452,13 +452,13 @@ fn stop_is_an_event_and_no_tool_keeps_running_after_it() {
 fn verification_sends_wrong_arithmetic_back_once_then_marks_the_answer_unverified() {
     let home = tempfile::tempdir().unwrap();
     let (app, backend) = app_with(home.path(), replies(&[r#"{"answer": "17 * 23 = 381"}"#, r#"{"answer": "17 * 23 = 391"}"#]), vec![]);
-    let r = send(&app, "what is 17*23", &react(Limits::default()));
+    let r = send(&app, "what is 17*23 in your head", &react(Limits::default()));
     assert_eq!(r.outcome, Some(RunOutcome::Answered));
     assert_eq!(r.answer, "17 * 23 = 391");
     assert!(backend.seen()[1].last().unwrap().content.contains("but it is 391"));
 
     let (app, _) = app_with(tempfile::tempdir().unwrap().path(), replies(&[r#"{"answer": "2 + 2 = 5"}"#, r#"{"answer": "2 + 2 = 5"}"#]), vec![]);
-    let r = send(&app, "what is 2+2", &react(Limits::default()));
+    let r = send(&app, "what is 2+2 in your head", &react(Limits::default()));
     assert!(matches!(&r.outcome, Some(RunOutcome::Partial { reason }) if reason.contains("verification")), "{:?}", r.outcome);
     assert!(r.answer.contains("Unverified"), "{}", r.answer);
 }
@@ -585,7 +585,7 @@ fn replay_shows_the_same_steps_and_fork_continues_from_a_step() {
         r#"{"answer": "Forty-two."}"#,
     ];
     let (app, backend) = app_with(home.path(), replies(&script), vec![]);
-    let r = send(&app, "6*7?", &react(Limits::default()));
+    let r = send(&app, "6*7 in your head?", &react(Limits::default()));
     let calls_before = backend.seen().len();
     let replay = app.replay_run(r.run_id).unwrap();
     assert_eq!(backend.seen().len(), calls_before, "a replay calls no model");
