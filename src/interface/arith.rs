@@ -378,42 +378,44 @@ pub fn expression(message: &str) -> Option<String> {
         break;
     }
     let e = p.sum()?;
-    (p.at == p.toks.len() && e.ops > 0 && crate::tools::calculator::evaluate(&e.text).is_ok()).then_some(e.text)
+    // The calculator checks what it is given (a division by zero is its error to report, not a reason to leave
+    // the message to the model).
+    (p.at == p.toks.len() && e.ops > 0).then_some(e.text)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::tools::calculator::evaluate;
 
+    /// The expression, in the calculator's syntax (its value is checked in `tests/integration/routing.rs`).
     fn value(message: &str) -> Option<String> {
-        expression(message).map(|e| evaluate(&e).unwrap().normalize().to_string())
+        expression(message)
     }
 
     #[test]
     fn requests_in_words_and_symbols_become_expressions() {
-        let cases = [
-            ("What is 12345 multiplied by 6789?", "83810205"),
-            ("What is 17% of 2340?", "397.8"),
-            ("what's 17 percent of 2,340", "397.8"),
-            ("Calculate 1024 divided by 16.", "64"),
-            ("Please add 1234 and 5678 with the calculator.", "6912"),
-            ("Use the calculator to compute 12345 * 6789.", "83810205"),
-            ("What is the square root of 144?", "12"),
-            ("What is 2 to the power of 10?", "1024"),
-            ("what is twelve plus seven", "19"),
-            ("What is one hundred and five times three?", "315"),
-            ("twelve thousand three hundred forty-five times 2", "24690"),
-            ("Subtract 5 from 12", "7"),
-            ("multiply 6 by 7", "42"),
-            ("What is 5 squared?", "25"),
-            ("(3 + 4) * 2", "14"),
-            ("What is 3 + 4 * 2?", "11"),
-            ("what is 10 - -3", "13"),
+        let cases: [(&str, &str); 21] = [
+            ("What is 12345 multiplied by 6789?", "12345 * 6789"),
+            ("What is 17% of 2340?", "(17 / 100) * 2340"),
+            ("what's 17 percent of 2,340", "(17 / 100) * 2340"),
+            ("Calculate 1024 divided by 16.", "1024 / 16"),
+            ("Please add 1234 and 5678 with the calculator.", "1234 + 5678"),
+            ("Use the calculator to compute 12345 * 6789.", "12345 * 6789"),
+            ("What is the square root of 144?", "sqrt(144)"),
+            ("What is 2 to the power of 10?", "2 ^ 10"),
+            ("what is twelve plus seven", "12 + 7"),
+            ("What is one hundred and five times three?", "105 * 3"),
+            ("twelve thousand three hundred forty-five times 2", "12345 * 2"),
+            ("Subtract 5 from 12", "12 - 5"),
+            ("multiply 6 by 7", "6 * 7"),
+            ("What is 5 squared?", "5 ^ 2"),
+            ("(3 + 4) * 2", "((3 + 4)) * 2"),
+            ("What is 3 + 4 * 2?", "3 + (4 * 2)"),
+            ("what is 10 - -3", "10 - (-(3))"),
             ("Add 345 and 20, then multiply", ""),
-            ("What is the sum of 21 and 21?", "42"),
-            ("how much is 7 x 8", "56"),
-            ("What is 12 thousand divided by 4?", "3000"),
+            ("What is the sum of 21 and 21?", "21 + 21"),
+            ("how much is 7 x 8", "7 * 8"),
+            ("What is 12 thousand divided by 4?", "(12 * 1000) / 4"),
         ];
         for (message, want) in cases {
             let got = value(message);
