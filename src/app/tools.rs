@@ -45,8 +45,7 @@ pub(super) struct ToolSlot {
     faults: Mutex<std::collections::HashMap<String, Vec<tools::faults::Fault>>>,
 }
 
-/// Memory for the memory tools, opened on first use.
-/// The memory tools' way into memory. It holds the `App` weakly: the toolbox it lives in belongs to the `App`, and
+/// The memory tools' way into memory (opened on first use). It holds the `App` weakly: the toolbox it lives in belongs to the `App`, and
 /// a strong handle would keep every `App` (its store, memory and models) alive for ever.
 pub struct AppMemoryPort {
     app: std::sync::Weak<super::Inner>,

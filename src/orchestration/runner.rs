@@ -454,7 +454,7 @@ impl<'a> Run<'a> {
                 if check == verify::ROUTED_RESULT {
                     if let Some((expression, result)) = verify::routed_result(&self.state) {
                         let answer = format!("{expression} = {}", result.normalize());
-                        return self.finish(RunOutcome::Answered, Some(answer), on_event);
+                        return self.answered(&answer, on_event);
                     }
                 }
                 if failures_before >= 1 {
@@ -475,6 +475,11 @@ impl<'a> Run<'a> {
                 return Ok(());
             }
         }
+        self.answered(text, on_event)
+    }
+
+    /// Ends the run with this answer, kept as an episode of the conversation (when episodes are on).
+    fn answered(&mut self, text: &str, on_event: &mut dyn FnMut(TurnEvent)) -> Result<(), StoreError> {
         if let Some(event) = recall::save_episode(self.services.memory, self.services.store, self.conversation_id, self.conversation, text) {
             self.commit(event, on_event)?;
         }
