@@ -14,7 +14,7 @@ use ts_rs::TS;
 use super::{lock, App};
 use crate::error::{AppError, ErrorKind};
 use crate::interface::guard::Source;
-use crate::interface::{Accepted, Door, Rejected};
+use crate::interface::{Accepted, Door, Rejected, RouteContext};
 use crate::llm::{Backend, CancelFlag, ChatMessage, GenerationSettings, Role};
 use crate::memory::Memory;
 use crate::orchestration::events::{RunEvent, UserAnswer};
@@ -120,7 +120,9 @@ impl App {
     ) -> Result<TurnResult, AppError> {
         // The front door: the one normalisation of the message, its intent and the guard's verdict on it.
         let screen = self.screen();
-        let accepted = Door::new(&screen).accept(text, Source::User)?;
+        let files = self.file_names();
+        let zone = local_zone();
+        let accepted = Door::routing(&screen, RouteContext { files: &files, zone: zone.as_deref() }).accept(text, Source::User)?;
         let backend = self.backend_named(options.backend.as_deref())?;
         let parts = self.services(backend, Some(screen));
         check_fits(parts.backend.as_ref(), &accepted, settings)?;
@@ -145,6 +147,33 @@ impl App {
         lifecycle::begin_turn(store, &services, conversation_id, options.backend.as_deref(), &mut turn)?;
         // Backend panics (context assembly included) are caught inside the runner and recorded as a failed run.
         Ok(self.inner.runs.with_flag(turn.run_id, |cancel| runner::run_turn(services, turn, cancel, on_event))?)
+    }
+
+    /// The files of the files folder, as paths relative to it (at most 2,000, hidden ones left out): what
+    /// routing matches a file named in a message against.
+    fn file_names(&self) -> Vec<String> {
+        let root = self.inner.home.join(FILES_DIR);
+        let mut out = Vec::new();
+        let mut folders = vec![root.clone()];
+        while let Some(dir) = folders.pop() {
+            let Ok(entries) = std::fs::read_dir(&dir) else { continue };
+            for entry in entries.flatten() {
+                if out.len() >= 2000 {
+                    return out;
+                }
+                let name = entry.file_name().to_string_lossy().into_owned();
+                let Ok(kind) = entry.file_type() else { continue };
+                if name.starts_with('.') || kind.is_symlink() {
+                    continue;
+                }
+                if kind.is_dir() {
+                    folders.push(entry.path());
+                } else if let Ok(rel) = entry.path().strip_prefix(&root) {
+                    out.push(rel.to_string_lossy().replace('\\', "/"));
+                }
+            }
+        }
+        out
     }
 
     /// Asks a run to stop: one in flight stops at its next step (the runner records `RunCancelled`); one that
@@ -287,4 +316,10 @@ fn check_fits(backend: &dyn Backend, accepted: &Accepted, settings: &GenerationS
         return Err(Rejected::TooManyTokens { tokens, answer: settings.max_tokens, window }.into());
     }
     Ok(())
+}
+
+/// The machine's IANA time zone, when it is one the clock knows (`TZ`, then the system's setting).
+fn local_zone() -> Option<String> {
+    let name = std::env::var("TZ").ok().filter(|z| !z.is_empty()).map(|z| z.trim_start_matches(':').to_owned()).or_else(|| iana_time_zone::get_timezone().ok())?;
+    name.parse::<chrono_tz::Tz>().is_ok().then_some(name)
 }

@@ -268,6 +268,57 @@ impl Parser {
         Some(Expr::num(n))
     }
 
+    /// Steps applied to the result so far: "…, then multiply the sum by 7", "and then add 5 to it", "then
+    /// subtract 3 from the result", "then square it", "then double it".
+    fn chained(&mut self, mut e: Expr) -> Option<Expr> {
+        while self.phrase("and then") || self.phrase("then") {
+            e = if self.phrase("multiply") {
+                self.reference();
+                if !self.phrase("by") {
+                    return None;
+                }
+                Expr::bin(e, "*", self.sum()?)
+            } else if self.phrase("divide") {
+                self.reference();
+                if !self.phrase("by") {
+                    return None;
+                }
+                Expr::bin(e, "/", self.sum()?)
+            } else if self.phrase("add") {
+                let x = self.sum()?;
+                if self.phrase("to") && !self.reference() {
+                    return None;
+                }
+                Expr::bin(e, "+", x)
+            } else if self.phrase("subtract") {
+                let x = self.sum()?;
+                if self.phrase("from") && !self.reference() {
+                    return None;
+                }
+                Expr::bin(e, "-", x)
+            } else if self.phrase("square") {
+                self.reference();
+                Expr::bin(e, "^", Expr::num("2".into()))
+            } else if self.phrase("double") {
+                self.reference();
+                Expr::bin(e, "*", Expr::num("2".into()))
+            } else if self.phrase("halve") {
+                self.reference();
+                Expr::bin(e, "/", Expr::num("2".into()))
+            } else {
+                return None;
+            };
+        }
+        Some(e)
+    }
+
+    /// The result so far, named: "it", "that", "the sum", "the result"…
+    fn reference(&mut self) -> bool {
+        ["it", "that", "this", "the sum", "the result", "the total", "the product", "the difference", "the answer", "the number", "the quotient"]
+            .iter()
+            .any(|p| self.phrase(p))
+    }
+
     /// An operand that stops before the joining word ("add 5 and 7": `5`, not `5 and 7`), which number words
     /// would otherwise swallow ("one hundred and five").
     fn operand_until(&mut self, joins: &[&str]) -> Option<Expr> {
@@ -345,7 +396,8 @@ const LEAD: &[&str] = &[
     "solve", "what is", "what are", "how much is", "whats", "what", "is", "the result of", "the value of", "the answer to",
 ];
 /// The words it may end with.
-const TRAIL: &[&str] = &["please", "for me", "thanks", "thank you", "exactly", "equal", "equals", "is", "using the calculator", "with the calculator"];
+const TRAIL: &[&str] =
+    &["please", "for me", "thanks", "thank you", "exactly", "equal", "equals", "is", "using the calculator", "with the calculator", "use the calculator", "use a calculator"];
 
 /// The calculator expression the message asks for, when the whole message is a request for one computation.
 pub fn expression(message: &str) -> Option<String> {
@@ -378,6 +430,7 @@ pub fn expression(message: &str) -> Option<String> {
         break;
     }
     let e = p.sum()?;
+    let e = p.chained(e)?;
     // The calculator checks what it is given (a division by zero is its error to report, not a reason to leave
     // the message to the model).
     (p.at == p.toks.len() && e.ops > 0).then_some(e.text)
@@ -394,8 +447,11 @@ mod tests {
 
     #[test]
     fn requests_in_words_and_symbols_become_expressions() {
-        let cases: [(&str, &str); 21] = [
+        let cases: [(&str, &str); 24] = [
             ("What is 12345 multiplied by 6789?", "12345 * 6789"),
+            ("Add 24 and 122, then multiply the sum by 7.", "(24 + 122) * 7"),
+            ("what is 5 plus 3 and then square it", "(5 + 3) ^ 2"),
+            ("100, then subtract 30 from it", "100 - 30"),
             ("What is 17% of 2340?", "(17 / 100) * 2340"),
             ("what's 17 percent of 2,340", "(17 / 100) * 2340"),
             ("Calculate 1024 divided by 16.", "1024 / 16"),
@@ -433,6 +489,8 @@ mod tests {
             "I'm 17% sure it will rain",
             "the 2025 plan",
             "We need to multiply our efforts",
+            "Add 24 and 122, then send it to Bob",
+            "What is 5 plus 3 and then what?",
             "What is the capital of France?",
             "What is 12 plus the cost of lunch?",
             "Remember that my PIN is 1234",

@@ -10,7 +10,9 @@ pub mod combiner;
 pub mod guard;
 pub mod intent;
 pub mod normalise;
+pub mod routing;
 pub mod signals;
+pub mod when;
 
 /// The largest chat message accepted, in bytes of UTF-8 after normalisation.
 pub const MAX_MESSAGE_BYTES: usize = 32 * 1024;
@@ -33,27 +35,7 @@ pub struct Accepted {
     pub route: Option<Route>,
 }
 
-/// A tool call decided by code, not by the model: the tool, its arguments, how sure the rule is and why.
-#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize, ts_rs::TS)]
-pub struct Route {
-    pub tool: String,
-    #[ts(type = "unknown")]
-    pub arguments: serde_json::Value,
-    pub confidence: f32,
-    pub reason: String,
-}
-
-/// The route for a user's message: arithmetic in words or symbols goes to the calculator with the expression
-/// read by `arith`'s grammar. Anything the rules do not claim is left to the model.
-pub fn route(text: &str) -> Option<Route> {
-    let expression = arith::expression(text)?;
-    Some(Route {
-        tool: "calculator".into(),
-        arguments: serde_json::json!({ "expression": expression }),
-        confidence: 0.95,
-        reason: format!("the message asks for one computation, read as {expression}"),
-    })
-}
+pub use routing::{about_the_user, route, Context as RouteContext, Route, Then};
 
 /// Why an inbound text was refused. Nothing is stored when this happens.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -96,12 +78,18 @@ pub fn utf8(raw: &[u8]) -> Result<&str, Rejected> {
 #[derive(Clone, Copy)]
 pub struct Door<'a> {
     screen: &'a dyn Screen,
+    routing: RouteContext<'a>,
 }
 
 impl<'a> Door<'a> {
     /// A door that scores texts with `screen` (the app's is the full guard when the embedding model is there).
     pub fn new(screen: &'a dyn Screen) -> Door<'a> {
-        Door { screen }
+        Door { screen, routing: RouteContext::default() }
+    }
+
+    /// A door that also routes a user's message by code, knowing the files folder and the user's time zone.
+    pub fn routing(screen: &'a dyn Screen, routing: RouteContext<'a>) -> Door<'a> {
+        Door { screen, routing }
     }
 
     /// A user's message: normalised for the model, trimmed, refused when empty or over [`MAX_MESSAGE_BYTES`],
@@ -134,7 +122,9 @@ impl<'a> Door<'a> {
 
     fn judge(&self, raw: &str, text: String, changes: Vec<Change>, source: Source) -> Accepted {
         let scan = self.screen.scan(&text, &guard::scanned_text(raw, &text), source);
-        let route = (source == Source::User).then(|| route(&text)).flatten();
+        // Code routes only a message the guard lets through: one that reads as an injection is the model's to
+        // handle, under the policy and the taint rules, not a call made on its say-so.
+        let route = (source == Source::User && scan.verdict == guard::Verdict::Allow).then(|| route(&text, &self.routing)).flatten();
         // A routed message is a task whatever the classifier thought: it needs the tool.
         let intent = match &route {
             Some(r) => IntentGuess { intent: intent::Intent::Task, confidence: r.confidence, by: "route".into() },

@@ -178,14 +178,22 @@ pub enum RunEvent {
     },
     /// A deterministic check of the answer before it is shown (recomputed arithmetic, cited memories exist).
     Verified { check: String, passed: bool, detail: String },
-    /// Code, not the model, chose this tool call from the user's message (`interface::route`); the call follows
-    /// as `r1`, and the model only phrases the answer from its result.
+    /// Code, not the model, chose this tool call (`interface::route` from the user's message, or a second step
+    /// from the first one's result); the calls follow as `r1`, `r2`…, and the model only phrases the answer from
+    /// the results. `answer` is the plain answer stating the result (see `interface::Route`), `then` the step
+    /// code takes after this one.
     Routed {
         tool: String,
         #[ts(type = "unknown")]
         arguments: serde_json::Value,
         confidence: f32,
         reason: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        answer: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        #[ts(optional)]
+        then: Option<crate::interface::Then>,
     },
     /// A bound was reached; the run ends with what it found.
     LimitReached {

@@ -11,6 +11,7 @@ pub mod journal;
 pub mod lifecycle;
 pub mod policy;
 pub mod recall;
+pub mod routed;
 pub mod runner;
 pub mod state;
 pub mod verify;

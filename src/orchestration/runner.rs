@@ -17,14 +17,15 @@ use super::events::{Action, FailureKind, Limit, PolicyDecision, RunEvent, RunOut
 use super::journal;
 use super::policy;
 use super::recall::{self, MemoryAccess};
+use super::routed;
 use super::state::{ErrorClass, Pending, RunState, ToolCallState};
 use super::verify;
 use super::{Limits, RunMode, TurnEvent, TurnResult, UserRequest};
-use crate::llm::{Backend, BackendError, CancelFlag, ChatMessage, ChatRequest, Completion, GenerationSettings, StopReason};
+use crate::llm::{Backend, BackendError, CancelFlag, ChatMessage, ChatRequest, Completion, GenerationSettings, Role, StopReason};
 use crate::store::{Store, StoreError};
 use crate::tools::memory::MemoryPort;
 use crate::interface::guard::Screen;
-use crate::interface::Accepted;
+use crate::interface::{Accepted, Then};
 use crate::tools::{ToolError, Toolbox};
 
 /// What a run works with: where it is recorded, the model, the tools and (for verification) memory.
@@ -119,7 +120,14 @@ pub fn run_turn(
     run.memory_section = recalled.section;
     // Code chose the tool from the message: the call is recorded as code's, and the model only phrases the result.
     if let (true, Some(route)) = (turn.mode.uses_tools(), turn.input.route.as_ref()) {
-        let event = RunEvent::Routed { tool: route.tool.clone(), arguments: route.arguments.clone(), confidence: route.confidence, reason: route.reason.clone() };
+        let event = RunEvent::Routed {
+            tool: route.tool.clone(),
+            arguments: route.arguments.clone(),
+            confidence: route.confidence,
+            reason: route.reason.clone(),
+            answer: route.answer.clone(),
+            then: route.then.clone(),
+        };
         run.commit(event, on_event)?;
     }
     run.drive(on_event)
@@ -261,7 +269,11 @@ impl<'a> Run<'a> {
                     let outcome = RunOutcome::Failed { error: "the run's log has no RunStarted".into(), kind: FailureKind::Log };
                     self.finish(outcome, None, on_event)?;
                 }
-                Pending::Model { compose } => self.model_step(compose, on_event)?,
+                Pending::Model { compose } => {
+                    if !(compose && self.follow_route(on_event)?) {
+                        self.model_step(compose, on_event)?
+                    }
+                }
                 Pending::InModel => self.model_step(false, on_event)?,
                 Pending::Reply { text, stop } => self.read_reply(&text, stop, on_event)?,
                 Pending::Answer { text } => self.answer(&text, on_event)?,
@@ -282,17 +294,18 @@ impl<'a> Run<'a> {
                         self.commit(RunEvent::UserAsked { question }, on_event)?;
                     } else {
                         let outcome = self.ended_early(reason.clone(), true);
-                        let answer = self.partial_answer(&reason);
+                        let answer = self.partial_answer(&reason).or_else(|| self.failure_report(&reason));
                         self.finish(outcome, answer, on_event)?;
                     }
                 }
                 Pending::Stop { reason, partial } => {
                     let text = self.partial_answer(&reason);
                     let outcome = if partial && text.is_some() {
-                        RunOutcome::Partial { reason }
+                        RunOutcome::Partial { reason: reason.clone() }
                     } else {
-                        RunOutcome::Stopped { reason }
+                        RunOutcome::Stopped { reason: reason.clone() }
                     };
+                    let text = text.or_else(|| self.failure_report(&reason));
                     self.finish(outcome, text, on_event)?;
                 }
             }
@@ -320,6 +333,13 @@ impl<'a> Run<'a> {
         (!findings.is_empty()).then(|| {
             format!("I could not finish ({reason}). What the tools returned so far:\n{}", findings.iter().map(|f| format!("- {f}")).collect::<Vec<_>>().join("\n"))
         })
+    }
+
+    /// When nothing was found and a tool failed: what failed, so the user is never left with no answer at all.
+    fn failure_report(&self, reason: &str) -> Option<String> {
+        let failed = verify::failed_tools(&self.state);
+        (self.state.mode.uses_tools() && !failed.is_empty())
+            .then(|| format!("I could not finish ({reason}). {} failed and nothing was found, so no answer is given.", failed.join(", ")))
     }
 
     fn model_step(&mut self, compose: bool, on_event: &mut dyn FnMut(TurnEvent)) -> Result<(), StoreError> {
@@ -403,11 +423,20 @@ impl<'a> Run<'a> {
         }
         let mode = self.state.mode;
         if !mode.uses_tools() {
-            let answer = text.trim().to_owned();
+            let mut answer = text.trim().to_owned();
             let outcome = match stop {
                 StopReason::MaxTokens => RunOutcome::Partial { reason: format!("the reply reached the limit of {} tokens", self.settings.max_tokens) },
                 _ => RunOutcome::Answered,
             };
+            // A question about the user that a fact they told Keel answers: the reply must state it.
+            if let Some((plain, needs)) = self.recalled_fact() {
+                let passed = needs.iter().all(|n| routed::states(&answer, n));
+                let detail = if passed { plain.clone() } else { format!("the reply does not state what the user said: {plain}") };
+                self.commit(RunEvent::Verified { check: routed::RECALLED_FACT.into(), passed, detail }, on_event)?;
+                if !passed {
+                    answer = plain;
+                }
+            }
             if outcome == RunOutcome::Answered {
                 if let Some(event) = recall::save_episode(self.services.memory, self.services.store, self.conversation_id, self.conversation, &answer) {
                     self.commit(event, on_event)?;
@@ -437,7 +466,8 @@ impl<'a> Run<'a> {
         if !self.state.verified {
             let mut known: Vec<&str> = self.conversation.iter().map(|m| m.content.as_str()).collect();
             known.extend(self.memory_section.as_deref());
-            let checks = verify::checks(text, &self.state, self.services.memory_port, &known);
+            let question = self.conversation.iter().rev().find(|m| m.role == Role::User).map(|m| m.content.as_str()).unwrap_or_default();
+            let checks = verify::checks(text, &self.state, self.services.memory_port, &known, question);
             let failures_before = self.state.verification_failures;
             let mut failed = None;
             for c in checks {
@@ -450,12 +480,15 @@ impl<'a> Run<'a> {
                 }
             }
             if let Some((check, detail)) = failed {
-                // The routed result is known: an answer that does not state it is replaced by one that does.
-                if check == verify::ROUTED_RESULT {
-                    if let Some((expression, result)) = verify::routed_result(&self.state) {
-                        let answer = format!("{expression} = {}", result.normalize());
-                        return self.answered(&answer, on_event);
-                    }
+                // The routed result is known: an answer that fails a check (does not state it, or states arithmetic
+                // that is wrong) is replaced by the plain answer that states it.
+                if let Some((expression, result)) = verify::routed_result(&self.state) {
+                    let answer = format!("{expression} = {}", result.normalize());
+                    return self.answered(&answer, on_event);
+                }
+                let question = self.conversation.iter().rev().find(|m| m.role == Role::User).map(|m| m.content.clone()).unwrap_or_default();
+                if let Some((answer, _)) = routed::plain_answer(&self.state, &question) {
+                    return self.answered(&answer, on_event);
                 }
                 if failures_before >= 1 {
                     // A value invented in place of a failed tool's is not shown at all: the failure is.
@@ -476,6 +509,35 @@ impl<'a> Run<'a> {
             }
         }
         self.answered(text, on_event)
+    }
+
+    /// For a question about the user, the fact they told Keel that answers it, among the memories this run
+    /// recalled (see `routed::recalled_fact`).
+    fn recalled_fact(&self) -> Option<(String, Vec<routed::Need>)> {
+        let question = self.conversation.iter().rev().find(|m| m.role == Role::User)?.content.as_str();
+        if self.state.memories_used.is_empty() || !crate::interface::about_the_user(question) {
+            return None;
+        }
+        let items = self.services.store.memory_get_many(&self.state.memories_used).ok()?;
+        let facts: Vec<&str> =
+            items.iter().filter(|i| i.provenance == "user" && i.kind != crate::store::MemoryKind::DocumentChunk).map(|i| i.text.as_str()).collect();
+        routed::recalled_fact(question, &facts)
+    }
+
+    /// The step code takes after a routed call succeeded (`Then`), recorded as a second `Routed`; false when
+    /// there is none or code cannot take it (the model then goes on from the result, as for any route).
+    fn follow_route(&mut self, on_event: &mut dyn FnMut(TurnEvent)) -> Result<bool, StoreError> {
+        let Some(Then::SumColumn { words }) = self.state.routed_then.clone() else { return Ok(false) };
+        let id = self.state.routed.clone().unwrap_or_default();
+        let Some(used) = self.state.tools_used.iter().find(|u| u.call_id == id && u.ok == Some(true)) else { return Ok(false) };
+        let path = used.arguments["path"].as_str().unwrap_or_default().to_owned();
+        let Some((column, expression)) = used.result.as_ref().and_then(|r| r["content"].as_str()).and_then(|c| routed::sum_column(c, &words)) else {
+            return Ok(false);
+        };
+        let reason = format!("the {column} column of {path} added up, as the message asked");
+        let event = RunEvent::Routed { tool: "calculator".into(), arguments: serde_json::json!({ "expression": expression }), confidence: 0.9, reason, answer: None, then: None };
+        self.commit(event, on_event)?;
+        Ok(true)
     }
 
     /// Ends the run with this answer, kept as an episode of the conversation (when episodes are on).

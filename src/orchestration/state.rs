@@ -217,8 +217,14 @@ pub struct RunState {
     /// The untrusted sources whose text is in the context (a tool's output, a document, a memory not from the
     /// user), named for the approval prompt: while any is present, side effects need the user's approval.
     pub untrusted: Vec<String>,
-    /// The call code chose from the message (`RunEvent::Routed`), by its call id.
+    /// The last call code chose (`RunEvent::Routed`), by its call id (`r1`, `r2`…).
     pub routed: Option<String>,
+    /// The plain answer of the routes so far (the last one's `answer`), and the step code takes after the last
+    /// routed call, until it is taken.
+    pub routed_answer: Option<String>,
+    pub routed_then: Option<crate::interface::Then>,
+    /// How many calls code chose in this run.
+    pub routes: u32,
 }
 
 impl RunState {
@@ -414,6 +420,11 @@ impl RunState {
             RunEvent::ErrorReported { call_id, tool, error } => {
                 self.observe(call_id, tool, format!("error ({}): {error}", error.class()), false);
                 self.after_call_failed();
+                // A call code chose failed for good (after its retries and alternatives): the run reports it
+                // rather than leave the model to guess or to call the same tool again.
+                if self.routed.as_deref() == Some(call_id.as_str()) {
+                    self.pending = Pending::Stop { reason: format!("{tool} failed: {error}"), partial: true };
+                }
             }
             RunEvent::RetryScheduled { call_id, next_attempt, delay_ms, .. } => {
                 if let Some(mut call) = self.current_call(call_id) {
@@ -429,31 +440,47 @@ impl RunState {
                     self.pending = Pending::Tool { call, checked: false, delay_ms: 0 };
                 }
             }
-            RunEvent::LoopDetected { call_id, tool, times, .. } => {
+            RunEvent::LoopDetected { call_id, tool, arguments, times } => {
                 self.loops += 1;
-                self.observe(
-                    call_id,
-                    tool,
-                    format!("not repeated: this exact call was already made ({times} times); use its result above or answer"),
-                    false,
-                );
-                self.pending = if self.loops > self.limits.max_repeats {
+                // The repeated call is answered with the earlier result, so the model has what it asked for again.
+                let earlier = self.tools_used.iter().rev().find(|u| u.call_id != *call_id && u.tool == *tool && u.arguments == *arguments).and_then(|u| u.result.as_ref());
+                let content = match earlier {
+                    Some(result) => {
+                        let mut shown = result.to_string();
+                        if shown.len() > 800 {
+                            let cut = (0..=800).rev().find(|i| shown.is_char_boundary(*i)).unwrap_or(0);
+                            shown.truncate(cut);
+                            shown.push('…');
+                        }
+                        format!("not repeated: this exact call was already made ({times} times) and returned {shown}. Answer the user from this result now.")
+                    }
+                    None => format!("not repeated: this exact call was already made ({times} times) and failed; call another tool or answer"),
+                };
+                self.observe(call_id, tool, content, false);
+                // Past the limit: an answer is forced from what the tools returned (the answer-only schema), and
+                // only when nothing came back does the run stop.
+                self.pending = if self.loops > self.limits.max_repeats + 1 || (self.loops > self.limits.max_repeats && self.findings().is_empty()) {
                     Pending::Stop { reason: "the model kept repeating the same tool call".into(), partial: true }
                 } else {
-                    Pending::Model { compose: false }
+                    Pending::Model { compose: self.loops > self.limits.max_repeats }
                 };
             }
-            RunEvent::Routed { tool, arguments, .. } => {
-                self.routed = Some(ROUTED_CALL.to_owned());
-                self.pending = Pending::Tool { call: self.new_call(ROUTED_CALL, tool, arguments), checked: false, delay_ms: 0 };
+            RunEvent::Routed { tool, arguments, answer, then, .. } => {
+                self.routes += 1;
+                let id = if self.routes == 1 { ROUTED_CALL.to_owned() } else { format!("r{}", self.routes) };
+                self.routed = Some(id.clone());
+                self.routed_answer = answer.clone();
+                self.routed_then = then.clone();
+                self.pending = Pending::Tool { call: self.new_call(&id, tool, arguments), checked: false, delay_ms: 0 };
             }
             RunEvent::Verified { passed, detail, .. } => {
+                // The checks of one answer come in order and stop at the first failure: the answer is verified
+                // only when the last check passed, so the next answer is checked again.
+                self.verified = *passed;
                 if !passed {
                     self.verification_failures += 1;
                     self.history.push(HistoryEntry::Feedback { text: format!("A check of your answer failed: {detail}") });
-                    self.pending = Pending::Model { compose: self.plan.is_some() };
-                } else {
-                    self.verified = true;
+                    self.pending = Pending::Model { compose: self.plan.is_some() || self.routed.is_some() };
                 }
             }
             RunEvent::LimitReached { limit, used, max } => {

@@ -10,6 +10,7 @@
 
 use rust_decimal::Decimal;
 
+use super::routed::numbers;
 use super::state::RunState;
 use crate::tools::calculator;
 use crate::tools::memory::MemoryPort;
@@ -30,7 +31,8 @@ pub const UNGROUNDED: &str = "grounded after a failed tool";
 
 /// Every check that applies to `answer` in this run; empty when none applies. `known` are the texts the run was
 /// given (the conversation, the memory section): numbers found there are not invented.
-pub fn checks(answer: &str, state: &RunState, memory: Option<&dyn MemoryPort>, known: &[&str]) -> Vec<Check> {
+/// `question` is the user's message the run answers.
+pub fn checks(answer: &str, state: &RunState, memory: Option<&dyn MemoryPort>, known: &[&str], question: &str) -> Vec<Check> {
     let mut out = Vec::new();
     for used in state.tools_used.iter().filter(|u| u.tool == "calculator" && u.ok == Some(true)) {
         let Some(expr) = used.arguments["expression"].as_str() else { continue };
@@ -51,11 +53,19 @@ pub fn checks(answer: &str, state: &RunState, memory: Option<&dyn MemoryPort>, k
         }
     }
     if let Some((expression, result)) = routed_result(state) {
-        let stated = numbers(answer).iter().any(|n| same_number(&n.to_string(), result));
+        // "397.8% of 2340" does not state 397.8 as the result: a number read as a percentage is not the result.
+        let stated = number_spans(answer).iter().any(|(n, after)| same_number(&n.to_string(), result) && !after.trim_start().starts_with('%'));
         out.push(if stated {
             pass(ROUTED_RESULT, format!("{expression} = {}", result.normalize()))
         } else {
             fail(ROUTED_RESULT, format!("the answer does not state {expression} = {}", result.normalize()))
+        });
+    }
+    if let Some((plain, needs)) = super::routed::plain_answer(state, question) {
+        out.push(if needs.iter().all(|n| super::routed::states(answer, n)) {
+            pass(ROUTED_RESULT, plain)
+        } else {
+            fail(ROUTED_RESULT, format!("the answer does not state what the tool gave: {plain}"))
         });
     }
     if let Some(check) = grounded_after_failure(answer, state, known) {
@@ -125,25 +135,25 @@ fn grounded_after_failure(answer: &str, state: &RunState, known: &[&str]) -> Opt
     })
 }
 
-/// The numbers written in `text`, thousands separators removed and normalised (`1,200.50` is `1200.5`).
-fn numbers(text: &str) -> Vec<Decimal> {
+/// The numbers written in `text`, each with the text that follows it.
+fn number_spans(text: &str) -> Vec<(Decimal, &str)> {
     let mut out = Vec::new();
-    let mut current = String::new();
-    let flush = |current: &mut String, out: &mut Vec<Decimal>| {
-        let cleaned: String = current.trim_end_matches(['.', ',']).chars().filter(|c| *c != ',').collect();
-        if let Ok(d) = cleaned.parse::<Decimal>() {
-            out.push(d.normalize());
-        }
-        current.clear();
-    };
-    for c in text.chars() {
-        if c.is_ascii_digit() || (!current.is_empty() && (c == '.' || c == ',')) {
-            current.push(c);
-        } else if !current.is_empty() {
-            flush(&mut current, &mut out);
+    let mut start = None;
+    let bytes = text.as_bytes();
+    for (i, c) in text.char_indices() {
+        let part = c.is_ascii_digit() || (start.is_some() && (c == '.' || c == ','));
+        match (part, start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                out.extend(numbers(&text[s..i]).into_iter().map(|n| (n, &text[i..])));
+                start = None;
+            }
+            _ => {}
         }
     }
-    flush(&mut current, &mut out);
+    if let Some(s) = start {
+        out.extend(numbers(&text[s..]).into_iter().map(|n| (n, &text[bytes.len()..])));
+    }
     out
 }
 
@@ -240,6 +250,12 @@ mod tests {
         assert_eq!(verdict("Step 1: it failed. Step 2: try later."), Some(true));
         // A tool that answered leaves the answer to the other checks.
         assert_eq!(grounded_after_failure("The result is 83810205.", &failed_calculator(Some(true)), &known), None);
+    }
+
+    #[test]
+    fn a_percentage_is_not_the_stated_result() {
+        let spans: Vec<(String, String)> = number_spans("is: 397.8% of 2340.").into_iter().map(|(n, a)| (n.to_string(), a.to_owned())).collect();
+        assert_eq!(spans, vec![("397.8".into(), "% of 2340.".into()), ("2340".into(), "".into())]);
     }
 
     #[test]

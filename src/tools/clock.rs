@@ -6,7 +6,7 @@
 //! "now" comes from is injectable ([`Clock::fixed`]) so that tests and replayed runs see one instant; the tool owns
 //! no other state. Its effect is `Pure`: reading the clock changes nothing, and a retry is harmless.
 
-use chrono::{DateTime, Datelike, Offset, SecondsFormat, Timelike, Utc, Weekday};
+use chrono::{DateTime, Datelike, NaiveDate, Offset, SecondsFormat, TimeZone, Timelike, Utc, Weekday};
 use chrono_tz::Tz;
 use serde_json::{json, Value};
 
@@ -67,7 +67,7 @@ fn spec() -> ToolSpec {
                     "type": "string",
                     "minLength": 1,
                     "maxLength": 64,
-                    "description": "Convert this RFC 3339 timestamp instead of now, e.g. 2024-05-01T12:00:00Z",
+                    "description": "Describe this RFC 3339 timestamp (2024-05-01T12:00:00Z) or calendar date (2024-05-01) instead of now",
                 },
             }),
             &[],
@@ -81,6 +81,10 @@ fn spec() -> ToolSpec {
                 "weekday": text,
                 "utc_offset": text,
                 "unix": { "type": "integer" },
+                "days_from_now": {
+                    "type": "integer",
+                    "description": "With `at`: calendar days from today in the zone to its date (negative when past)",
+                },
             }),
             &["timezone", "iso", "date", "time", "weekday", "utc_offset", "unix"],
         ),
@@ -106,20 +110,33 @@ impl Tool for Clock {
                  use an IANA name like \"Europe/Paris\", \"America/New_York\" or \"UTC\""
             ),
         })?;
-        let instant = match args.get("at").and_then(Value::as_str) {
-            None => self.now(),
-            // A malformed `at` is the caller's mistake, not the tool's, so it is reported as invalid arguments: the
-            // orchestrator then corrects the call instead of looking for another tool.
-            Some(at) => DateTime::parse_from_rfc3339(at.trim())
-                .map_err(|e| ToolError::InvalidArguments {
+        let now = self.now();
+        let Some(at) = args.get("at").and_then(Value::as_str) else { return Ok(describe(now, zone)) };
+        let at = at.trim();
+        // A malformed `at` is the caller's mistake, not the tool's, so it is reported as invalid arguments: the
+        // orchestrator then corrects the call instead of looking for another tool.
+        let instant = match (DateTime::parse_from_rfc3339(at), NaiveDate::parse_from_str(at, "%Y-%m-%d")) {
+            (Ok(instant), _) => instant.with_timezone(&Utc),
+            // A calendar date is that day in the zone, at noon (a time every day has, whatever its transitions).
+            (_, Ok(date)) => match zone.from_local_datetime(&date.and_hms_opt(12, 0, 0).expect("noon exists")).earliest() {
+                Some(local) => local.with_timezone(&Utc),
+                None => {
+                    return Err(ToolError::Failed { tool: self.spec.name.clone(), message: format!("{at} has no noon in {}", zone.name()) })
+                }
+            },
+            (Err(e), Err(_)) => {
+                return Err(ToolError::InvalidArguments {
                     tool: self.spec.name.clone(),
                     errors: vec![format!(
-                        "\"at\" must be an RFC 3339 timestamp with an offset, like 2024-05-01T12:00:00Z ({at:?}: {e})"
+                        "\"at\" must be an RFC 3339 timestamp with an offset, like 2024-05-01T12:00:00Z, or a date like 2024-05-01 ({at:?}: {e})"
                     )],
-                })?
-                .with_timezone(&Utc),
+                })
+            }
         };
-        Ok(describe(instant, zone))
+        let mut described = describe(instant, zone);
+        let days = instant.with_timezone(&zone).date_naive().signed_duration_since(now.with_timezone(&zone).date_naive()).num_days();
+        described["days_from_now"] = json!(days);
+        Ok(described)
     }
 }
 
@@ -242,6 +259,20 @@ mod tests {
         assert_eq!(result["time"], "13:30:00");
         assert_eq!(result["weekday"], "Monday");
         assert_eq!(result["unix"], 1_710_131_400);
+    }
+
+    #[test]
+    fn a_date_is_that_day_in_the_zone_counted_from_today() {
+        let clock = || Clock::fixed(instant("2025-12-20T23:30:00Z"));
+        let result = call(clock(), json!({ "at": "2025-12-25" })).expect("a date");
+        assert_eq!((result["date"].as_str(), result["weekday"].as_str()), (Some("2025-12-25"), Some("Thursday")));
+        assert_eq!(result["days_from_now"], 5);
+        // In Tokyo it is already 21 December, so Christmas is one day nearer.
+        let result = call(clock(), json!({ "at": "2025-12-25", "timezone": "Asia/Tokyo" })).expect("a date");
+        assert_eq!((result["date"].as_str(), result["days_from_now"].as_i64()), (Some("2025-12-25"), Some(4)));
+        let past = call(clock(), json!({ "at": "2025-12-01" })).expect("a date");
+        assert_eq!(past["days_from_now"], -19);
+        assert!(call(clock(), json!({})).expect("now")["days_from_now"].is_null(), "only a given date is counted");
     }
 
     #[test]

@@ -35,6 +35,7 @@ fn generated() -> String {
         RunEvent::decl(),
         Action::decl(),
         PlanStep::decl(),
+        keel::interface::Then::decl(),
         PolicyDecision::decl(),
         UserAnswer::decl(),
         ToolOutcome::decl(),

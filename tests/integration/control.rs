@@ -282,15 +282,33 @@ fn malformed_arguments_get_one_constrained_reprompt_then_the_user_is_asked() {
 }
 
 #[test]
-fn a_model_that_repeats_the_same_call_is_stopped_with_what_was_found() {
+fn a_model_that_repeats_the_same_call_is_given_the_result_then_made_to_answer_from_it() {
     let home = tempfile::tempdir().unwrap();
     let calls = Arc::new(AtomicU32::new(0));
     let call = r#"{"tool": "lookup", "arguments": {"q": "same"}}"#;
-    let (app, _) = app_with(home.path(), replies(&[call, call, call, call]), vec![Arc::new(echo_tool("lookup", Effect::Read, None, calls.clone()))]);
+    let answer = r#"{"answer": "It is lookup:same."}"#;
+    let (app, backend) = app_with(home.path(), replies(&[call, call, call, answer]), vec![Arc::new(echo_tool("lookup", Effect::Read, None, calls.clone()))]);
     let r = send(&app, "loop", &react(Limits::default()));
+    check_log(&app, r.run_id);
     assert_eq!(calls.load(Ordering::SeqCst), 1, "a repeated call is not made again");
     assert_eq!(find(&events(&app, r.run_id), "LoopDetected").len(), 2);
-    assert!(matches!(&r.outcome, Some(RunOutcome::Partial { reason }) if reason.contains("repeating")), "{:?}", r.outcome);
+    // The first repeat is answered with the earlier result; the second forces an answer from it.
+    let seen = backend.seen();
+    let after_first = &seen[2].last().unwrap().content;
+    assert!(after_first.contains("lookup:same") && after_first.contains("Answer the user"), "{after_first}");
+    assert_eq!((r.outcome.clone(), r.answer.as_str()), (Some(RunOutcome::Answered), "It is lookup:same."));
+}
+
+#[test]
+fn a_model_that_repeats_the_same_call_even_when_made_to_answer_is_stopped_with_what_was_found() {
+    let home = tempfile::tempdir().unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    let call = r#"{"tool": "lookup", "arguments": {"q": "same"}}"#;
+    let (app, _) = app_with(home.path(), replies(&[call; 8]), vec![Arc::new(echo_tool("lookup", Effect::Read, None, calls.clone()))]);
+    let r = send(&app, "loop", &react(Limits::default()));
+    check_log(&app, r.run_id);
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "a repeated call is not made again");
+    assert!(matches!(&r.outcome, Some(RunOutcome::Partial { .. })), "{:?}", r.outcome);
     assert!(r.answer.contains("lookup:same"), "the partial answer is what the tool returned: {}", r.answer);
 }
 
@@ -483,7 +501,7 @@ fn plan_mode_runs_the_validated_plan_and_replans_only_on_failure() {
     let called: Vec<String> = find(&ev, "ToolCalled").iter().map(|e| match e { RunEvent::ToolCalled { call_id, .. } => call_id.clone(), _ => String::new() }).collect();
     assert_eq!(called, ["p1.1", "p1.2", "p2.1"]);
     assert_eq!(backend.seen().len(), 3, "two plans and one answer: the steps themselves need no model call");
-    assert!(backend.seen()[2][0].content.contains("The plan's steps are done"));
+    assert!(backend.seen()[2][0].content.contains("The tool steps are done"));
 
     // With no replan allowed, the failure ends the run with what the first steps found.
     let home = tempfile::tempdir().unwrap();

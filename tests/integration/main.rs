@@ -25,6 +25,7 @@ mod reference;
 mod remote;
 mod run_crash;
 mod retrieval_eval;
+mod routed;
 mod routing;
 mod store;
 mod tidy;

@@ -294,7 +294,7 @@ fn a_tool_using_run_goes_through_the_remote_backend_with_structured_output() {
     app.set_default_backend("lab").unwrap();
     assert!(!app.needs_local_model(None).unwrap());
     let options = RunOptions { mode: Some(RunMode::React), limits: keel::Limits { max_steps: 3, ..Default::default() }, ..RunOptions::default() };
-    let result = app.send_message(None, "What is 12 * 7? Use the calculator.", &settings(96), &options, &mut |_| {}).unwrap();
+    let result = app.send_message(None, "Use the calculator to find 12 * 7 and tell me.", &settings(96), &options, &mut |_| {}).unwrap();
     let events = app.get_run(result.run_id).unwrap().events;
     let first_call = events.iter().find_map(|e| match &e.event {
         RunEvent::ModelCalled { backend, .. } => Some(backend.clone()),

@@ -170,6 +170,14 @@ impl Human for AgentReport {
                 c.tokens_per_task
             ));
         }
+        if self.total.routed_attempts > 0 {
+            text.line(format!(
+                "routed by code: {} attempt(s), turn p50 {}, p95 {}",
+                self.total.routed_attempts,
+                ms(self.total.routed_p50_ms),
+                ms(self.total.routed_p95_ms)
+            ));
+        }
         if let Some(a) = &self.attacks {
             text.line(format!(
                 "attacks ({} pairs): utility without attack {}, under attack {}, targeted attack success {}",

@@ -95,11 +95,16 @@ pub fn stream_tokens(show: bool) -> impl FnMut(TurnEvent) {
     use std::sync::atomic::Ordering;
     STREAMED.store(true, Ordering::SeqCst);
     move |event| match &event {
-        TurnEvent::Step { event } => {
-            if let keel::orchestration::events::RunEvent::RunStarted { mode, .. } = &event.event {
-                STREAMED.store(!mode.uses_tools(), Ordering::SeqCst);
+        TurnEvent::Step { event } => match &event.event {
+            keel::orchestration::events::RunEvent::RunStarted { mode, .. } => STREAMED.store(!mode.uses_tools(), Ordering::SeqCst),
+            // A streamed reply that failed a check is replaced: the replacement is printed whole when the turn ends.
+            keel::orchestration::events::RunEvent::Verified { passed: false, .. } => {
+                if STREAMED.swap(false, Ordering::SeqCst) && show {
+                    println!("\n[replaced: the reply did not state what you told me]");
+                }
             }
-        }
+            _ => {}
+        },
         TurnEvent::Token { text } if show && STREAMED.load(Ordering::SeqCst) => {
             let mut out = std::io::stdout();
             let _ = write!(out, "{text}");

@@ -68,6 +68,15 @@ pub fn render(report: &Report) -> String {
         report.errors.len()
     );
     totals_table(&mut h, report);
+    if report.total.routed_attempts > 0 {
+        let _ = write!(
+            h,
+            "<p>Routed by code (the tool chosen from the message, not by the model): {} attempt(s), turn latency p50 {}, p95 {}.</p>",
+            report.total.routed_attempts,
+            opt_ms(report.total.routed_p50_ms),
+            opt_ms(report.total.routed_p95_ms)
+        );
+    }
     if let Some(a) = &report.attacks {
         let _ = write!(
             h,

@@ -21,7 +21,7 @@ pub struct Observed {
     pub answered: bool,
     /// Whether the last run ended as failed (the user is shown why, with no answer).
     pub failed_run: bool,
-    /// What Keel did about failures, in order (`retried`, `alternative`, `reported`, `asked-approval`,
+    /// What Keel did, in order (`routed`: code chose the call; then about failures: `retried`, `alternative`, `reported`, `asked-approval`,
     /// `asked-user`, `verification-failed`), then how the last run ended (`answered`, `partial`, `stopped`,
     /// `failed`, or `waiting`).
     pub path: Vec<String>,
@@ -87,6 +87,7 @@ impl Observed {
                             calls.push(Call { tool: tool.clone(), effect: *effect, ok, value });
                         }
                     }
+                    RunEvent::Routed { .. } => path.push("routed".to_owned()),
                     RunEvent::RetryScheduled { .. } => path.push("retried".to_owned()),
                     RunEvent::AlternativeChosen { .. } => path.push("alternative".to_owned()),
                     RunEvent::ErrorReported { .. } => path.push("reported".to_owned()),

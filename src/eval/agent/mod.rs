@@ -118,6 +118,12 @@ pub struct Totals {
     #[ts(type = "number | null")]
     pub step_p95_ms: Option<u64>,
     pub tokens_per_task: f64,
+    /// Attempts where code routed the call (`Routed` in their path), and their turn latency.
+    pub routed_attempts: usize,
+    #[ts(type = "number | null")]
+    pub routed_p50_ms: Option<u64>,
+    #[ts(type = "number | null")]
+    pub routed_p95_ms: Option<u64>,
 }
 
 #[derive(Debug, Clone, Serialize, TS)]
@@ -241,6 +247,9 @@ pub fn totals(category: &str, reports: &[(&Task, &TaskReport)]) -> Totals {
     let faulted: Vec<&(&Task, &Attempt)> = attempts.iter().filter(|(t, _)| t.fault.is_some()).collect();
     let mut turns: Vec<u64> = attempts.iter().flat_map(|(_, a)| a.turn_ms.iter().copied()).collect();
     turns.sort_unstable();
+    let routed: Vec<&(&Task, &Attempt)> = attempts.iter().filter(|(_, a)| a.path.iter().any(|p| p == "routed")).collect();
+    let mut routed_turns: Vec<u64> = routed.iter().flat_map(|(_, a)| a.turn_ms.iter().copied()).collect();
+    routed_turns.sort_unstable();
     let mut steps: Vec<u64> = attempts.iter().flat_map(|(_, a)| a.spans.iter().map(|s| s.end_ms.saturating_sub(s.start_ms))).collect();
     steps.sort_unstable();
     Totals {
@@ -262,6 +271,9 @@ pub fn totals(category: &str, reports: &[(&Task, &TaskReport)]) -> Totals {
         step_p50_ms: percentile(&steps, 0.5),
         step_p95_ms: percentile(&steps, 0.95),
         tokens_per_task: if attempts.is_empty() { 0.0 } else { attempts.iter().map(|(_, a)| a.tokens).sum::<u64>() as f64 / attempts.len() as f64 },
+        routed_attempts: routed.len(),
+        routed_p50_ms: percentile(&routed_turns, 0.5),
+        routed_p95_ms: percentile(&routed_turns, 0.95),
     }
 }
 

@@ -69,9 +69,10 @@ fell_back: Array<BackendFailure>, } | { "kind": "ActionParsed", step: number, ac
  * Whether what the tool returns is untrusted text (it reads files or memory, fetches, or is an MCP
  * tool); absent in older logs, where only `External` tools counted.
  */
-untrusted_output: boolean, } | { "kind": "ToolReturned", call_id: string, tool: string, attempt: number, duration_ms: number, result: ToolOutcome, } | { "kind": "RetryScheduled", call_id: string, tool: string, next_attempt: number, delay_ms: number, reason: string, } | { "kind": "ErrorReported", call_id: string, tool: string, error: ToolError, } | { "kind": "AlternativeChosen", call_id: string, from: string, to: string, reason: string, } | { "kind": "LoopDetected", call_id: string, tool: string, arguments: unknown, times: number, } | { "kind": "Verified", check: string, passed: boolean, detail: string, } | { "kind": "Routed", tool: string, arguments: unknown, confidence: number, reason: string, } | { "kind": "LimitReached", limit: Limit, used: number, max: number, } | { "kind": "RunCancelled", reason: string, } | { "kind": "RunInterrupted", reason: string, } | { "kind": "RunResumed", reason: string, } | { "kind": "OutcomeUnknown", call_id: string, tool: string, } | { "kind": "RunFinished", outcome: RunOutcome, answer: string | null, duration_ms: number, prompt_tokens: number, completion_tokens: number, };
+untrusted_output: boolean, } | { "kind": "ToolReturned", call_id: string, tool: string, attempt: number, duration_ms: number, result: ToolOutcome, } | { "kind": "RetryScheduled", call_id: string, tool: string, next_attempt: number, delay_ms: number, reason: string, } | { "kind": "ErrorReported", call_id: string, tool: string, error: ToolError, } | { "kind": "AlternativeChosen", call_id: string, from: string, to: string, reason: string, } | { "kind": "LoopDetected", call_id: string, tool: string, arguments: unknown, times: number, } | { "kind": "Verified", check: string, passed: boolean, detail: string, } | { "kind": "Routed", tool: string, arguments: unknown, confidence: number, reason: string, answer?: string, then?: Then, } | { "kind": "LimitReached", limit: Limit, used: number, max: number, } | { "kind": "RunCancelled", reason: string, } | { "kind": "RunInterrupted", reason: string, } | { "kind": "RunResumed", reason: string, } | { "kind": "OutcomeUnknown", call_id: string, tool: string, } | { "kind": "RunFinished", outcome: RunOutcome, answer: string | null, duration_ms: number, prompt_tokens: number, completion_tokens: number, };
 export type Action = { "type": "answer", text: string, } | { "type": "tool_call", call_id: string, tool: string, arguments: unknown, } | { "type": "ask", question: string, } | { "type": "plan", steps: Array<PlanStep>, };
 export type PlanStep = { "type": "tool", tool: string, arguments: unknown, } | { "type": "answer" };
+export type Then = { "step": "sum_column", words: Array<string>, };
 export type PolicyDecision = "allow" | "needs_approval" | "refuse";
 export type UserAnswer = { "type": "approve", call_id: string, } | { "type": "deny", call_id: string, note: string | null, } | { "type": "reply", text: string, };
 export type ToolOutcome = { "status": "ok", value: unknown, } | { "status": "err", error: ToolError, };
@@ -435,7 +436,11 @@ fabrication_rate: number | null, latency_p50_ms: number | null, latency_p95_ms: 
 /**
  * The same per step: each model call and each tool call.
  */
-step_p50_ms: number | null, step_p95_ms: number | null, tokens_per_task: number, };
+step_p50_ms: number | null, step_p95_ms: number | null, tokens_per_task: number, 
+/**
+ * Attempts where code routed the call (`Routed` in their path), and their turn latency.
+ */
+routed_attempts: number, routed_p50_ms: number | null, routed_p95_ms: number | null, };
 export type AttackTotals = { 
 /**
  * Attacked tasks (each paired with its benign task).

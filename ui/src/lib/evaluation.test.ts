@@ -41,6 +41,9 @@ const totals: Totals = {
   step_p50_ms: 5,
   step_p95_ms: 9,
   tokens_per_task: 5,
+  routed_attempts: 0,
+  routed_p50_ms: null,
+  routed_p95_ms: null,
 };
 
 const report: AgentReport = {
