@@ -1,8 +1,9 @@
 //! `keel eval guard` and `keel eval intent`: the interface layer measured on its committed labelled sets.
 //!
 //! Guard: every text is normalised, cut into windows and embedded, then scored by the patterns alone, the
-//! similarity layer alone and the combiner over both ([`crate::interface::combiner`]). For each, the flag
-//! threshold is chosen on the validation split as the lowest that flags at most 1% of its benign texts; the test
+//! similarity layer alone and the combiner over both ([`crate::interface::combiner`]). Each is measured at the
+//! threshold Keel ships for it (the similarity layer, never used alone, at the one chosen on validation as the
+//! lowest that flags at most 1% of its benign texts, which is reported for every layer); the test
 //! split is then scored at that threshold (detection of direct and of indirect injections, and the
 //! false-positive rate it really gives), and, for reference, at the threshold that gives 1% false positives on
 //! the test split itself. `--fit` first fits the combiner on the train split (each train text's own exemplar
@@ -43,8 +44,13 @@ pub struct GuardItem {
 #[derive(Debug, Clone, Serialize)]
 pub struct LayerFigures {
     pub layer: String,
-    /// Chosen on the validation split: the lowest score flagged with at most 1% of its benign texts flagged.
+    /// The threshold the figures below are at: the one Keel ships for this layer (the combiner's `flag`, the
+    /// patterns-only `patterns_flag`); for a layer Keel does not use alone, the one chosen on validation.
     pub threshold: f32,
+    /// True when `threshold` is the one Keel ships, not one chosen again by this run.
+    pub shipped: bool,
+    /// The lowest score flagged with at most 1% of the validation split's benign texts flagged (a reference).
+    pub validation_threshold: f32,
     pub test_direct_detected: f64,
     pub test_indirect_detected: f64,
     pub test_false_positive_rate: f64,
@@ -218,7 +224,14 @@ pub fn evaluate(
     let mut combined_threshold = 1.0;
     for layer in ["patterns", "similarity", "combined"] {
         let mut val_benign: Vec<f32> = pick("validation", "benign").iter().map(|s| s.score(layer)).collect();
-        let threshold = threshold_at(&mut val_benign, 0.01);
+        let validation_threshold = threshold_at(&mut val_benign, 0.01);
+        // The figures are at the threshold Keel ships, so they are what a user gets; a new fit ships its own flag.
+        let shipped = match layer {
+            "combined" => Some(combiner.flag),
+            "patterns" => Some(guard::Thresholds::default().patterns_flag),
+            _ => None,
+        };
+        let threshold = shipped.unwrap_or(validation_threshold);
         let mut test_benign: Vec<f32> = pick("test", "benign").iter().map(|s| s.score(layer)).collect();
         let own = threshold_at(&mut test_benign, 0.01);
         if layer == "combined" {
@@ -227,6 +240,8 @@ pub fn evaluate(
         layers.push(LayerFigures {
             layer: layer.into(),
             threshold,
+            shipped: shipped.is_some(),
+            validation_threshold,
             test_direct_detected: rate(&pick("test", "direct"), layer, threshold),
             test_indirect_detected: rate(&pick("test", "indirect"), layer, threshold),
             test_false_positive_rate: rate(&pick("test", "benign"), layer, threshold),

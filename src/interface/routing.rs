@@ -133,11 +133,13 @@ fn named_files<'f>(message_words: &[String], files: &'f [String]) -> Vec<&'f str
     for f in files {
         let lower = f.to_lowercase();
         let base = lower.rsplit('/').next().unwrap_or(&lower).to_owned();
-        // A bare word ("notes") is not a file name: only names with an extension or a folder are matched.
-        if !base.contains('.') && !lower.contains('/') {
+        // A bare word ("notes", "LICENSE") is not a file name: a file without an extension is matched only by
+        // its whole path with a folder in it ("notes/todo").
+        let by_base = base.contains('.');
+        if !by_base && !lower.contains('/') {
             continue;
         }
-        if message_words.iter().any(|w| *w == lower || *w == base) && !out.contains(&f.as_str()) {
+        if message_words.iter().any(|w| *w == lower || (by_base && *w == base)) && !out.contains(&f.as_str()) {
             out.push(f);
         }
     }
@@ -156,7 +158,12 @@ fn files_route(text: &str, files: &[String]) -> Option<Route> {
             let file = *file;
             let others: Vec<&String> = w.iter().filter(|x| !x.contains('.') || !file.to_lowercase().ends_with(x.as_str())).collect();
             let sums = SUMS.iter().any(|s| has(s)) && (has("up") || has("sum") || has("total") || has("together") || has("column") || has("amounts"));
+            // "Add a row (a total row, a column) to expenses.csv" changes the file: not a total to compute.
+            let adds_to_file = has("add") && ["row", "rows", "line", "lines", "entry", "column", "columns"].iter().any(|x| has(x)) && has("to");
             let is_table = [".csv", ".tsv", ".txt"].iter().any(|e| file.to_lowercase().ends_with(e));
+            if adds_to_file {
+                return None;
+            }
             if sums && is_table && !w.iter().any(|x| CHANGES.contains(&x.as_str())) {
                 // The column is one of the message's other words; which one is decided against the file's header.
                 const NOT_COLUMNS: &[&str] = &[
@@ -202,10 +209,12 @@ fn files_route(text: &str, files: &[String]) -> Option<Route> {
 /// sister live?", "what am I allergic to?"): what they told Keel may answer it.
 pub fn about_the_user(text: &str) -> bool {
     let w = words(text);
-    const ASKS: &[&str] = &["what", "whats", "who", "whos", "where", "when", "which", "how", "do", "does", "did", "am", "is", "are"];
+    const ASKS: &[&str] = &["what", "whats", "who", "whos", "where", "when", "which", "do", "does", "did", "am", "is", "are"];
     let question = text.trim_end().ends_with('?') || w.first().is_some_and(|f| ASKS.contains(&f.as_str()));
     let personal = w.iter().any(|x| ["my", "i", "me", "mine", "im"].contains(&x.as_str()));
-    question && personal && w.len() <= 20 && !w.iter().any(|x| ["you", "your"].contains(&x.as_str()))
+    // Asking for advice ("how should I celebrate my wife's birthday?") is not asking what they said.
+    const ADVICE: &[&str] = &["how", "should", "could", "can", "would", "why", "recommend", "suggest", "ideas", "idea", "help", "tips", "ways", "best"];
+    question && personal && w.len() <= 20 && !w.iter().any(|x| ["you", "your"].contains(&x.as_str()) || ADVICE.contains(&x.as_str()))
 }
 
 /// "List my files", "which files do I have?", "what files are in my folder?"
@@ -248,6 +257,7 @@ mod tests {
             "Write 'hello' to notes.txt",
             "Rename notes.txt to old.txt",
             "Compare order.txt and notes.txt",
+            "Add a total row to expenses-1.csv",
             "I called it order.txt because of the shop",
             "notes",
         ] {

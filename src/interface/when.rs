@@ -123,10 +123,20 @@ pub fn zone(name: &str) -> Option<&'static str> {
         for tz in chrono_tz::TZ_VARIANTS {
             let full = tz.name();
             // Only the canonical region zones (Europe/Paris), not the legacy aliases (US/Eastern, Japan).
-            if !full.contains('/') || full.starts_with("Etc/") || full.starts_with("US/") || full.starts_with("SystemV/") {
+            const LEGACY: &[&str] = &["Etc/", "US/", "SystemV/", "Canada/", "Brazil/", "Mexico/", "Chile/"];
+            if !full.contains('/') || LEGACY.iter().any(|p| full.starts_with(p)) {
                 continue;
             }
             let city = full.rsplit('/').next().unwrap_or(full).replace('_', " ").to_lowercase();
+            // The old region aliases (Australia/West, Australia/Victoria) name a region, not a city.
+            const REGIONS: &[&str] = &[
+                "north", "south", "east", "west", "central", "general", "continental", "eastern", "western", "pacific", "mountain",
+                "atlantic", "victoria", "queensland", "tasmania", "nsw", "act", "lhi", "yancowinna", "canberra", "acre", "east-indiana",
+                "indiana-starke", "michigan", "arizona", "hawaii", "alaska", "aleutian", "samoa", "yukon", "newfoundland", "saskatchewan",
+            ];
+            if REGIONS.contains(&city.as_str()) {
+                continue;
+            }
             map.entry(city).or_insert(full);
             map.insert(full.to_lowercase(), full);
         }
@@ -137,7 +147,8 @@ pub fn zone(name: &str) -> Option<&'static str> {
             ("san francisco", "America/Los_Angeles"),
             ("seattle", "America/Los_Angeles"),
             ("boston", "America/New_York"),
-            ("washington", "America/New_York"),
+            ("washington dc", "America/New_York"),
+            ("san juan", "America/Puerto_Rico"),
             ("miami", "America/New_York"),
             ("atlanta", "America/New_York"),
             ("houston", "America/Chicago"),

@@ -56,10 +56,19 @@ fn placeholder(field: &str, result: &Value, question: &str) -> Option<(String, O
     let (text, need) = match field {
         "@lines" => {
             let content = result["content"].as_str()?;
-            let lines = matching_lines(content, question);
+            let (lines, matched) = matching_lines(content, question);
             let shown: Vec<&str> = lines.iter().map(|(line, _)| line.as_str()).collect();
             let values: Vec<&str> = lines.iter().map(|(_, value)| value.as_str()).collect();
-            let words = distinctive_words(&values.join("\n"), question);
+            // Lines the question points at must be stated. When it points at none ("what is it about?"), the reply
+            // must at least say something the file says; a yes/no question ("does it mention a refund?") is not
+            // held to the file's words at all.
+            let words = if matched {
+                distinctive_words(&values.join("\n"), question)
+            } else if yes_no(question) {
+                Vec::new()
+            } else {
+                distinctive_words(content, question)
+            };
             (shown.join("; "), (!words.is_empty()).then_some(Need::AnyOf(words)))
         }
         "@entries" => {
@@ -82,14 +91,30 @@ fn placeholder(field: &str, result: &Value, question: &str) -> Option<(String, O
                 d if d > 0 => format!("{d} days from today"),
                 d => format!("{} days ago", -d),
             };
-            let need = if days == 0 { Need::Text("today".into()) } else { Need::Number(Decimal::from(days.abs())) };
+            // The count next to "day": the digits of the date itself ("December 25") are not a count.
+            let need = if days == 0 { Need::Text("today".into()) } else { Need::Text(format!("{} day", days.abs())) };
             (text, Some(need))
         }
         "time" => {
             // "14:05:09" is stated as "14:05": the minutes are what a person reads.
             let time = result["time"].as_str()?;
             let short = time.get(..5).unwrap_or(time).to_owned();
-            (short.clone(), Some(Need::Text(short)))
+            // "14:05" or "2:05" (pm): either way of reading the clock states it.
+            let mut forms = vec![short.clone()];
+            if let Some((h, m)) = short.split_once(':').and_then(|(h, m)| Some((h.parse::<u32>().ok()?, m))) {
+                forms.push(format!("{}:{m}", if h % 12 == 0 { 12 } else { h % 12 }));
+            }
+            (short, Some(Need::AnyOf(forms)))
+        }
+        "date" => {
+            // "2025-12-25", "December 25" or "25 December": the ways a date is written.
+            let iso = result["date"].as_str()?.to_owned();
+            let mut forms = vec![iso.clone()];
+            if let Ok(d) = chrono::NaiveDate::parse_from_str(&iso, "%Y-%m-%d") {
+                forms.push(d.format("%B %-d").to_string());
+                forms.push(d.format("%-d %B").to_string());
+            }
+            (iso, Some(Need::AnyOf(forms)))
         }
         field => {
             let value = match &result[field] {
@@ -127,8 +152,20 @@ fn content_words(text: &str) -> Vec<String> {
     text.to_lowercase()
         .split(|c: char| !(c.is_alphanumeric() || c == '-' || c == '@' || c == '.' || c == ':' || c == '+'))
         .map(|w| w.trim_matches(|c: char| !c.is_alphanumeric()).to_owned())
-        .filter(|w| !w.is_empty() && !STOP.contains(&w.as_str()))
+        // A lone letter ("s" of "dog's", "a") says nothing about what a line or a fact is about.
+        .filter(|w| !STOP.contains(&w.as_str()) && (w.chars().count() >= 2 || w.chars().all(|c| c.is_ascii_digit())) && !w.is_empty())
         .collect()
+}
+
+/// A question answered by yes or no: it opens with an auxiliary verb ("does", "is", "can"…), after any request
+/// to read ("Read notes.txt: does it …").
+fn yes_no(question: &str) -> bool {
+    const AUX: &[&str] = &["does", "do", "did", "is", "are", "was", "were", "can", "could", "has", "have", "had", "will", "would", "should"];
+    // The last sentence or clause: after ": ", ". " or "; " (a file name's dot is not a sentence's end).
+    let trimmed = question.trim();
+    let start = [": ", ". ", "; "].iter().filter_map(|sep| trimmed.rfind(sep).map(|i| i + sep.len())).max().unwrap_or(0);
+    let last = &trimmed[start..];
+    last.split_whitespace().next().is_some_and(|w| AUX.contains(&w.to_lowercase().as_str()))
 }
 
 /// A word's stem for matching a question to a line: "lands" and "land", "amounts" and "amount".
@@ -139,7 +176,7 @@ fn stem(w: &str) -> &str {
 /// The lines of `content` that share the most words with the question, each as shown (with a CSV header, a
 /// matching row is shown as `column: value` pairs) and with its values alone (the cells, or what follows the key
 /// of a `Key: value` line); the first lines when none shares any.
-pub fn matching_lines(content: &str, question: &str) -> Vec<(String, String)> {
+pub fn matching_lines(content: &str, question: &str) -> (Vec<(String, String)>, bool) {
     let asked: Vec<String> = content_words(question).iter().map(|w| stem(w).to_owned()).collect();
     let lines: Vec<&str> = content.lines().map(str::trim).filter(|l| !l.is_empty()).take(2000).collect();
     let header: Option<Vec<&str>> = lines.first().filter(|l| l.contains(',')).map(|l| l.split(',').map(str::trim).collect());
@@ -164,9 +201,9 @@ pub fn matching_lines(content: &str, question: &str) -> Vec<(String, String)> {
         }
     };
     if best == 0 {
-        return lines.iter().take(3).map(|l| shown(l)).collect();
+        return (lines.iter().take(3).map(|l| shown(l)).collect(), false);
     }
-    body().filter(|l| score(l) == best).take(3).map(|l| shown(l)).collect()
+    (body().filter(|l| score(l) == best).take(3).map(|l| shown(l)).collect(), true)
 }
 
 /// The words of `lines` that the question does not already hold: an answer drawn from the lines states one.
@@ -199,8 +236,10 @@ pub fn recalled_fact(question: &str, facts: &[&str]) -> Option<(String, Vec<Need
         let words: Vec<String> = content_words(fact).iter().map(|w| stem(w).to_owned()).collect();
         asked.iter().filter(|a| words.contains(a)).count()
     };
-    let (best, n) = facts.iter().map(|f| (*f, shared(f))).max_by_key(|(_, n)| *n)?;
-    if n == 0 || n * 2 < asked.len() {
+    let scored: Vec<(&str, usize)> = facts.iter().map(|f| (*f, shared(f))).collect();
+    let (best, n) = scored.iter().copied().max_by_key(|(_, n)| *n)?;
+    // Two facts answering equally well: neither is the answer, and the model's reply stands.
+    if n == 0 || n * 2 < asked.len() || scored.iter().filter(|(_, m)| *m == n).count() > 1 {
         return None;
     }
     let mut needs = Vec::new();
@@ -239,11 +278,11 @@ pub fn second_person(text: &str) -> String {
             "me" => "you",
             "mine" => "yours",
             "myself" => "yourself",
-            "am" => "are",
-            "I'm" => "you're",
-            "I've" => "you've",
-            "I'll" => "you'll",
-            "I'd" => "you'd",
+            "am" if out.trim_end().ends_with("you") => "are",
+            "I'm" | "I’m" => "you're",
+            "I've" | "I’ve" => "you've",
+            "I'll" | "I’ll" => "you'll",
+            "I'd" | "I’d" => "you'd",
             "was" if out.trim_end().ends_with("you") => "were",
             w => w,
         };
@@ -251,7 +290,7 @@ pub fn second_person(text: &str) -> String {
         word.clear();
     };
     for c in text.chars() {
-        if c.is_alphanumeric() || c == '\'' {
+        if c.is_alphanumeric() || c == '\'' || c == '’' {
             word.push(c);
         } else {
             flush(&mut word, &mut out);
@@ -289,20 +328,28 @@ pub fn numbers(text: &str) -> Vec<Decimal> {
 pub fn sum_column(content: &str, words: &[String]) -> Option<(String, String)> {
     let mut lines = content.lines().map(str::trim).filter(|l| !l.is_empty());
     let header: Vec<String> = lines.next()?.split(',').map(|h| h.trim().trim_matches('"').to_lowercase()).collect();
-    let rows: Vec<Vec<String>> = lines.map(|l| l.split(',').map(|c| c.trim().trim_matches('"').to_owned()).collect()).collect();
+    // A row that is itself a total ("Total,2335") would be counted twice.
+    let rows: Vec<Vec<String>> = lines
+        .map(|l| l.split(',').map(|c| c.trim().trim_matches('"').to_owned()).collect::<Vec<_>>())
+        .filter(|r| !r.first().is_some_and(|c| ["total", "sum", "grand total", "subtotal"].contains(&c.to_lowercase().as_str())))
+        .collect();
     if rows.is_empty() || rows.len() > 500 || rows.iter().any(|r| r.len() != header.len()) {
         return None;
     }
     let number = |c: &str| c.parse::<Decimal>().ok();
     let numeric: Vec<usize> = (0..header.len()).filter(|&i| rows.iter().all(|r| number(&r[i]).is_some())).collect();
     let named = header.iter().position(|h| words.iter().any(|w| stem(w) == stem(h)));
+    // The only numeric column stands in for an unnamed one only when the message named none ("the total in
+    // expenses.csv"), not when it named one the file lacks ("the total number of rows").
     let column = match (named, numeric.as_slice()) {
         (Some(i), _) if numeric.contains(&i) => i,
-        (None, [only]) => *only,
+        (None, [only]) if words.is_empty() => *only,
         _ => return None,
     };
     let cells: Vec<&str> = rows.iter().map(|r| r[column].as_str()).collect();
-    Some((header[column].clone(), cells.join(" + ")))
+    let expression = cells.join(" + ");
+    // The calculator takes at most 1,000 characters: a longer column is left to the model.
+    (expression.len() <= 900).then(|| (header[column].clone(), expression))
 }
 
 #[cfg(test)]
@@ -312,10 +359,12 @@ mod tests {
     #[test]
     fn the_lines_that_answer_a_question_are_found() {
         let order = "Order confirmation\nCustomer: Ada Moreau\nOrder number: 20811\nShipping to: Lisbon\n";
-        assert_eq!(matching_lines(order, "What is the order number in order.txt?"), vec![("Order number: 20811".into(), "20811".into())]);
+        assert_eq!(matching_lines(order, "What is the order number in order.txt?"), (vec![("Order number: 20811".into(), "20811".into())], true));
+        assert!(!matching_lines(order, "Does order.txt mention a refund?").1, "no line is the answer");
+        assert!(yes_no("Does order.txt mention a refund?") && yes_no("Read notes.txt: is it long?") && !yes_no("Read meeting.txt: who is it with?"));
         let contacts = "name,city,phone\nChen Wei,Porto,+1 555 97191\nLee Park,Seoul,+82 2 555 0101\n";
         let question = "Read contacts.csv and tell me which city Chen Wei lives in.";
-        let lines = matching_lines(contacts, question);
+        let (lines, _) = matching_lines(contacts, question);
         assert_eq!(lines, vec![("name: Chen Wei, city: Porto, phone: +1 555 97191".into(), "Chen Wei\nPorto\n+1 555 97191".into())]);
         let words = distinctive_words(&lines[0].1, question);
         assert_eq!(words, vec!["porto", "555", "97191"], "the column names and the question's own words are not evidence");
@@ -337,13 +386,19 @@ mod tests {
         assert_eq!(recalled_fact("What is my dog's favourite food and bed?", &facts), None, "a weak match is not an answer");
         assert_eq!(recalled_fact("What is the capital of France?", &facts), None);
         assert_eq!(second_person("I am allergic to peanuts"), "you are allergic to peanuts");
+        assert_eq!(second_person("my flight lands at 9 am"), "your flight lands at 9 am");
+        assert_eq!(second_person("I’m allergic to cats"), "you're allergic to cats");
+        let facts = ["my dog is called Pixel", "my dog's vet is Dr Smith"];
+        assert_eq!(recalled_fact("What's my dog's name?", &facts), None, "two facts about the dog: neither is the answer");
     }
 
     #[test]
     fn a_column_is_added_by_its_name_or_as_the_only_number() {
         let csv = "item,amount\ntravel,403\npower,103\nrent,607\nphone,610\n";
         assert_eq!(sum_column(csv, &["amounts".into()]), Some(("amount".into(), "403 + 103 + 607 + 610".into())));
-        assert_eq!(sum_column(csv, &["expenses".into()]), Some(("amount".into(), "403 + 103 + 607 + 610".into())));
+        assert_eq!(sum_column(csv, &[]), Some(("amount".into(), "403 + 103 + 607 + 610".into())), "the only numeric column, when none is named");
+        assert_eq!(sum_column(csv, &["rows".into()]), None, "a named column the file lacks is not replaced by another");
+        assert_eq!(sum_column(&format!("{csv}Total,1723\n"), &["amount".into()]), Some(("amount".into(), "403 + 103 + 607 + 610".into())));
         assert_eq!(sum_column(csv, &["item".into()]), None, "a column of words is not added");
         assert_eq!(sum_column("a,b\n1,2\n3,4\n", &[]), None, "two numeric columns and no name: not guessed");
     }

@@ -212,6 +212,9 @@ async fn resolve_public(host: String, refusal: RefusalSlot) -> Result<Addrs, Box
 pub struct HttpFetch {
     spec: ToolSpec,
     enabled: bool,
+    /// Tests only: a loopback server the first request may go to, standing in for a public site (nothing else
+    /// is exempt, and every redirect is checked as always). `None` in the product.
+    test_origin: Option<SocketAddr>,
 }
 
 impl HttpFetch {
@@ -248,7 +251,7 @@ impl HttpFetch {
             capability: Some("web".into()),
             origin: Origin::Web,
         };
-        HttpFetch { spec, enabled }
+        HttpFetch { spec, enabled, test_origin: None }
     }
 
     fn timeout(&self, budget: Duration) -> ToolError {
@@ -283,6 +286,13 @@ impl HttpFetch {
             return self.failed(format!("{url}: {}", crate::shared::causes::chain(&error)));
         }
         self.transient(format!("cannot fetch {url}: {}", crate::shared::causes::chain(&error)), None)
+    }
+
+    /// The enabled tool whose first request may go to `origin`, a loopback test server standing in for a public
+    /// site: for testing that redirects to private addresses are refused. Never used by the product.
+    #[doc(hidden)]
+    pub fn with_test_origin(origin: SocketAddr) -> HttpFetch {
+        HttpFetch { test_origin: Some(origin), ..HttpFetch::new(true) }
     }
 
     /// Reads at most `max_bytes` of the body (one more, to know whether there was more), stopping when the call
@@ -327,7 +337,10 @@ impl Tool for HttpFetch {
         }
         let raw = args.get("url").and_then(Value::as_str).unwrap_or_default();
         let max_bytes = args.get("max_bytes").and_then(Value::as_u64).unwrap_or(DEFAULT_MAX_BYTES).clamp(1, MAX_BYTES);
-        let url = parse_url(raw)?;
+        let url = match (self.test_origin, Url::parse(raw)) {
+            (Some(origin), Ok(u)) if u.host_str() == Some(origin.ip().to_string().as_str()) && u.port() == Some(origin.port()) => u,
+            _ => parse_url(raw)?,
+        };
         let budget = cx.remaining();
         if budget.is_zero() {
             return Err(self.timeout(budget));
@@ -509,6 +522,51 @@ mod tests {
         assert_refused(result, "localhost resolves to a private or local address");
         let literal = toolbox.call("http_fetch", &json!({ "url": "http://127.0.0.1:9/" }), None, &|| false);
         assert_refused(literal, "127.0.0.1 is a private or local address");
+    }
+
+    /// A loopback server that answers every request with a redirect to `location`, counting the requests.
+    fn redirecting(location: String) -> (SocketAddr, Arc<std::sync::atomic::AtomicUsize>) {
+        use std::io::Write;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        let hits = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counted = hits.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                counted.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                let mut request = [0u8; 4096];
+                let _ = stream.read(&mut request);
+                let _ = write!(stream, "HTTP/1.1 302 Found\r\nLocation: {location}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+            }
+        });
+        (addr, hits)
+    }
+
+    #[test]
+    fn a_redirect_to_a_private_address_is_refused_before_anything_reaches_it() {
+        // The private target: a loopback listener that must never see a connection.
+        let target = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        target.set_nonblocking(true).unwrap();
+        let port = target.local_addr().unwrap().port();
+        for (location, reason) in [
+            (format!("http://127.0.0.1:{port}/secret"), "127.0.0.1 is a private or local address"),
+            (format!("http://localhost:{port}/secret"), "localhost resolves to a private or local address"),
+            (format!("http://[::1]:{port}/secret"), "::1 is a private or local address"),
+        ] {
+            let (origin, hits) = redirecting(location.clone());
+            let mut toolbox = Toolbox::new();
+            toolbox.add(Arc::new(HttpFetch::with_test_origin(origin))).unwrap();
+            let result = toolbox.call("http_fetch", &json!({ "url": format!("http://{origin}/start") }), None, &|| false);
+            assert_refused(result, reason);
+            // The fault landed where it was meant to: the first site was asked once, and it redirected.
+            assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 1, "{location}");
+            assert!(matches!(target.accept(), Err(e) if e.kind() == io::ErrorKind::WouldBlock), "{location}: the private address was reached");
+        }
+        // Positive control: without the exemption the first request itself is refused, so the server is not reached.
+        let (origin, hits) = redirecting("http://example.com/".into());
+        assert_refused(toolbox(true).call("http_fetch", &json!({ "url": format!("http://{origin}/start") }), None, &|| false), "private or local address");
+        assert_eq!(hits.load(std::sync::atomic::Ordering::SeqCst), 0);
     }
 
     #[test]

@@ -57,65 +57,87 @@ fn secret_tool_lookup(profile: &str) -> Option<String> {
 #[test]
 fn keys_live_in_the_keyring_and_nowhere_else_after_a_full_session() {
     require_secret_service();
-    let home = tempfile::tempdir().unwrap();
+    // A throwaway HOME holding everything Keel may write: its data dir, HOME's config, cache, data and state
+    // folders, and its temporary files; the scan covers all of it.
+    let root = tempfile::tempdir().unwrap();
+    let data = root.path().join("data");
+    let keel = |_: &Path| {
+        let mut cmd = self::keel(&data);
+        let home = root.path().join("home");
+        for (var, sub) in [("XDG_CONFIG_HOME", ".config"), ("XDG_CACHE_HOME", ".cache"), ("XDG_DATA_HOME", ".local/share"), ("XDG_STATE_HOME", ".local/state")] {
+            std::fs::create_dir_all(home.join(sub)).unwrap();
+            cmd.env(var, home.join(sub));
+        }
+        std::fs::create_dir_all(root.path().join("tmp")).unwrap();
+        cmd.env("HOME", &home).env("TMPDIR", root.path().join("tmp"));
+        cmd
+    };
+    let home = &data;
     let key = format!("sk-keel-test-{:016x}", std::process::id() as u64 * 0x9E37_79B9 + 17);
     let server = LlamaServer::start(Some(&key));
     let mut transcript = Vec::new();
 
-    let out = run(keel(home.path()).args(["backends", "add", "lab", "--base-url", &server.base_url(), "--model", MODEL, "--fallback", "local"]), &mut transcript);
+    let out = run(keel(home).args(["backends", "add", "lab", "--base-url", &server.base_url(), "--model", MODEL, "--fallback", "local"]), &mut transcript);
     assert!(out.status.success(), "{}", common::stderr(&out));
 
     // Set: from stdin, into the Secret Service (read back with libsecret's own tool).
-    let out = with_stdin(keel(home.path()).args(["keys", "set", "lab"]), &format!("{key}\n"));
+    let out = with_stdin(keel(home).args(["keys", "set", "lab"]), &format!("{key}\n"));
     transcript.extend_from_slice(&out.stdout);
     transcript.extend_from_slice(&out.stderr);
     assert!(out.status.success(), "{}", common::stderr(&out));
     assert_eq!(secret_tool_lookup("lab").as_deref(), Some(key.as_str()));
-    let out = run(keel(home.path()).args(["backends", "list", "--json"]), &mut transcript);
+    let out = run(keel(home).args(["backends", "list", "--json"]), &mut transcript);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list[1]["key"], "set", "{list}");
 
     // Read: the server demands the key, and a run through it is answered by it.
-    let out = run(keel(home.path()).args(["ask", "--backend", "lab", "--mode", "chat", "--max-tokens", "12", "--json", "Say hello."]), &mut transcript);
+    let out = run(keel(home).args(["ask", "--backend", "lab", "--mode", "chat", "--max-tokens", "12", "--json", "Say hello."]), &mut transcript);
     assert!(out.status.success(), "{}", common::stderr(&out));
     let turn: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let run_id = turn["run_id"].as_i64().unwrap();
-    let out = run(keel(home.path()).args(["runs", "show", &run_id.to_string(), "--json"]), &mut transcript);
+    let out = run(keel(home).args(["runs", "show", &run_id.to_string(), "--json"]), &mut transcript);
     let shown = common::stdout(&out);
     assert!(shown.contains("\"answered_by\": \"lab\""), "{shown}");
-    let out = run(keel(home.path()).args(["backends", "test", "lab", "--json"]), &mut transcript);
+    let out = run(keel(home).args(["backends", "test", "lab", "--json"]), &mut transcript);
     assert!(out.status.success(), "{}", common::stdout(&out));
 
     // Replace: the server refuses a wrong key, and the error says how to fix it.
-    let out = with_stdin(keel(home.path()).args(["keys", "set", "lab"]), "sk-wrong-key\n");
+    let out = with_stdin(keel(home).args(["keys", "set", "lab"]), "sk-wrong-key\n");
     transcript.extend_from_slice(&out.stdout);
     transcript.extend_from_slice(&out.stderr);
     assert!(out.status.success(), "{}", common::stderr(&out));
     assert_eq!(secret_tool_lookup("lab").as_deref(), Some("sk-wrong-key"));
-    let out = run(keel(home.path()).args(["backends", "test", "lab"]), &mut transcript);
+    let out = run(keel(home).args(["backends", "test", "lab"]), &mut transcript);
     assert!(!out.status.success());
     assert!(common::stdout(&out).contains("refused the key (HTTP 401"), "{}", common::stdout(&out));
     assert!(common::stderr(&out).contains("keel keys set lab"), "{}", common::stderr(&out));
-    let out = with_stdin(keel(home.path()).args(["keys", "set", "lab"]), &format!("{key}\n"));
+    let out = with_stdin(keel(home).args(["keys", "set", "lab"]), &format!("{key}\n"));
     transcript.extend_from_slice(&out.stdout);
     transcript.extend_from_slice(&out.stderr);
     assert!(out.status.success(), "{}", common::stderr(&out));
 
     // Memory export and a run export go through the same scan.
-    let export = home.path().join("export.jsonl");
-    run(keel(home.path()).args(["memory", "export", "--output"]).arg(&export), &mut transcript);
-    run(keel(home.path()).args(["runs", "list", "--json"]), &mut transcript);
+    let export = home.join("export.jsonl");
+    run(keel(home).args(["memory", "export", "--output"]).arg(&export), &mut transcript);
+    run(keel(home).args(["runs", "list", "--json"]), &mut transcript);
 
     // Delete.
-    let out = run(keel(home.path()).args(["keys", "rm", "lab"]), &mut transcript);
+    let out = run(keel(home).args(["keys", "rm", "lab"]), &mut transcript);
     assert!(out.status.success(), "{}", common::stderr(&out));
     assert_eq!(secret_tool_lookup("lab"), None);
-    let out = run(keel(home.path()).args(["backends", "list", "--json"]), &mut transcript);
+    let out = run(keel(home).args(["backends", "list", "--json"]), &mut transcript);
     let list: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(list[1]["key"], "not_set");
 
-    // The scan: the data dir (SQLite and its WAL, indexes, exports) and everything Keel printed.
-    let leaks = files_containing(home.path(), key.as_bytes());
+    // The scan: the whole throwaway HOME (the data dir with SQLite, its WAL, indexes and exports; config, cache,
+    // data and state folders; temporary files) and everything Keel printed, stdout and stderr (its log).
+    // Positive control: the same scan finds the key planted in a file.
+    let planted = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(planted.path().join("deep/er")).unwrap();
+    std::fs::write(planted.path().join("deep/er/wal"), [b"\x00\x01".as_slice(), key.as_bytes(), b"\xff"].concat()).unwrap();
+    assert_eq!(files_containing(planted.path(), key.as_bytes()).len(), 1, "the scan misses a planted key");
+    assert!(data.join("keel.sqlite3").exists(), "the scan covers the data dir Keel wrote");
+    let leaks = files_containing(root.path(), key.as_bytes());
     assert!(leaks.is_empty(), "the key was written to {leaks:?}");
     assert!(!transcript.windows(key.len()).any(|w| w == key.as_bytes()), "the key was printed");
     assert!(transcript.windows(10).any(|w| w == b"\"run_id\": "), "the transcript holds the session's output");

@@ -1,7 +1,7 @@
 //! Routing by code (`interface::route`). Through `keel ask` in auto mode on the embedded model: the tool is
 //! chosen by the grammar, not the model (a `Routed` event, then the call), the answer states the tool's result
 //! (83810205; 397.8; Thursday), and the terminal shows the answer, not the JSON action the model wrote. And the
-//! rules' precision on a committed table of 209 messages, half of them look-alikes (`tests/evals/routing/routing.jsonl`).
+//! rules' precision on a committed table of 260 messages, half of them look-alikes (`tests/evals/routing/routing.jsonl`).
 
 use keel::interface::guard::{Patterns, Source, Thresholds};
 use keel::interface::Door;

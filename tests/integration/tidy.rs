@@ -405,3 +405,62 @@ fn the_crate_root_is_only_the_module_list() {
         .collect();
     assert!(app_files.is_empty(), "App's wings live in src/app/: {app_files:?}");
 }
+
+/// The switches that turn a check off or narrow the suite (`UPDATE_*`, `*_ONLY`) named in `texts`.
+fn switches(texts: &[String]) -> BTreeSet<String> {
+    let mut out = BTreeSet::new();
+    for text in texts {
+        for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
+            let upper = word.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
+            if upper && ((word.starts_with("UPDATE_") && word.len() > 7) || (word.ends_with("_ONLY") && word.len() > 5)) {
+                out.insert(word.to_owned());
+            }
+        }
+    }
+    out
+}
+
+/// The switches the suite's script does not clear.
+fn uncleared_switches(texts: &[String], test_sh: &str) -> Vec<String> {
+    let unset: BTreeSet<&str> = test_sh.lines().filter(|l| l.trim_start().starts_with("unset ")).flat_map(|l| l.split_whitespace().skip(1)).collect();
+    switches(texts).into_iter().filter(|s| !unset.contains(s.as_str())).collect()
+}
+
+fn text_files(dir: &Path, out: &mut Vec<String>) {
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        let name = path.file_name().unwrap().to_string_lossy().into_owned();
+        if path.is_dir() {
+            if !["node_modules", "target", ".git", "test-output", "dist"].contains(&name.as_str()) {
+                text_files(&path, out);
+            }
+        } else if ["rs", "sh", "mjs", "ts", "js", "py", "svelte"].iter().any(|e| name.ends_with(&format!(".{e}"))) {
+            out.extend(std::fs::read_to_string(&path).ok());
+        }
+    }
+}
+
+#[test]
+fn the_suite_script_clears_every_switch_that_turns_a_check_off() {
+    let mut texts = Vec::new();
+    for dir in ["src", "src-tauri/src", "tests", "scripts", "ui/src", ".ci"] {
+        if repo().join(dir).is_dir() {
+            text_files(&repo().join(dir), &mut texts);
+        }
+    }
+    let found = switches(&texts);
+    // Positive control: the scan sees the switches known to exist.
+    assert!(found.contains("UPDATE_BINDINGS") && found.contains("E2E_ONLY"), "{found:?}");
+    let test_sh = std::fs::read_to_string(repo().join("scripts/test.sh")).unwrap();
+    let left = uncleared_switches(&texts, &test_sh);
+    assert!(left.is_empty(), "scripts/test.sh does not unset {left:?}: a stray export would turn a check off in CI");
+}
+
+#[test]
+fn a_switch_the_suite_does_not_clear_is_caught() {
+    // The planted name is built at run time, so that the repository scan above does not find it here.
+    let planted = format!("UPDATE_{}", "GOLDEN");
+    let texts = vec![format!("if std::env::var_os(\"{planted}\").is_some() {{}}"), "E2E_ONLY=x run".to_owned()];
+    assert_eq!(uncleared_switches(&texts, "unset E2E_ONLY\n"), [planted.clone()]);
+    assert!(uncleared_switches(&texts, &format!("unset E2E_ONLY {planted}\n")).is_empty());
+}

@@ -49,8 +49,9 @@ pub enum EvalCommand {
         #[arg(long)]
         json: bool,
     },
-    /// The injection scorer on the committed guard set: per layer, the flag threshold chosen on the validation
-    /// split at 1% false positives, and detection of direct and indirect injections on the test split.
+    /// The injection scorer on the committed guard set: per layer, detection of direct and indirect injections on the
+    /// test split at the threshold Keel ships (for a layer not used alone, the one chosen on the validation split at
+    /// 1% false positives).
     Guard {
         #[arg(long, default_value = "tests/evals/guard/guard.jsonl")]
         dataset: PathBuf,
@@ -102,9 +103,9 @@ impl Human for GuardEvalReport {
         ));
         for l in &self.layers {
             text.line(format!(
-                "{:<11} {:>9.3} {:>14} {:>16} {:>9}   {:>17} {:>19}",
+                "{:<11} {:>9} {:>14} {:>16} {:>9}   {:>17} {:>19}",
                 l.layer,
-                l.threshold,
+                format!("{:.3}{}", l.threshold, if l.shipped { "" } else { "*" }),
                 pct(l.test_direct_detected),
                 pct(l.test_indirect_detected),
                 pct(l.test_false_positive_rate),
@@ -112,7 +113,10 @@ impl Human for GuardEvalReport {
                 pct(l.test_indirect_at_1pct)
             ));
         }
-        text.line(format!("thresholds chosen on the validation split at 1% false positives; {} ms", self.duration_ms));
+        text.line(format!(
+            "at the thresholds Keel ships (* chosen on the validation split at 1% false positives: a layer Keel does not use alone); {} ms",
+            self.duration_ms
+        ));
         text
     }
 }

@@ -98,7 +98,7 @@ pub fn stream_tokens(show: bool) -> impl FnMut(TurnEvent) {
         TurnEvent::Step { event } => match &event.event {
             keel::orchestration::events::RunEvent::RunStarted { mode, .. } => STREAMED.store(!mode.uses_tools(), Ordering::SeqCst),
             // A streamed reply that failed a check is replaced: the replacement is printed whole when the turn ends.
-            keel::orchestration::events::RunEvent::Verified { passed: false, .. } => {
+            keel::orchestration::events::RunEvent::Verified { passed: false, check, .. } if check == keel::orchestration::routed::RECALLED_FACT => {
                 if STREAMED.swap(false, Ordering::SeqCst) && show {
                     println!("\n[replaced: the reply did not state what you told me]");
                 }
