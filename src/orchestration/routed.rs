@@ -11,13 +11,12 @@ use serde_json::Value;
 
 use super::state::RunState;
 
-/// One thing an answer must state: a text (compared without case) or a number.
+/// One thing an answer must state: a text (compared without case), or one of several.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Need {
     Text(String),
     /// Any one of these texts (a file's distinctive words, the names listed).
     AnyOf(Vec<String>),
-    Number(Decimal),
 }
 
 /// The plain answer for the last routed call, and what any answer must state; `None` when the route has no
@@ -138,7 +137,6 @@ pub fn states(answer: &str, need: &Need) -> bool {
             let said = content_words(answer);
             ts.iter().any(|t| said.contains(&t.to_lowercase()))
         }
-        Need::Number(n) => numbers(answer).contains(n),
     }
 }
 

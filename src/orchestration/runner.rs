@@ -466,8 +466,7 @@ impl<'a> Run<'a> {
         if !self.state.verified {
             let mut known: Vec<&str> = self.conversation.iter().map(|m| m.content.as_str()).collect();
             known.extend(self.memory_section.as_deref());
-            let question = self.conversation.iter().rev().find(|m| m.role == Role::User).map(|m| m.content.as_str()).unwrap_or_default();
-            let checks = verify::checks(text, &self.state, self.services.memory_port, &known, question);
+            let checks = verify::checks(text, &self.state, self.services.memory_port, &known, self.question());
             let failures_before = self.state.verification_failures;
             let mut failed = None;
             for c in checks {
@@ -486,8 +485,7 @@ impl<'a> Run<'a> {
                     let answer = format!("{expression} = {}", result.normalize());
                     return self.answered(&answer, on_event);
                 }
-                let question = self.conversation.iter().rev().find(|m| m.role == Role::User).map(|m| m.content.clone()).unwrap_or_default();
-                if let Some((answer, _)) = routed::plain_answer(&self.state, &question) {
+                if let Some((answer, _)) = routed::plain_answer(&self.state, self.question()) {
                     return self.answered(&answer, on_event);
                 }
                 if failures_before >= 1 {
@@ -511,10 +509,15 @@ impl<'a> Run<'a> {
         self.answered(text, on_event)
     }
 
+    /// The user's message this run answers.
+    fn question(&self) -> &'a str {
+        self.conversation.iter().rev().find(|m| m.role == Role::User).map(|m| m.content.as_str()).unwrap_or_default()
+    }
+
     /// For a question about the user, the fact they told Keel that answers it, among the memories this run
     /// recalled (see `routed::recalled_fact`).
     fn recalled_fact(&self) -> Option<(String, Vec<routed::Need>)> {
-        let question = self.conversation.iter().rev().find(|m| m.role == Role::User)?.content.as_str();
+        let question = self.question();
         if self.state.memories_used.is_empty() || !crate::interface::about_the_user(question) {
             return None;
         }
