@@ -39,6 +39,16 @@ impl From<StoreError> for AppError {
 
 impl From<ModelError> for AppError {
     fn from(e: ModelError) -> Self {
+        if let ModelError::Io { path, source } = &e {
+            if is_disk_full(source) {
+                let folder = path.parent().unwrap_or(path);
+                return AppError::new(
+                    ErrorKind::DiskFull,
+                    format!("the disk holding {} is full: {e}", folder.display()),
+                    Some("free some disk space there (or point KEEL_MODELS_DIR at a disk with room) and run `keel models fetch` again; what was fetched and checked is kept".into()),
+                );
+            }
+        }
         let kind = match &e {
             ModelError::Missing { .. } => ErrorKind::ModelMissing,
             ModelError::Io { source, .. } if is_disk_full(source) => ErrorKind::DiskFull,
@@ -103,6 +113,11 @@ impl From<MemoryError> for AppError {
         match e {
             MemoryError::Store(s) => s.into(),
             MemoryError::Embed(e) => AppError::new(ErrorKind::ModelCorrupt, e.to_string(), Some(models::FETCH_HINT.into())),
+            MemoryError::Index(e) if e.is_disk_full() => AppError::new(
+                ErrorKind::DiskFull,
+                e.to_string(),
+                Some("free some disk space, then run `keel memory reindex`; the index is rebuilt from the database and nothing is lost".into()),
+            ),
             MemoryError::Index(e) => AppError::new(
                 ErrorKind::Store,
                 e.to_string(),

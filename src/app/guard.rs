@@ -186,36 +186,15 @@ impl App {
         })
     }
 
-    /// Checks texts as `keel guard` does: each through the front door's inspection (normalised for the model,
-    /// scored, its intent detected with the classifier; nothing refused). With `patterns_only`, or when no embedding model is installed, the
-    /// similarity layer and the classifier are left out. Progress counts texts.
-    pub fn guard_texts(
-        &self,
-        items: &[(String, Source)],
-        patterns_only: bool,
-        on_progress: &mut dyn FnMut(LoadProgress),
-    ) -> Result<Vec<GuardReport>, AppError> {
+    /// The checker `keel guard` uses: each text through the front door's inspection (normalised for the model,
+    /// scored, its intent detected with the classifier; nothing refused). With `patterns_only`, or when no
+    /// embedding model is installed, the similarity layer and the classifier are left out. Loading shows progress.
+    pub fn guard_checker(&self, patterns_only: bool, on_progress: &mut dyn FnMut(LoadProgress)) -> Result<GuardChecker, AppError> {
         let screen = match patterns_only {
             true => AppScreen::Patterns(guard::Patterns(thresholds())),
             false => AppScreen::Full(self.guard_model(on_progress)?, thresholds()),
         };
-        let classifying = Classifying(&screen);
-        let door = Door::new(&classifying);
-        let mut reports = Vec::with_capacity(items.len());
-        for (i, (text, source)) in items.iter().enumerate() {
-            let accepted = door.inspect(text, *source);
-            reports.push(GuardReport {
-                verdict: accepted.scan.verdict,
-                score: accepted.scan.score,
-                reasons: accepted.scan.reasons,
-                intent: accepted.intent.intent,
-                intent_confidence: accepted.intent.confidence,
-                normalised: accepted.text,
-                changes: accepted.changes,
-            });
-            on_progress(LoadProgress { stage: "checking the texts".into(), done: i as u64 + 1, total: items.len() as u64 });
-        }
-        Ok(reports)
+        Ok(GuardChecker { screen })
     }
 
     /// The screen for a run.
@@ -223,6 +202,29 @@ impl App {
         match self.guard_model(&mut |_| {}) {
             Ok(model) => AppScreen::Full(model, thresholds()),
             Err(_) => AppScreen::Patterns(guard::Patterns(thresholds())),
+        }
+    }
+}
+
+/// Checks one text at a time, so that a caller can write each answer as soon as it is computed.
+pub struct GuardChecker {
+    screen: AppScreen,
+}
+
+impl GuardChecker {
+    /// What the guard makes of `text` from `source`. Memory and time are bounded by the text's length whatever
+    /// its shape: the similarity layer embeds at most [`guard::MAX_WINDOWS`] windows.
+    pub fn check(&self, text: &str, source: Source) -> GuardReport {
+        let classifying = Classifying(&self.screen);
+        let accepted = Door::new(&classifying).inspect(text, source);
+        GuardReport {
+            verdict: accepted.scan.verdict,
+            score: accepted.scan.score,
+            reasons: accepted.scan.reasons,
+            intent: accepted.intent.intent,
+            intent_confidence: accepted.intent.confidence,
+            normalised: accepted.text,
+            changes: accepted.changes,
         }
     }
 }

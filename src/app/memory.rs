@@ -3,7 +3,7 @@
 //! The memory layer is opened on first use (the embedding model loaded and checked against the manifest, the
 //! indexes compared with SQLite and rebuilt if needed, with progress) and kept for the life of the `App`.
 
-use std::io::{BufRead, Write};
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -21,6 +21,10 @@ use crate::store::{DocumentLink, MemoryItem, MemoryKind, MemoryPage, MemoryQuery
 
 /// The folder of the derived BM25 index, inside the data dir.
 pub const INDEX_DIR: &str = "memory-index";
+
+/// The longest line a memory export may hold: an item's text is at most 32 KiB, and its embedding and metadata
+/// a few more.
+const MAX_EXPORT_LINE_BYTES: usize = 1024 * 1024;
 
 /// One line of `keel memory export`: an item, its metadata and (optionally) its embedding.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -214,8 +218,25 @@ impl App {
         let bad = |m: String| AppError::new(ErrorKind::InvalidInput, m, Some("pass a file written by `keel memory export`".into()));
         let f = std::fs::File::open(file).map_err(|e| bad(format!("cannot open {}: {e}", file.display())))?;
         let mut items = Vec::new();
-        for (n, line) in std::io::BufReader::new(f).lines().enumerate() {
-            let line = line.map_err(|e| bad(format!("{} line {}: {e}", file.display(), n + 1)))?;
+        let mut reader = std::io::BufReader::new(f);
+        let mut buf = Vec::new();
+        for n in 0.. {
+            let read = crate::shared::io::read_line_bounded(&mut reader, &mut buf, MAX_EXPORT_LINE_BYTES)
+                .map_err(|e| bad(format!("{} line {}: {e}", file.display(), n + 1)))?;
+            match read {
+                None => break,
+                Some(crate::shared::io::BoundedLine::TooLong(bytes)) => {
+                    return Err(bad(format!(
+                        "{} line {} is {}, longer than any item `keel memory export` writes ({} at most)",
+                        file.display(),
+                        n + 1,
+                        crate::shared::io::size(bytes),
+                        crate::shared::io::size(MAX_EXPORT_LINE_BYTES as u64)
+                    )))
+                }
+                Some(crate::shared::io::BoundedLine::Line) => {}
+            }
+            let line = std::str::from_utf8(&buf).map_err(|e| bad(format!("{} line {}: not UTF-8: {e}", file.display(), n + 1)))?;
             if line.trim().is_empty() {
                 continue;
             }

@@ -101,6 +101,21 @@ struct Inner {
 }
 
 impl App {
+    /// Reads one line of a front end's input into `buf`, holding at most `max` bytes of it: a longer line is
+    /// skipped to its end as it is read ([`crate::shared::io::read_line_bounded`]). `None` at the end.
+    pub fn read_input_line(
+        input: &mut impl std::io::BufRead,
+        buf: &mut Vec<u8>,
+        max: usize,
+    ) -> std::io::Result<Option<crate::shared::io::BoundedLine>> {
+        crate::shared::io::read_line_bounded(input, buf, max)
+    }
+
+    /// A size for people, as Keel's messages give it ("16.8 MB").
+    pub fn size_text(bytes: u64) -> String {
+        crate::shared::io::size(bytes)
+    }
+
     /// Opens the data dir named by the environment. For tests and evaluations only, `KEEL_SCRIPTED_BACKEND`
     /// names a script file (see `llm::scripted::ScriptFile`) that replaces the embedded model.
     pub fn open_default() -> Result<App, AppError> {

@@ -67,8 +67,14 @@ impl MemoryPort for AppMemoryPort {
             .collect())
     }
 
+    /// A fact already remembered word for word is not saved again: its id is returned. That makes a save safe
+    /// to repeat (a retry, or a run resumed after a crash between the save and its record), so it happens
+    /// exactly once.
     fn save(&self, text: &str) -> Result<i64, String> {
         let app = self.app()?;
+        if let Some(id) = app.inner.store.memory_find_text(MemoryKind::Fact, text.trim()).map_err(|e| e.to_string())? {
+            return Ok(id);
+        }
         let memory = app.memory(&mut |_| {}).map_err(|e| e.message)?;
         let spec = ItemSpec { kind: MemoryKind::Fact, text: text.to_owned(), source: "tool".into(), provenance: self.provenance.clone(), pinned: false };
         memory.add(&app.inner.store, &spec).map(|i| i.id).map_err(|e| e.to_string())

@@ -22,6 +22,17 @@ pub struct IndexError {
     pub reason: String,
 }
 
+impl IndexError {
+    fn says_disk_full(reason: &str) -> bool {
+        reason.contains("No space left on device") || reason.contains("StorageFull") || reason.contains("os error 28")
+    }
+
+    /// The index could not be written because its disk is full.
+    pub fn is_disk_full(&self) -> bool {
+        Self::says_disk_full(&self.reason)
+    }
+}
+
 pub struct TextIndex {
     dir: PathBuf,
     index: Index,
@@ -79,7 +90,10 @@ impl TextIndex {
     }
 
     fn err(&self, what: &'static str, e: impl std::fmt::Display) -> IndexError {
-        IndexError { path: self.dir.clone(), what, reason: e.to_string() }
+        let reason = e.to_string();
+        // tantivy wraps the OS error in its own text: a full disk is recognised by the OS's words for it.
+        let what = if IndexError::says_disk_full(&reason) { "cannot be written because the disk holding it is full" } else { what };
+        IndexError { path: self.dir.clone(), what, reason }
     }
 
     /// The store generation of the last commit, `None` for a new index.

@@ -103,21 +103,101 @@ pub fn extract(path: &Path) -> Result<String, String> {
     Ok(text)
 }
 
-/// The chunks of a document's text, in order, without duplicates.
+/// The chunks of a document's text, in order, without duplicates. A run of more than [`CHUNK_MAX_CHARS`]
+/// characters without white space (a base64 blob, a minified file, one very long "word") is cut by position
+/// into chunks of that size with the usual overlap, and the splitter gets the text around it: its search for
+/// a boundary inside such a run takes time quadratic in the run (a 2 MB one-word file took 242 s).
 pub fn chunk(text: &str, format: Format) -> Vec<String> {
-    let config = ChunkConfig::new(CHUNK_MIN_CHARS..CHUNK_MAX_CHARS)
-        .with_overlap(CHUNK_OVERLAP_CHARS)
-        .expect("overlap is smaller than the chunk size");
-    let pieces: Vec<String> = match format {
-        Format::Markdown => MarkdownSplitter::new(config).chunks(text).map(str::to_owned).collect(),
-        _ => TextSplitter::new(config).chunks(text).map(str::to_owned).collect(),
+    let config = || {
+        ChunkConfig::new(CHUNK_MIN_CHARS..CHUNK_MAX_CHARS).with_overlap(CHUNK_OVERLAP_CHARS).expect("overlap is smaller than the chunk size")
     };
+    let (markdown, plain) = (MarkdownSplitter::new(config()), TextSplitter::new(config()));
+    let mut pieces: Vec<String> = Vec::new();
+    for (segment, long) in segments(text) {
+        if long {
+            cut_by_position(segment, &mut pieces);
+            continue;
+        }
+        match format {
+            Format::Markdown => pieces.extend(markdown.chunks(segment).map(str::to_owned)),
+            _ => pieces.extend(plain.chunks(segment).map(str::to_owned)),
+        }
+    }
     let mut seen = HashSet::new();
     pieces
         .into_iter()
         .map(|c| c.trim().to_owned())
         .filter(|c| !c.is_empty() && seen.insert(c.clone()))
         .collect()
+}
+
+/// Whether `c` continues a word that has no boundary inside it: a letter or a digit of a script that separates
+/// words (ideographs, kana and hangul have a word boundary at every character, so text-splitter cuts them
+/// itself; white space and punctuation end a word).
+fn joins_word(c: char) -> bool {
+    c.is_alphanumeric()
+        && !matches!(c as u32, 0x3040..=0x30FF | 0x3400..=0x4DBF | 0x4E00..=0x9FFF | 0xAC00..=0xD7AF | 0xF900..=0xFAFF | 0x20000..=0x3FFFF)
+}
+
+/// `text` as consecutive segments, each marked `true` when it is one word (letters and digits without a
+/// boundary, see [`joins_word`]) of more than [`CHUNK_MAX_CHARS`] characters.
+fn segments(text: &str) -> Vec<(&str, bool)> {
+    // The long runs, as byte ranges.
+    let mut long: Vec<(usize, usize)> = Vec::new();
+    let (mut run_start, mut run_chars) = (0usize, 0usize);
+    for (i, c) in text.char_indices() {
+        if !joins_word(c) {
+            if run_chars > CHUNK_MAX_CHARS {
+                long.push((run_start, i));
+            }
+            run_chars = 0;
+        } else {
+            if run_chars == 0 {
+                run_start = i;
+            }
+            run_chars += 1;
+        }
+    }
+    if run_chars > CHUNK_MAX_CHARS {
+        long.push((run_start, text.len()));
+    }
+    let mut out = Vec::new();
+    let mut at = 0;
+    for (start, end) in long {
+        if start > at {
+            out.push((&text[at..start], false));
+        }
+        out.push((&text[start..end], true));
+        at = end;
+    }
+    if at < text.len() || out.is_empty() {
+        out.push((&text[at..], false));
+    }
+    out
+}
+
+/// Chunks of [`CHUNK_MAX_CHARS`] characters overlapping by [`CHUNK_OVERLAP_CHARS`], cut on character
+/// boundaries; the last one ends with the run. Reads the run once, holding only the chunk's bounds.
+fn cut_by_position(run: &str, pieces: &mut Vec<String>) {
+    let step = CHUNK_MAX_CHARS - CHUNK_OVERLAP_CHARS;
+    // The byte offset of every `step`-th character, and of the run's end.
+    let mut starts: Vec<usize> = Vec::new();
+    let mut chars = 0usize;
+    for (i, _) in run.char_indices() {
+        if chars % step == 0 {
+            starts.push(i);
+        }
+        chars += 1;
+    }
+    // A chunk spans CHUNK_MAX_CHARS characters: from one start to CHUNK_OVERLAP_CHARS past the next one.
+    let offset_of = |from: usize, n: usize| run[from..].char_indices().nth(n).map_or(run.len(), |(i, _)| from + i);
+    for (k, &start) in starts.iter().enumerate() {
+        let end = offset_of(start, CHUNK_MAX_CHARS);
+        pieces.push(run[start..end].to_owned());
+        if end == run.len() || k * step + CHUNK_MAX_CHARS >= chars {
+            break;
+        }
+    }
 }
 
 /// A title for a document: its first non-empty line, shortened, or the file name.
@@ -145,6 +225,48 @@ mod tests {
         // Consecutive chunks share text (the overlap).
         let shared = chunks.windows(2).filter(|w| w[1].contains(w[0].split(". ").last().unwrap_or(""))).count();
         assert!(shared > 0);
+    }
+
+    #[test]
+    fn a_run_without_white_space_is_cut_by_position_and_the_text_around_it_is_split_as_usual() {
+        let prose = (0..30).map(|i| format!("Sentence number {i} talks about topic {}.", i % 7)).collect::<Vec<_>>().join(" ");
+        let blob: String = (0..5_000).map(|i| char::from(b'a' + (i % 26) as u8)).collect::<String>() + "éñ";
+        let text = format!("{prose}\n\n{blob}\n\n{prose} The end.");
+        let chunks = chunk(&text, Format::Markdown);
+        assert!(chunks.iter().all(|c| c.chars().count() <= CHUNK_MAX_CHARS));
+        let blob_chunks: Vec<&String> = chunks.iter().filter(|c| !c.contains(' ')).collect();
+        // 5,002 characters in steps of 800 with 900-character chunks: 7 chunks, overlapping by 100.
+        assert_eq!(blob_chunks.len(), 7);
+        for w in blob_chunks.windows(2) {
+            assert_eq!(w[0][w[0].len() - CHUNK_OVERLAP_CHARS..], w[1][..CHUNK_OVERLAP_CHARS]);
+        }
+        assert!(blob_chunks.last().unwrap().ends_with("éñ"));
+        // Every character of the text is in some chunk, in order: the chunks less their overlaps rebuild it.
+        let rebuilt: String = blob_chunks.iter().enumerate().map(|(i, c)| if i == 0 { c.as_str() } else { &c[CHUNK_OVERLAP_CHARS..] }).collect();
+        assert_eq!(rebuilt, blob);
+        assert!(chunks.first().unwrap().starts_with("Sentence number 0") && chunks.last().unwrap().ends_with("The end."));
+        assert_eq!(segments("short words only"), vec![("short words only", false)]);
+        // Chinese prose has no spaces, and is not one word: it is left to the splitter, which cuts at sentences.
+        let chinese = "我们在海边散步，看见了许多船只。".repeat(200);
+        assert_eq!(segments(&chinese), vec![(chinese.as_str(), false)]);
+        assert!(chunk(&chinese, Format::Text).iter().all(|c| c.ends_with('。')));
+    }
+
+    #[test]
+    fn a_two_megabyte_word_is_chunked_in_linear_time() {
+        // Digits of consecutive numbers: no two chunks alike, so none is dropped as a duplicate.
+        let mut word = String::new();
+        let mut n = 0u64;
+        while word.len() < 2_000_000 {
+            word.push_str(&n.to_string());
+            n += 1;
+        }
+        let started = std::time::Instant::now();
+        let chunks = chunk(&word, Format::Text);
+        let step = CHUNK_MAX_CHARS - CHUNK_OVERLAP_CHARS;
+        assert_eq!(chunks.len(), (word.len() - CHUNK_MAX_CHARS).div_ceil(step) + 1);
+        // text-splitter alone took minutes; cut by position it is milliseconds even unoptimised.
+        assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
     }
 
     #[test]

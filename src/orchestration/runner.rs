@@ -664,13 +664,17 @@ impl<'a> Run<'a> {
 
     /// The fallbacks for a failed attempt, in order: retry (transient errors, with backoff), an alternative
     /// tool with the same capability (when the tool is at fault), and finally the error reported to the model.
+    /// A call that timed out may have done its work before it was stopped: it is repeated (or handed to an
+    /// alternative tool) only when that is safe, by the rule a crash uses ([`ToolCallState::unknown_outcome`]):
+    /// an idempotent tool, or one without side effects.
     fn fallback(&mut self, call: ToolCallState, error: ToolError, on_event: &mut dyn FnMut(TurnEvent)) -> Result<(), StoreError> {
         if matches!(error, ToolError::Cancelled { .. }) && self.cancel.is_cancelled() {
             return self.commit(RunEvent::RunCancelled { reason: "stopped by the user".into() }, on_event);
         }
         let limits = self.limits();
         let budget_left = self.state.budget_used.tool_calls < limits.max_tool_calls;
-        if error.is_transient() && budget_left {
+        let safe_to_repeat = !matches!(error, ToolError::Timeout { .. }) || call.unknown_outcome().is_none();
+        if error.is_transient() && budget_left && safe_to_repeat {
             let seed = (self.run_id as u64).wrapping_mul(31).wrapping_add(u64::from(self.state.budget_used.tool_calls));
             if let Some(delay) = limits.retry.delay(call.attempt + 1, error.retry_after_ms(), seed) {
                 if delay < self.wall_left() {
@@ -687,7 +691,7 @@ impl<'a> Run<'a> {
                 }
             }
         }
-        if error.tool_at_fault() && budget_left {
+        if error.tool_at_fault() && budget_left && safe_to_repeat {
             let alternative = self
                 .services
                 .toolbox

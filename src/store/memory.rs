@@ -558,6 +558,19 @@ impl Store {
         rows.collect::<rusqlite::Result<HashMap<_, _>>>().map_err(|e| self.err(e))
     }
 
+    /// The oldest live item of `kind` whose text is exactly `text`.
+    pub fn memory_find_text(&self, kind: MemoryKind, text: &str) -> Result<Option<i64>, StoreError> {
+        self.conn()
+            .query_row(
+                "SELECT id FROM memory_items WHERE content_hash = ?1 AND kind = ?2 AND deleted_ms IS NULL AND text = ?3
+                 ORDER BY id LIMIT 1",
+                params![content_hash(text), kind.as_str(), text],
+                |r| r.get(0),
+            )
+            .optional()
+            .map_err(|e| self.err(e))
+    }
+
     /// Whether a live item with exactly this text and kind exists (import of an export skips those).
     pub fn memory_has_text(&self, kind: MemoryKind, text: &str) -> Result<bool, StoreError> {
         self.conn()

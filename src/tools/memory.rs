@@ -24,7 +24,8 @@ pub struct MemoryHit {
 /// What the memory tools need from the memory layer.
 pub trait MemoryPort: Send + Sync {
     fn search(&self, query: &str, limit: u32) -> Result<Vec<MemoryHit>, String>;
-    /// Saves a fact; returns its id.
+    /// Saves a fact; returns its id. Saving a fact already remembered word for word returns that one's id
+    /// (the tool is declared idempotent on this promise).
     fn save(&self, text: &str) -> Result<i64, String>;
     /// True when the item exists and is not deleted (the verification pass checks cited memories with it).
     fn exists(&self, id: i64) -> bool;
@@ -79,7 +80,8 @@ pub fn memory_tools(port: Arc<dyn MemoryPort>) -> Vec<Arc<dyn Tool>> {
             output_schema: object_schema(json!({ "id": { "type": "integer" } }), &["id"]),
             effect: Effect::Write,
             timeout_ms: 10_000,
-            idempotent: false,
+            // The port returns a fact already remembered word for word instead of saving it twice.
+            idempotent: true,
             capability: None,
             origin: Origin::Keel,
         },

@@ -4,7 +4,8 @@
 //! timeout, whether a retry is safe, where its result comes from) and a [`Tool::call`]. The [`Toolbox`] holds the tools a run may use and is
 //! the one way to call them: it validates the arguments against the input schema before the tool sees them, runs
 //! the call on its own thread under the tool's timeout and the caller's cancellation, and validates the result
-//! against the output schema (a result that breaks it is [`ToolError::SchemaDrift`], never data). Tools are
+//! against the output schema (a result that breaks it is [`ToolError::SchemaDrift`], never data); a result larger
+//! than [`MAX_RESULT_BYTES`] has its longest strings cut, with a notice in each ([`fit_result`]). Tools are
 //! unreliable by assumption; retries, alternatives and approvals are orchestration's decisions, made on the
 //! closed [`ToolError`] classes below. Tools never call the LLM and know nothing of runs.
 
@@ -24,6 +25,82 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use ts_rs::TS;
+
+/// The most a tool's result may take, as JSON: what the event log keeps and the model may be shown. A tool
+/// (an MCP server, above all) may answer with far more; its longest strings are then cut ([`fit_result`]). Twice
+/// the built-in tools' own caps (a file read or an HTTP body of 1 MiB), so their results are never cut again.
+pub const MAX_RESULT_BYTES: usize = 2 * 1024 * 1024;
+
+/// The longest text of a tool's error (its message, each schema error) that is kept.
+pub const MAX_ERROR_BYTES: usize = 4096;
+
+/// The bytes `value` takes as compact JSON, counted without writing it anywhere.
+pub fn json_len(value: &Value) -> usize {
+    struct Count(usize);
+    impl std::io::Write for Count {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            self.0 += buf.len();
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    let mut count = Count(0);
+    serde_json::to_writer(&mut count, value).expect("a Value always serialises");
+    count.0
+}
+
+/// Fits `value` in `max` bytes of JSON by cutting its longest strings (each cut on a character boundary and
+/// ended with a notice saying how much was cut), halving the length kept until it fits. `Err` with the size
+/// when cutting strings cannot make it fit (a result of many small values).
+pub fn fit_result(value: &mut Value, max: usize) -> Result<bool, usize> {
+    let size = json_len(value);
+    if size <= max {
+        return Ok(false);
+    }
+    /// `s` kept to its first `keep` bytes (on a character boundary), with the notice.
+    fn cut_string(s: &str, keep: usize, max: usize) -> String {
+        let mut at = keep;
+        while !s.is_char_boundary(at) {
+            at -= 1;
+        }
+        let limit = crate::shared::io::size(max as u64);
+        format!("{} […] [Keel cut {} here: a tool result is kept to {limit}]", &s[..at], crate::shared::io::size((s.len() - at) as u64))
+    }
+    /// The JSON size of `v` with its strings longer than `keep` cut, without cutting them.
+    fn fitted_len(v: &Value, keep: usize, max: usize) -> usize {
+        match v {
+            Value::String(s) if s.len() > keep => json_len(&Value::String(cut_string(s, keep, max))),
+            // Brackets and a comma between items.
+            Value::Array(items) => 2 + items.len().saturating_sub(1) + items.iter().map(|i| fitted_len(i, keep, max)).sum::<usize>(),
+            // Braces, a colon per entry and a comma between entries.
+            Value::Object(map) => {
+                2 + (2 * map.len()).saturating_sub(1)
+                    + map.iter().map(|(k, v)| json_len(&Value::String(k.clone())) + fitted_len(v, keep, max)).sum::<usize>()
+            }
+            _ => json_len(v),
+        }
+    }
+    fn cut(v: &mut Value, keep: usize, max: usize) {
+        match v {
+            Value::String(s) if s.len() > keep => *s = cut_string(s, keep, max),
+            Value::Array(items) => items.iter_mut().for_each(|i| cut(i, keep, max)),
+            Value::Object(map) => map.values_mut().for_each(|i| cut(i, keep, max)),
+            _ => {}
+        }
+    }
+    let mut keep = max;
+    while keep >= 64 {
+        if fitted_len(value, keep, max) <= max {
+            cut(value, keep, max);
+            debug_assert!(json_len(value) <= max);
+            return Ok(true);
+        }
+        keep /= 2;
+    }
+    Err(size)
+}
 
 /// What calling a tool can do to the world; it decides whether the user must approve the call.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, TS)]
@@ -174,6 +251,32 @@ impl ToolError {
         }
     }
 
+    /// The error with each of its texts cut to [`MAX_ERROR_BYTES`] (a server's error message can be megabytes).
+    pub fn bounded(self) -> ToolError {
+        fn cut(mut s: String) -> String {
+            if s.len() > MAX_ERROR_BYTES {
+                let mut at = MAX_ERROR_BYTES;
+                while !s.is_char_boundary(at) {
+                    at -= 1;
+                }
+                let more = s.len() - at;
+                s.truncate(at);
+                s.push_str(&format!(" […] ({} more)", crate::shared::io::size(more as u64)));
+            }
+            s
+        }
+        match self {
+            ToolError::InvalidArguments { tool, errors } => {
+                ToolError::InvalidArguments { tool, errors: errors.into_iter().take(20).map(cut).collect() }
+            }
+            ToolError::SchemaDrift { tool, errors } => ToolError::SchemaDrift { tool, errors: errors.into_iter().take(20).map(cut).collect() },
+            ToolError::Transient { tool, message, retry_after_ms } => ToolError::Transient { tool, message: cut(message), retry_after_ms },
+            ToolError::Refused { tool, reason } => ToolError::Refused { tool, reason: cut(reason) },
+            ToolError::Failed { tool, message } => ToolError::Failed { tool, message: cut(message) },
+            other => other,
+        }
+    }
+
     /// Worth retrying the same call after a pause.
     pub fn is_transient(&self) -> bool {
         matches!(self, ToolError::Timeout { .. } | ToolError::Transient { .. })
@@ -309,6 +412,16 @@ impl Toolbox {
         timeout: Option<Duration>,
         cancelled: &dyn Fn() -> bool,
     ) -> Result<Value, ToolError> {
+        self.call_unbounded(name, args, timeout, cancelled).map_err(ToolError::bounded)
+    }
+
+    fn call_unbounded(
+        &self,
+        name: &str,
+        args: &Value,
+        timeout: Option<Duration>,
+        cancelled: &dyn Fn() -> bool,
+    ) -> Result<Value, ToolError> {
         let (tool, contract) = self.tools.get(name).ok_or_else(|| ToolError::UnknownTool { name: name.to_owned() })?;
         self.validate_arguments(name, args)?;
         let spec = tool.spec();
@@ -361,9 +474,24 @@ impl Toolbox {
                 }
             }
         };
-        let value = result?;
+        let mut value = result?;
         let errors = schema_errors(&contract.output, &value);
-        if errors.is_empty() { Ok(value) } else { Err(ToolError::SchemaDrift { tool: name.to_owned(), errors }) }
+        if !errors.is_empty() {
+            return Err(ToolError::SchemaDrift { tool: name.to_owned(), errors });
+        }
+        match fit_result(&mut value, MAX_RESULT_BYTES) {
+            Ok(false) => Ok(value),
+            // Cut strings are still strings, but a pattern or an enum in the schema may no longer hold.
+            Ok(true) if schema_errors(&contract.output, &value).is_empty() => Ok(value),
+            Ok(true) => Err(ToolError::Failed {
+                tool: name.to_owned(),
+                message: format!("returned more than {} and its result cannot be cut to fit its schema", crate::shared::io::size(MAX_RESULT_BYTES as u64)),
+            }),
+            Err(size) => Err(ToolError::Failed {
+                tool: name.to_owned(),
+                message: format!("returned {}; a tool result may take at most {}", crate::shared::io::size(size as u64), crate::shared::io::size(MAX_RESULT_BYTES as u64)),
+            }),
+        }
     }
 }
 
@@ -375,4 +503,82 @@ pub fn object_schema(properties: Value, required: &[&str]) -> Value {
         "required": required,
         "additionalProperties": false,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn spec(output: Value) -> ToolSpec {
+        ToolSpec {
+            name: "big".into(),
+            description: "answers with a lot".into(),
+            input_schema: object_schema(json!({}), &[]),
+            output_schema: output,
+            effect: Effect::Read,
+            timeout_ms: 30_000,
+            idempotent: true,
+            capability: None,
+            origin: Origin::default(),
+        }
+    }
+
+    #[test]
+    fn a_fifty_megabyte_result_is_cut_to_the_limit_with_a_notice_and_its_start_intact() {
+        let text: String = (0..5_000_000).map(|i| format!("{:09}\n", i)).collect();
+        assert_eq!(text.len(), 50_000_000);
+        let start = text[..1000].to_owned();
+        let tool = faults::FnTool::new(
+            spec(object_schema(json!({"text": {"type": "string"}, "n": {"type": "integer"}}), &["text", "n"])),
+            move |_, _| Ok(json!({"text": text.clone(), "n": 7})),
+        );
+        let mut tools = Toolbox::new();
+        tools.add(Arc::new(tool)).unwrap();
+        let value = tools.call("big", &json!({}), None, &|| false).unwrap();
+        assert!(json_len(&value) <= MAX_RESULT_BYTES, "{} bytes", json_len(&value));
+        let got = value["text"].as_str().unwrap();
+        assert!(got.starts_with(&start) && got.len() > MAX_RESULT_BYTES / 4, "the start is kept, and most of the budget");
+        assert!(got.ends_with("a tool result is kept to 2.1 MB]") && got.contains("Keel cut 49.0 MB here"), "{}", &got[got.len() - 120..]);
+        assert_eq!(value["n"], 7, "values other than long strings are untouched");
+    }
+
+    #[test]
+    fn results_that_fit_are_untouched_and_ones_that_cannot_be_cut_are_refused() {
+        let mut small = json!({"a": "x".repeat(1000), "b": [1, 2, 3]});
+        let before = small.clone();
+        assert_eq!(fit_result(&mut small, MAX_RESULT_BYTES), Ok(false));
+        assert_eq!(small, before);
+        // Many small numbers: no string to cut.
+        let mut many = Value::Array((0..600_000).map(|i| json!(i)).collect());
+        let size = json_len(&many);
+        assert!(size > MAX_RESULT_BYTES);
+        assert_eq!(fit_result(&mut many, MAX_RESULT_BYTES), Err(size));
+        // A cut lands on a character boundary (three-byte characters: most cut points fall inside one).
+        let mut wide = json!({"text": "漢".repeat(1_000_000)});
+        assert_eq!(fit_result(&mut wide, MAX_RESULT_BYTES), Ok(true));
+        assert!(wide["text"].as_str().unwrap().starts_with("漢漢") && json_len(&wide) <= MAX_RESULT_BYTES);
+        // Nested objects and arrays with many small entries and a few long strings: the size planned is the
+        // size written, so the result lands under the limit, close to it.
+        let mut nested = json!({"content": (0..2000).map(|i| json!({"type": "text", "i": i, "text": if i % 500 == 0 { "ab\"c".repeat(200_000) } else { "x".into() }})).collect::<Vec<_>>(), "k": {}});
+        assert_eq!(fit_result(&mut nested, 100_000), Ok(true));
+        let len = json_len(&nested);
+        assert!(len <= 100_000 && len > 50_000, "{len}");
+        // A tool's error message of any size is kept to a few kilobytes.
+        let tool = faults::FnTool::new(spec(json!({"type": "object"})), |_, _| Err(ToolError::Failed { tool: "big".into(), message: "é".repeat(1_000_000) }));
+        let mut tools = Toolbox::new();
+        tools.add(Arc::new(tool)).unwrap();
+        match tools.call("big", &json!({}), None, &|| false) {
+            Err(ToolError::Failed { message, .. }) => assert!(message.len() < MAX_ERROR_BYTES + 100 && message.ends_with("more)"), "{}", message.len()),
+            other => panic!("{other:?}"),
+        }
+        // Through the toolbox, a result that cannot be cut is a failure naming the size and the limit.
+        let tool = faults::FnTool::new(spec(json!({"type": "array"})), |_, _| Ok(Value::Array((0..600_000).map(|i| json!(i)).collect())));
+        let mut tools = Toolbox::new();
+        tools.add(Arc::new(tool)).unwrap();
+        match tools.call("big", &json!({}), None, &|| false) {
+            Err(ToolError::Failed { message, .. }) => assert!(message.contains("a tool result may take at most 2.1 MB"), "{message}"),
+            other => panic!("{other:?}"),
+        }
+    }
 }

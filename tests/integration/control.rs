@@ -210,6 +210,52 @@ fn a_tool_that_keeps_timing_out_gives_way_to_an_alternative_with_the_same_capabi
 }
 
 #[test]
+fn a_timed_out_write_that_is_not_idempotent_is_neither_retried_nor_handed_to_an_alternative() {
+    let home = tempfile::tempdir().unwrap();
+    // The first tool does its work (counted), then hangs past its timeout: its outcome is unknown to Keel.
+    let (hung_calls, backup_calls) = (Arc::new(AtomicU32::new(0)), Arc::new(AtomicU32::new(0)));
+    let hung = FnTool::new(spec("ledger_a", Effect::Write, Some("ledger"), 80), {
+        let c = hung_calls.clone();
+        move |_, cx| {
+            c.fetch_add(1, Ordering::SeqCst);
+            while !cx.is_cancelled() {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(ToolError::Cancelled { tool: "ledger_a".into() })
+        }
+    });
+    let backup = echo_tool("ledger_b", Effect::Write, Some("ledger"), backup_calls.clone());
+    let (app, _) = app_with(
+        home.path(),
+        replies(&[r#"{"tool": "ledger_a", "arguments": {"q": "entry"}}"#, r#"{"answer": "The ledger may not have the entry."}"#]),
+        vec![Arc::new(hung), Arc::new(backup)],
+    );
+    let options = RunOptions { auto_approve: vec!["ledger_a".into(), "ledger_b".into()], ..react(Limits::default()) };
+    let r = send(&app, "add the entry to the ledger", &options);
+    let order = kinds(&app, r.run_id);
+    assert!(!order.contains(&"RetryScheduled") && !order.contains(&"AlternativeChosen"), "{order:?}");
+    assert!(order.contains(&"ErrorReported"), "the timeout goes to the model: {order:?}");
+    assert_eq!((hung_calls.load(Ordering::SeqCst), backup_calls.load(Ordering::SeqCst)), (1, 0), "the entry was made once, by one tool");
+    // The same tool declared idempotent is retried (the positive control).
+    let home = tempfile::tempdir().unwrap();
+    let calls = Arc::new(AtomicU32::new(0));
+    let mut idempotent = spec("ledger_a", Effect::Write, None, 80);
+    idempotent.idempotent = true;
+    let flaky = FaultyTool::new(Arc::new(FnTool::new(idempotent, {
+        let c = calls.clone();
+        move |_, _| {
+            c.fetch_add(1, Ordering::SeqCst);
+            Ok(json!({"value": "ok"}))
+        }
+    })), [Fault::Hang]);
+    let (app, _) = app_with(home.path(), replies(&[r#"{"tool": "ledger_a", "arguments": {"q": "entry"}}"#, r#"{"answer": "Done."}"#]), vec![Arc::new(flaky)]);
+    let options = RunOptions { auto_approve: vec!["ledger_a".into()], ..react(Limits::default()) };
+    let r = send(&app, "add the entry to the ledger", &options);
+    assert!(kinds(&app, r.run_id).contains(&"RetryScheduled"));
+    assert_eq!(calls.load(Ordering::SeqCst), 1, "the hang never reached the tool; the retry did");
+}
+
+#[test]
 fn a_latency_spike_within_the_timeout_is_just_slow() {
     let home = tempfile::tempdir().unwrap();
     let calls = Arc::new(AtomicU32::new(0));

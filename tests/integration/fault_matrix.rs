@@ -90,7 +90,8 @@ fn run(app: &App, tool: &str) -> Report {
 fn every_fault_on_every_tool_and_the_backend_gets_the_documented_recovery_and_no_invented_value() {
     let home = tempfile::tempdir().unwrap();
     let app = App::open_with_backend(OpenOptions { home: home.path().to_owned(), models_dir: models_dir() }, model()).unwrap();
-    let mut builtins: Vec<String> = app.list_tools().into_iter().map(|s| s.name).collect();
+    let specs = app.list_tools();
+    let mut builtins: Vec<String> = specs.iter().map(|s| s.name.clone()).collect();
     builtins.sort();
     let covered: Vec<String> = arguments().keys().map(|k| k.to_string()).collect();
     assert_eq!(builtins, covered, "the matrix must cover every built-in tool");
@@ -134,10 +135,17 @@ fn every_fault_on_every_tool_and_the_backend_gets_the_documented_recovery_and_no
                 if !answered_ever && a.answer.contains(INVENTED) {
                     broken.push(format!("{}: {target} never answered, yet the answer is {:?}", task.id, a.answer));
                 }
-                // A transient fault fired once is retried, and the retry gets the tool's answer.
+                // A transient fault fired once is retried, and the retry gets the tool's answer; but a call that
+                // timed out may have done its work, so it is repeated only when that is safe.
                 let retried = a.path.iter().any(|p| p == "retried");
-                if once && matches!(mode, "rate-limit" | "timeout") && !(retried && (answered_ever || !real_tool_answers)) {
+                let spec = specs.iter().find(|s| &s.name == target).expect("a built-in tool");
+                let safe_to_repeat = spec.idempotent || !spec.effect.has_side_effects();
+                let retry_expected = mode == "rate-limit" || (mode == "timeout" && safe_to_repeat);
+                if once && retry_expected && !(retried && (answered_ever || !real_tool_answers)) {
                     broken.push(format!("{}: a transient fault fired once was not retried to an answer ({:?})", task.id, a.path));
+                }
+                if mode == "timeout" && !safe_to_repeat && (retried || spans.len() != 1) {
+                    broken.push(format!("{}: a timed-out call that is not safe to repeat was repeated ({:?})", task.id, a.path));
                 }
             } else {
                 // A backend that fails (an error, a 429, no answer in time) ends the run as failed, with no answer

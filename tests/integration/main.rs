@@ -2,6 +2,7 @@
 //! `keel::App` or the `keel` binary, with a temporary data dir per test.
 
 mod agent_regression;
+mod big_inputs;
 mod bindings;
 mod cli;
 mod cli_contract;
@@ -17,6 +18,7 @@ mod embeddings;
 mod engine;
 mod eval_run;
 mod fault_matrix;
+mod full_disk;
 mod guard;
 mod guard_eval;
 mod keyring;
@@ -30,4 +32,5 @@ mod routing;
 mod store;
 mod tidy;
 mod tool_calls;
+mod torture;
 mod tools_cli;

@@ -59,7 +59,7 @@ fn an_mcp_servers_tools_are_called_under_keels_contracts() {
     let server = echo_server();
     let toolbox = toolbox(&server);
     let names: Vec<String> = toolbox.specs().into_iter().map(|s| s.name).collect();
-    assert_eq!(names, ["echo.add", "echo.crash", "echo.echo", "echo.fail", "echo.slow"]);
+    assert_eq!(names, ["echo.add", "echo.append", "echo.big", "echo.crash", "echo.echo", "echo.fail", "echo.slow"]);
     let add = toolbox.spec("echo.add").unwrap();
     assert_eq!((add.effect, add.idempotent), (Effect::External, false));
     assert_eq!(add.input_schema["required"], json!(["a", "b"]));

@@ -412,7 +412,9 @@ fn switches(texts: &[String]) -> BTreeSet<String> {
     for text in texts {
         for word in text.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')) {
             let upper = word.chars().all(|c| c.is_ascii_uppercase() || c.is_ascii_digit() || c == '_');
-            if upper && ((word.starts_with("UPDATE_") && word.len() > 7) || (word.ends_with("_ONLY") && word.len() > 5)) {
+            // SQLite's own constants (`SQLITE_OPEN_READ_ONLY`) are flags, not switches.
+            let sqlite = word.starts_with("SQLITE_");
+            if upper && !sqlite && ((word.starts_with("UPDATE_") && word.len() > 7) || (word.ends_with("_ONLY") && word.len() > 5)) {
                 out.insert(word.to_owned());
             }
         }
@@ -463,4 +465,5 @@ fn a_switch_the_suite_does_not_clear_is_caught() {
     let texts = vec![format!("if std::env::var_os(\"{planted}\").is_some() {{}}"), "E2E_ONLY=x run".to_owned()];
     assert_eq!(uncleared_switches(&texts, "unset E2E_ONLY\n"), [planted.clone()]);
     assert!(uncleared_switches(&texts, &format!("unset E2E_ONLY {planted}\n")).is_empty());
+    assert!(switches(&["OpenFlags::SQLITE_OPEN_READ_ONLY".to_owned()]).is_empty(), "a SQLite flag is no switch");
 }

@@ -5,9 +5,11 @@
 //! refusing an empty or over-long one and deciding its intent are `App::send_message`'s, once.
 
 use std::ffi::OsString;
-use std::io::{BufRead, IsTerminal, Read};
+use std::io::{IsTerminal, Read};
 
 use clap::Args;
+use keel::interface::MAX_MESSAGE_BYTES;
+use keel::shared::io::BoundedLine;
 use keel::{App, AppError, ErrorKind, GenerationSettings};
 
 use crate::output::{self, Shown};
@@ -62,8 +64,20 @@ fn stop_runs_on_ctrl_c(app: &App) {
     });
 }
 
-/// The message as bytes: from the argument, or stdin for `-` or none. Bytes, so that invalid UTF-8 is reported
-/// with its offset rather than by the argument parser.
+/// The most of stdin or of one chat line that is read as a message: well over [`MAX_MESSAGE_BYTES`] (which
+/// applies after normalising and trimming), so that only a message that could never be sent is cut off unread.
+const MAX_READ_BYTES: usize = 1024 * 1024;
+
+fn too_long(bytes: u64) -> AppError {
+    AppError::new(
+        ErrorKind::InvalidInput,
+        format!("the message is {} or more; the longest message Keel takes is {}", App::size_text(bytes), App::size_text(MAX_MESSAGE_BYTES as u64)),
+        Some("import a long text as a document with `keel memory import FILE` and ask about it".into()),
+    )
+}
+
+/// The message as bytes: from the argument, or stdin for `-` or none (at most [`MAX_READ_BYTES`] of it is
+/// read). Bytes, so that invalid UTF-8 is reported with its offset rather than by the argument parser.
 fn message_bytes(message: Option<OsString>) -> Result<Vec<u8>, AppError> {
     use std::os::unix::ffi::OsStringExt;
     match message {
@@ -71,8 +85,12 @@ fn message_bytes(message: Option<OsString>) -> Result<Vec<u8>, AppError> {
         _ => {
             let mut buf = Vec::new();
             std::io::stdin()
+                .take(MAX_READ_BYTES as u64 + 1)
                 .read_to_end(&mut buf)
                 .map_err(|e| AppError::new(ErrorKind::InvalidInput, format!("cannot read stdin: {e}"), None))?;
+            if buf.len() > MAX_READ_BYTES {
+                return Err(too_long(buf.len() as u64));
+            }
             Ok(buf)
         }
     }
@@ -87,7 +105,7 @@ pub fn ask(message: Option<OsString>, conversation: Option<i64>, gen: &GenArgs, 
         load_with_progress(&app)?;
     }
     stop_runs_on_ctrl_c(&app);
-    let result = app.send_message(conversation, text, &settings, &run.options(), &mut turn::stream_tokens(!json))?;
+    let result = app.send_message(conversation, text, &settings, &run.options(), &mut run.observe(turn::stream_tokens(!json)))?;
     let result = turn::settle(&app, result, &settings, json)?;
     // The result, failed or not, is the command's output; a failed run is an error exit too.
     output::emit(json, &Shown::new(&result, turn::ended(&result)));
@@ -111,14 +129,24 @@ pub fn chat(conversation: Option<i64>, gen: &GenArgs, run: &RunArgs) -> Result<(
     let stdin = std::io::stdin();
     let interactive = stdin.is_terminal();
     eprintln!("Keel chat. Ctrl-C stops an answer; Ctrl-D or /quit leaves; /new starts a new conversation.");
-    let mut lines = stdin.lock().split(b'\n');
+    let mut input = stdin.lock();
+    let mut line = Vec::new();
     let report = |e: AppError| eprintln!("error: {}\nhint: {}", e.message, e.hint.unwrap_or_default());
     loop {
         if interactive {
             eprint!("> ");
         }
-        let Some(line) = lines.next() else { break };
-        let line = line.map_err(|e| AppError::new(ErrorKind::InvalidInput, format!("cannot read stdin: {e}"), None))?;
+        let read = App::read_input_line(&mut input, &mut line, MAX_READ_BYTES)
+            .map_err(|e| AppError::new(ErrorKind::InvalidInput, format!("cannot read stdin: {e}"), None))?;
+        match read {
+            None => break,
+            Some(BoundedLine::TooLong(bytes)) => {
+                report(too_long(bytes));
+                continue;
+            }
+            Some(BoundedLine::Line) => {}
+        }
+        let line = line.strip_suffix(b"\n").unwrap_or(&line);
         let trimmed = String::from_utf8_lossy(&line).trim().to_owned();
         match trimmed.as_str() {
             "" => continue,
@@ -137,7 +165,7 @@ pub fn chat(conversation: Option<i64>, gen: &GenArgs, run: &RunArgs) -> Result<(
                 continue;
             }
         };
-        let sent = app.send_message(conversation, text, &settings, &run.options(), &mut turn::stream_tokens(true));
+        let sent = app.send_message(conversation, text, &settings, &run.options(), &mut run.observe(turn::stream_tokens(true)));
         match sent.and_then(|r| turn::settle(&app, r, &settings, false)) {
             Ok(result) => {
                 conversation = Some(result.conversation_id);

@@ -1,12 +1,15 @@
 //! `keel guard`: JSON lines in, one verdict line out per input line, in order, for batch evaluation and
-//! scripts. A line that cannot be read (not UTF-8, not JSON, no `text`, an unknown `source`) gets
-//! `{"line": N, "error": …}` and the rest go on. Lines are checked in batches so the embedder works in bulk.
+//! scripts. A line that cannot be read (not UTF-8, not JSON, no `text`, an unknown `source`, longer than
+//! [`MAX_LINE_BYTES`]) gets `{"line": N, "error": …}` and the rest go on. Each answer is written and flushed as
+//! soon as it is computed, so whatever happens to a later line, the earlier answers are out. A line over the
+//! limit is skipped as it is read, never held whole: memory stays bounded whatever the input.
 
-use std::io::{BufRead, Write};
+use std::io::{IsTerminal, Write};
 use std::time::Instant;
 
 use clap::Args;
 use keel::interface::guard::Source;
+use keel::shared::io::BoundedLine;
 use keel::{App, AppError, ErrorKind};
 use serde_json::{json, Value};
 
@@ -15,10 +18,14 @@ pub struct GuardArgs {
     /// Skip the similarity layer and the intent centroids (no embedding model needed; much faster).
     #[arg(long)]
     patterns_only: bool,
-    /// Lines checked together.
-    #[arg(long, default_value_t = 256)]
+    /// Lines read ahead before checking (each answer is still written as soon as it is computed). 1, the
+    /// default, answers each line before reading the next, so a program can write a line and wait for its answer.
+    #[arg(long, default_value_t = 1)]
     batch: usize,
 }
+
+/// The longest line `keel guard` checks: 16 MiB of JSON. A longer one is answered with an error.
+pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
 
 enum Line {
     Item(String, Source),
@@ -54,42 +61,52 @@ fn err(e: impl std::fmt::Display) -> AppError {
 pub fn run(args: GuardArgs) -> Result<(), AppError> {
     let app = App::open_default()?;
     let started = Instant::now();
+    // Whether a progress line (loading the model, checking) is showing, to end it before the summary.
+    let mut progress = false;
+    let checker = app.guard_checker(args.patterns_only, &mut |p| {
+        progress = true;
+        eprint!("\r\x1b[2K{} {}/{}", p.stage, p.done, p.total)
+    })?;
     let stdin = std::io::stdin();
     let mut input = stdin.lock();
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
     let (mut n, mut lines, mut bad) = (0usize, 0usize, 0usize);
-    // Whether a progress line (loading the model) is showing, to end it before the summary.
-    let mut progress = false;
     let mut buf = Vec::new();
     loop {
         let mut batch: Vec<Line> = Vec::new();
         let mut eof = false;
         while batch.len() < args.batch.max(1) {
-            buf.clear();
-            if input.read_until(b'\n', &mut buf).map_err(err)? == 0 {
+            let Some(read) = App::read_input_line(&mut input, &mut buf, MAX_LINE_BYTES).map_err(err)? else {
                 eof = true;
                 break;
-            }
+            };
             n += 1;
+            if let BoundedLine::TooLong(bytes) = read {
+                let error = format!(
+                    "the line is {}; the longest line keel guard checks is {}: split the text into several lines",
+                    App::size_text(bytes),
+                    App::size_text(MAX_LINE_BYTES as u64)
+                );
+                batch.push(Line::Bad(json!({"line": n, "error": error})));
+                // A long line ends the read-ahead, so its neighbours' answers are not held back behind it.
+                break;
+            }
             let line = buf.strip_suffix(b"\n").unwrap_or(&buf);
             let line = line.strip_suffix(b"\r").unwrap_or(line);
             if line.iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
+            let big = line.len() > 1024 * 1024;
             batch.push(read_line(n, line));
+            if big {
+                break;
+            }
         }
-        let items: Vec<(String, Source)> =
-            batch.iter().filter_map(|l| if let Line::Item(t, s) = l { Some((t.clone(), *s)) } else { None }).collect();
-        let mut reports = app
-            .guard_texts(&items, args.patterns_only, &mut |p| {
-                progress = true;
-                eprint!("\r\x1b[2K{} {}/{}", p.stage, p.done, p.total)
-            })?
-            .into_iter();
-        for line in batch {
+        let total = batch.len();
+        for (i, line) in batch.into_iter().enumerate() {
             let value = match line {
-                Line::Item(..) => serde_json::to_value(reports.next().expect("one report per item")).map_err(err)?,
+                Line::Item(text, source) => serde_json::to_value(checker.check(&text, source)).map_err(err)?,
                 Line::Bad(v) => {
                     bad += 1;
                     v
@@ -98,8 +115,12 @@ pub fn run(args: GuardArgs) -> Result<(), AppError> {
             lines += 1;
             serde_json::to_writer(&mut out, &value).map_err(err)?;
             out.write_all(b"\n").map_err(err)?;
+            out.flush().map_err(err)?;
+            if total > 1 && std::io::stderr().is_terminal() {
+                progress = true;
+                eprint!("\r\x1b[2Kchecking the texts {}/{total}", i + 1);
+            }
         }
-        out.flush().map_err(err)?;
         if eof {
             break;
         }

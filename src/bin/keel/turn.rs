@@ -50,9 +50,27 @@ pub struct RunArgs {
     /// (default: `keel backends default`).
     #[arg(long, value_name = "NAME")]
     backend: Option<String>,
+    /// Print each step of the run to stderr as soon as it is recorded, one JSON line each (`{"seq", "event",
+    /// …}`, the form `keel runs show` lists in JSON), for programs that follow a run.
+    #[arg(long)]
+    events: bool,
 }
 
 impl RunArgs {
+    /// `on_event`, and with `--events` each recorded step printed to stderr first.
+    pub fn observe(&self, mut on_event: impl FnMut(TurnEvent)) -> impl FnMut(TurnEvent) {
+        let events = self.events;
+        move |event| {
+            if let (true, TurnEvent::Step { event: stored }) = (events, &event) {
+                if let Ok(line) = serde_json::to_string(stored) {
+                    // One write per line, so a line on stderr is whole or absent.
+                    let _ = std::io::stderr().lock().write_all(format!("{line}\n").as_bytes());
+                }
+            }
+            on_event(event)
+        }
+    }
+
     pub fn options(&self) -> RunOptions {
         let mode = match self.mode {
             ModeArg::Auto => None,

@@ -549,31 +549,47 @@ impl Screen for Patterns {
     }
 }
 
+/// How many windows of one text the similarity layer embeds (the first ones; the pattern layer reads all).
+pub const MAX_WINDOWS: usize = 32;
+
 /// Splits a text into the windows the similarity layer embeds: runs of sentences of up to about 300
-/// characters, so that an instruction buried in a long document is compared on its own.
+/// characters, so that an instruction buried in a long document is compared on its own. At most
+/// [`MAX_WINDOWS`]: memory is bounded whatever the text's length or shape, and time is linear in the part read
+/// (up to the last window, or the whole text when it has no letters or digits). A sentence longer than 600
+/// bytes is cut at 300-byte steps, on character boundaries.
 pub fn windows(text: &str) -> Vec<String> {
     const TARGET: usize = 300;
-    let mut out = Vec::new();
-    let mut current = String::new();
+    let mut out: Vec<String> = Vec::new();
+    // The window being built, as a range of `text`: sentences are contiguous, so a window is a slice.
+    let (mut start, mut end) = (0usize, 0usize);
+    let push = |out: &mut Vec<String>, piece: &str| {
+        if piece.chars().any(char::is_alphanumeric) {
+            out.push(piece.to_owned());
+        }
+    };
     for sentence in text.split_inclusive(['.', '!', '?', '\n', '。', '！', '？']) {
-        if !current.is_empty() && current.len() + sentence.len() > TARGET {
-            out.push(std::mem::take(&mut current));
+        if out.len() >= MAX_WINDOWS {
+            break;
         }
-        current.push_str(sentence);
-        while current.len() > 2 * TARGET {
-            let mut at = TARGET;
-            while !current.is_char_boundary(at) {
-                at += 1;
+        // Sentences are contiguous: this one starts where the last ended.
+        if end > start && end - start + sentence.len() > TARGET {
+            push(&mut out, &text[start..end]);
+            start = end;
+        }
+        end += sentence.len();
+        while end - start > 2 * TARGET && out.len() < MAX_WINDOWS {
+            let mut cut = start + TARGET;
+            while !text.is_char_boundary(cut) {
+                cut += 1;
             }
-            let rest = current.split_off(at);
-            out.push(std::mem::replace(&mut current, rest));
+            push(&mut out, &text[start..cut]);
+            start = cut;
         }
     }
-    if !current.trim().is_empty() {
-        out.push(current);
+    if out.len() < MAX_WINDOWS && !text[start..end].trim().is_empty() {
+        push(&mut out, &text[start..end]);
     }
-    out.retain(|w| w.chars().any(char::is_alphanumeric));
-    out.truncate(32);
+    out.truncate(MAX_WINDOWS);
     out
 }
 
