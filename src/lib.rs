@@ -4,6 +4,8 @@
 pub mod app;
 pub mod error;
 pub mod eval;
+// Entry points of the fuzz targets (fuzz/) and of the corpus replay test; not part of the API (doc-hidden).
+pub mod fuzzing;
 pub mod interface;
 pub mod llm;
 pub mod memory;

@@ -26,6 +26,9 @@ impl From<StoreError> for AppError {
                 (ErrorKind::DataDirReadOnly, "make the data dir writable, or point KEEL_HOME at a writable folder")
             }
             StoreError::DiskFull { .. } => (ErrorKind::DiskFull, "free some disk space and try again"),
+            StoreError::Io { .. } => {
+                (ErrorKind::Store, "check the disk (the system log names the failing device) and try again; what was committed is intact")
+            }
             StoreError::NotFound { what, id } => return AppError::not_found(what, *id),
             StoreError::Corrupt { .. } => {
                 (ErrorKind::Store, "move the damaged keel.sqlite3 aside (keep it for recovery) and start Keel again")

@@ -215,47 +215,8 @@ impl App {
     /// Restores a `keel memory export` file: items already present (same kind and text) are skipped; missing
     /// embeddings are computed. Lines that are not items are an error naming the line, before anything is added.
     pub fn restore_memory_from(&self, file: &Path, on_progress: &mut dyn FnMut(LoadProgress)) -> Result<RestoreReport, AppError> {
-        let bad = |m: String| AppError::new(ErrorKind::InvalidInput, m, Some("pass a file written by `keel memory export`".into()));
-        let f = std::fs::File::open(file).map_err(|e| bad(format!("cannot open {}: {e}", file.display())))?;
-        let mut items = Vec::new();
-        let mut reader = std::io::BufReader::new(f);
-        let mut buf = Vec::new();
-        for n in 0.. {
-            let read = crate::shared::io::read_line_bounded(&mut reader, &mut buf, MAX_EXPORT_LINE_BYTES)
-                .map_err(|e| bad(format!("{} line {}: {e}", file.display(), n + 1)))?;
-            match read {
-                None => break,
-                Some(crate::shared::io::BoundedLine::TooLong(bytes)) => {
-                    return Err(bad(format!(
-                        "{} line {} is {}, longer than any item `keel memory export` writes ({} at most)",
-                        file.display(),
-                        n + 1,
-                        crate::shared::io::size(bytes),
-                        crate::shared::io::size(MAX_EXPORT_LINE_BYTES as u64)
-                    )))
-                }
-                Some(crate::shared::io::BoundedLine::Line) => {}
-            }
-            let line = std::str::from_utf8(&buf).map_err(|e| bad(format!("{} line {}: not UTF-8: {e}", file.display(), n + 1)))?;
-            if line.trim().is_empty() {
-                continue;
-            }
-            let e: ExportedItem =
-                serde_json::from_str(&line).map_err(|e| bad(format!("{} line {}: {e}", file.display(), n + 1)))?;
-            let text = interface::accept(&e.text, Source::User).map_err(|err| bad(format!("{} line {}: {err}", file.display(), n + 1)))?.text;
-            items.push(NewItem {
-                kind: e.kind,
-                text,
-                source: e.source,
-                provenance: e.provenance,
-                pinned: e.pinned,
-                embedding: e.embedding,
-                embedding_model: e.embedding_model,
-                created_ms: Some(e.created_ms),
-                deleted: e.deleted,
-                document: e.document,
-            });
-        }
+        let f = std::fs::File::open(file).map_err(|e| bad_export(format!("cannot open {}: {e}", file.display())))?;
+        let items = read_export(&mut std::io::BufReader::new(f), &file.display().to_string())?;
         let memory = self.mem()?;
         let (added, skipped) = memory.restore_items(&self.inner.store, items, &mut |p| on_progress(progress(p)))?;
         Ok(RestoreReport { file: file.display().to_string(), added, skipped })
@@ -280,4 +241,51 @@ impl App {
         }
         Ok(runs)
     }
+}
+
+fn bad_export(m: String) -> AppError {
+    AppError::new(ErrorKind::InvalidInput, m, Some("pass a file written by `keel memory export`".into()))
+}
+
+/// The items of a `keel memory export` file (`name` is how errors name it). Apart from [`App::restore_memory_from`]
+/// so that the memory-export fuzz target reads through the same code without a data dir.
+pub(crate) fn read_export(reader: &mut impl std::io::BufRead, name: &str) -> Result<Vec<NewItem>, AppError> {
+    let bad = bad_export;
+    let mut items = Vec::new();
+    let mut buf = Vec::new();
+    for n in 0.. {
+        let read = crate::shared::io::read_line_bounded(reader, &mut buf, MAX_EXPORT_LINE_BYTES)
+            .map_err(|e| bad(format!("{name} line {}: {e}", n + 1)))?;
+        match read {
+            None => break,
+            Some(crate::shared::io::BoundedLine::TooLong(bytes)) => {
+                return Err(bad(format!(
+                    "{name} line {} is {}, longer than any item `keel memory export` writes ({} at most)",
+                    n + 1,
+                    crate::shared::io::size(bytes),
+                    crate::shared::io::size(MAX_EXPORT_LINE_BYTES as u64)
+                )))
+            }
+            Some(crate::shared::io::BoundedLine::Line) => {}
+        }
+        let line = std::str::from_utf8(&buf).map_err(|e| bad(format!("{name} line {}: not UTF-8: {e}", n + 1)))?;
+        if line.trim().is_empty() {
+            continue;
+        }
+        let e: ExportedItem = serde_json::from_str(line).map_err(|e| bad(format!("{name} line {}: {e}", n + 1)))?;
+        let text = interface::accept(&e.text, Source::User).map_err(|err| bad(format!("{name} line {}: {err}", n + 1)))?.text;
+        items.push(NewItem {
+            kind: e.kind,
+            text,
+            source: e.source,
+            provenance: e.provenance,
+            pinned: e.pinned,
+            embedding: e.embedding,
+            embedding_model: e.embedding_model,
+            created_ms: Some(e.created_ms),
+            deleted: e.deleted,
+            document: e.document,
+        });
+    }
+    Ok(items)
 }

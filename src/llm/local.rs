@@ -104,15 +104,31 @@ impl<R: Seek> Seek for ProgressReader<'_, R> {
 
 /// Reads and checks a GGUF file's header, metadata and tensor table without loading any tensor.
 pub fn read_header(path: &Path) -> Result<(Content, u64), LoadError> {
+    let mut file = File::open(path).map_err(|source| LoadError::Io { path: path.to_owned(), source })?;
+    read_header_from(&mut file, path)
+}
+
+/// [`read_header`] of an open file (or any reader: the gguf fuzz target reads from memory); `path` names it in
+/// errors. Reads from the start whatever the reader's position.
+pub(crate) fn read_header_from<R: Read + Seek>(file: &mut R, path: &Path) -> Result<(Content, u64), LoadError> {
     let io = |source| LoadError::Io { path: path.to_owned(), source };
-    let mut file = File::open(path).map_err(io)?;
-    let file_size = file.metadata().map_err(io)?.len();
+    let file_size = file.seek(SeekFrom::End(0)).map_err(io)?;
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    // candle divides by `general.alignment` after reading the header, so 0 there panics inside `Content::read`
+    // (found by the gguf fuzz target): refuse it first.
+    if zero_alignment(&mut std::io::BufReader::new(&mut *file)).unwrap_or(false) {
+        return Err(LoadError::NotGguf { path: path.to_owned(), reason: "general.alignment is 0".into() });
+    }
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
     let content =
-        Content::read(&mut file).map_err(|e| LoadError::NotGguf { path: path.to_owned(), reason: e.to_string() })?;
+        Content::read(file).map_err(|e| LoadError::NotGguf { path: path.to_owned(), reason: e.to_string() })?;
     // Offsets come from the file: add them with checks, so a damaged header is an error and never an overflow.
     let mut needed = content.tensor_data_offset;
     for t in content.tensor_infos.values() {
-        let bytes = (t.shape.elem_count() / t.ggml_dtype.block_size()).checked_mul(t.ggml_dtype.type_size());
+        // Not `shape.elem_count()`: its product wraps, and a wrapped count let a tensor of 2^61 elements pass as
+        // small, to be allocated whole by the loader (found by the gguf fuzz target).
+        let elements = t.shape.dims().iter().try_fold(1usize, |n, &d| n.checked_mul(d));
+        let bytes = elements.and_then(|n| (n / t.ggml_dtype.block_size()).checked_mul(t.ggml_dtype.type_size()));
         let end = bytes.and_then(|b| content.tensor_data_offset.checked_add(t.offset)?.checked_add(b as u64));
         needed = needed.max(end.ok_or_else(|| LoadError::NotGguf {
             path: path.to_owned(),
@@ -125,10 +141,98 @@ pub fn read_header(path: &Path) -> Result<(Content, u64), LoadError> {
     Ok((content, file_size))
 }
 
+/// Whether a GGUF header sets `general.alignment` to an integer 0 (in a type candle reads as the alignment).
+/// Walks the metadata without allocating; any other damage is an `Err` or `false`, left for candle to report.
+/// Every step reads at least one byte, so the walk ends at the end of the file whatever the counts say.
+fn zero_alignment<R: Read + Seek>(r: &mut std::io::BufReader<R>) -> std::io::Result<bool> {
+    use std::io::BufRead;
+    fn bytes<const N: usize>(r: &mut impl Read) -> std::io::Result<[u8; N]> {
+        let mut b = [0u8; N];
+        r.read_exact(&mut b)?;
+        Ok(b)
+    }
+    fn length<R: Read>(r: &mut R, wide: bool) -> std::io::Result<u64> {
+        Ok(if wide { u64::from_le_bytes(bytes(r)?) } else { u32::from_le_bytes(bytes(r)?) as u64 })
+    }
+    fn skip<R: Read + Seek>(r: &mut std::io::BufReader<R>, n: u64) -> std::io::Result<()> {
+        let n = i64::try_from(n).map_err(|_| std::io::Error::other("length out of range"))?;
+        r.seek_relative(n)?;
+        // Past the end the next read fails; check now so a long array of skips stops at once.
+        r.fill_buf().and_then(|b| if b.is_empty() { Err(std::io::ErrorKind::UnexpectedEof.into()) } else { Ok(()) })
+    }
+    fn skip_value<R: Read + Seek>(r: &mut std::io::BufReader<R>, ty: u32, wide: bool, depth: u32) -> std::io::Result<()> {
+        match ty {
+            0 | 1 | 7 => skip(r, 1),
+            2 | 3 => skip(r, 2),
+            4..=6 => skip(r, 4),
+            10..=12 => skip(r, 8),
+            8 => {
+                let n = length(r, wide)?;
+                skip(r, n)
+            }
+            9 if depth < 8 => {
+                let inner = u32::from_le_bytes(bytes(r)?);
+                let n = length(r, wide)?;
+                match inner {
+                    0 | 1 | 7 => skip(r, n),
+                    2 | 3 => skip(r, n.checked_mul(2).ok_or(std::io::ErrorKind::InvalidData)?),
+                    4..=6 => skip(r, n.checked_mul(4).ok_or(std::io::ErrorKind::InvalidData)?),
+                    10..=12 => skip(r, n.checked_mul(8).ok_or(std::io::ErrorKind::InvalidData)?),
+                    _ => (0..n).try_for_each(|_| skip_value(r, inner, wide, depth + 1)),
+                }
+            }
+            _ => Err(std::io::ErrorKind::InvalidData.into()),
+        }
+    }
+    if bytes::<4>(r)? != *b"GGUF" {
+        return Ok(false);
+    }
+    // Version 1 has 32-bit lengths and counts, later versions 64-bit.
+    let wide = u32::from_le_bytes(bytes(r)?) >= 2;
+    let _tensors = length(r, wide)?;
+    let entries = length(r, wide)?;
+    for _ in 0..entries {
+        let key_len = length(r, wide)?;
+        let is_alignment = key_len == 17 && bytes::<17>(r)? == *b"general.alignment";
+        if key_len != 17 {
+            skip(r, key_len)?;
+        }
+        let ty = u32::from_le_bytes(bytes(r)?);
+        if !is_alignment {
+            skip_value(r, ty, wide, 0)?;
+            continue;
+        }
+        let zero = match ty {
+            0 | 1 => bytes::<1>(r)? == [0],
+            2 | 3 => bytes::<2>(r)? == [0; 2],
+            4 | 5 => bytes::<4>(r)? == [0; 4],
+            _ => {
+                skip_value(r, ty, wide, 0)?;
+                false
+            }
+        };
+        if zero {
+            return Ok(true);
+        }
+    }
+    Ok(false)
+}
+
 impl LocalModel {
     /// Loads a GGUF chat model, reporting `(bytes_done, bytes_total)` as the tensors are read.
     pub fn load(path: &Path, on_progress: &mut dyn FnMut(u64, u64)) -> Result<LocalModel, LoadError> {
-        let (content, file_size) = read_header(path)?;
+        let file = File::open(path).map_err(|source| LoadError::Io { path: path.to_owned(), source })?;
+        LocalModel::load_from(file, path, on_progress)
+    }
+
+    /// [`LocalModel::load`] from an open file (or any reader: the gguf fuzz target loads from memory); `path`
+    /// names it in errors and gives the model its file name.
+    pub(crate) fn load_from<R: Read + Seek>(
+        mut file: R,
+        path: &Path,
+        on_progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<LocalModel, LoadError> {
+        let (content, file_size) = read_header_from(&mut file, path)?;
         let architecture = content
             .metadata
             .get("general.architecture")
@@ -166,7 +270,6 @@ impl LocalModel {
                 ),
             });
         }
-        let file = File::open(path).map_err(|source| LoadError::Io { path: path.to_owned(), source })?;
         let mut reader = ProgressReader { inner: file, total: file_size, on_progress };
         let engine = Engine::load(&content, &mut reader, &mut |_, _| {}).map_err(|e| match e {
             super::engine::EngineError::UnsupportedType { .. } => LoadError::Unsupported { path: path.to_owned(), reason: e.to_string() },
@@ -205,44 +308,7 @@ impl LocalModel {
     /// A template that transforms contents (`| trim`, `.strip()`) would render the sentinels, not the text the
     /// model must see; for such a template the whole rendered prompt is tokenized the ordinary way instead.
     pub fn encode_prompt(&self, messages: &[ChatMessage]) -> Result<Vec<u32>, BackendError> {
-        const OPEN: char = '\u{F8F0}';
-        const CLOSE: char = '\u{F8F1}';
-        let marked: Vec<ChatMessage> =
-            messages.iter().enumerate().map(|(i, m)| ChatMessage::new(m.role, format!("{OPEN}{i}{CLOSE}"))).collect();
-        let rendered = self.template.render(&marked)?;
-        // (template piece, index of the content that follows it)
-        let mut pieces: Vec<(&str, Option<usize>)> = Vec::new();
-        let mut rest = rendered.as_str();
-        while let Some(start) = rest.find(OPEN) {
-            let after = &rest[start + OPEN.len_utf8()..];
-            let index = after
-                .find(CLOSE)
-                .and_then(|end| after[..end].parse::<usize>().ok().map(|i| (i, end)))
-                .filter(|(i, _)| *i < messages.len());
-            let Some((i, end)) = index else { break };
-            pieces.push((&rest[..start], Some(i)));
-            rest = &after[end + CLOSE.len_utf8()..];
-        }
-        pieces.push((rest, None));
-        let substituted: String =
-            pieces.iter().map(|(t, i)| format!("{t}{}", i.map(|i| messages[i].content.as_str()).unwrap_or(""))).collect();
-        let real = self.template.render(messages)?;
-        if substituted != real {
-            return self.tokenizer.encode(&real);
-        }
-        let mut ids = Vec::new();
-        for (template, content) in pieces {
-            match content {
-                Some(i) => {
-                    let head = template.trim_end();
-                    ids.extend(self.tokenizer.encode(head)?);
-                    let plain = format!("{}{}", &template[head.len()..], messages[i].content);
-                    ids.extend(self.tokenizer.encode_plain(&plain)?);
-                }
-                None => ids.extend(self.tokenizer.encode(template)?),
-            }
-        }
-        Ok(ids)
+        encode_messages(&self.template, &self.tokenizer, messages)
     }
 
     pub fn engine(&self) -> &Engine {
@@ -531,6 +597,49 @@ impl LocalModel {
             String::from_utf8_lossy(produced)
         )))
     }
+}
+
+/// [`LocalModel::encode_prompt`] with its template and tokenizer given (the tokenizer fuzz target calls it without
+/// loading weights).
+pub(crate) fn encode_messages(template: &ChatTemplate, tokenizer: &GgufTokenizer, messages: &[ChatMessage]) -> Result<Vec<u32>, BackendError> {
+    const OPEN: char = '\u{F8F0}';
+    const CLOSE: char = '\u{F8F1}';
+    let marked: Vec<ChatMessage> =
+        messages.iter().enumerate().map(|(i, m)| ChatMessage::new(m.role, format!("{OPEN}{i}{CLOSE}"))).collect();
+    let rendered = template.render(&marked)?;
+    // (template piece, index of the content that follows it)
+    let mut pieces: Vec<(&str, Option<usize>)> = Vec::new();
+    let mut rest = rendered.as_str();
+    while let Some(start) = rest.find(OPEN) {
+        let after = &rest[start + OPEN.len_utf8()..];
+        let index = after
+            .find(CLOSE)
+            .and_then(|end| after[..end].parse::<usize>().ok().map(|i| (i, end)))
+            .filter(|(i, _)| *i < messages.len());
+        let Some((i, end)) = index else { break };
+        pieces.push((&rest[..start], Some(i)));
+        rest = &after[end + CLOSE.len_utf8()..];
+    }
+    pieces.push((rest, None));
+    let substituted: String =
+        pieces.iter().map(|(t, i)| format!("{t}{}", i.map(|i| messages[i].content.as_str()).unwrap_or(""))).collect();
+    let real = template.render(messages)?;
+    if substituted != real {
+        return tokenizer.encode(&real);
+    }
+    let mut ids = Vec::new();
+    for (template, content) in pieces {
+        match content {
+            Some(i) => {
+                let head = template.trim_end();
+                ids.extend(tokenizer.encode(head)?);
+                let plain = format!("{}{}", &template[head.len()..], messages[i].content);
+                ids.extend(tokenizer.encode_plain(&plain)?);
+            }
+            None => ids.extend(tokenizer.encode(template)?),
+        }
+    }
+    Ok(ids)
 }
 
 fn infer_err(e: super::engine::EngineError) -> BackendError {

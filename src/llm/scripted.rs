@@ -39,6 +39,10 @@ pub struct ScriptFile {
     pub rules: Vec<ScriptRule>,
 }
 
+/// How many calls' messages [`ScriptedBackend::seen`] keeps: every test's run fits, and a soak of thousands of
+/// turns does not grow by each prompt.
+pub const SEEN_CALLS: usize = 256;
+
 pub struct ScriptedBackend {
     replies: Mutex<VecDeque<ScriptedReply>>,
     rules: Vec<ScriptRule>,
@@ -64,7 +68,7 @@ impl ScriptedBackend {
         Ok(ScriptedBackend::with_rules(file.rules))
     }
 
-    /// The messages each `chat` call was given, oldest call first.
+    /// The messages each `chat` call was given, oldest call first (the last [`SEEN_CALLS`] calls).
     pub fn seen(&self) -> Vec<Vec<ChatMessage>> {
         self.seen.lock().expect("seen lock poisoned").clone()
     }
@@ -93,7 +97,13 @@ impl Backend for ScriptedBackend {
     fn reply(&self, request: &ChatRequest<'_>, cancel: &CancelFlag, on_text: &mut dyn FnMut(&str)) -> Result<Completion, BackendError> {
         let ChatRequest { messages, settings, .. } = *request;
         let started = Instant::now();
-        self.seen.lock().expect("seen lock poisoned").push(messages.to_vec());
+        {
+            let mut seen = self.seen.lock().expect("seen lock poisoned");
+            if seen.len() == SEEN_CALLS {
+                seen.remove(0);
+            }
+            seen.push(messages.to_vec());
+        }
         let reply = if self.rules.is_empty() {
             self.replies
                 .lock()

@@ -85,12 +85,20 @@ pub fn extract(path: &Path) -> Result<String, String> {
         return Err(format!("is {} MB; the limit is {} MB", size / 1_000_000, MAX_FILE_BYTES / 1_000_000));
     }
     let bytes = std::fs::read(path).map_err(|e| format!("cannot be read: {e}"))?;
+    extract_bytes(bytes, format)
+}
+
+/// The cleaned text of a file's bytes in `format` (the fuzz targets of the importers call this directly).
+pub fn extract_bytes(bytes: Vec<u8>, format: Format) -> Result<String, String> {
     let text = match format {
         Format::Text | Format::Markdown => String::from_utf8(bytes)
             .map_err(|e| format!("is not UTF-8 text (invalid byte at offset {})", e.utf8_error().valid_up_to()))?,
         Format::Html => html2text::config::plain_no_decorate()
             .string_from_read(&bytes[..], usize::MAX / 2)
             .map_err(|e| format!("is not readable HTML: {e}"))?,
+        Format::Pdf if pdf_recurses_without_end(&bytes) => {
+            return Err("is a PDF whose pages or drawings refer to themselves (a damaged or hostile file)".into())
+        }
         // The PDF parser can panic on malformed files; that is the file's fault, not a reason to stop the import.
         Format::Pdf => std::panic::catch_unwind(|| pdf_extract::extract_text_from_mem(&bytes))
             .map_err(|_| "is a PDF the parser could not handle".to_string())?
@@ -101,6 +109,109 @@ pub fn extract(path: &Path) -> Result<String, String> {
         return Err("has no text (a scanned PDF needs OCR first)".into());
     }
     Ok(text)
+}
+
+/// How deep pdf-extract may follow a page's /Parent chain, or XObjects drawing XObjects.
+const MAX_PDF_NESTING: usize = 32;
+
+/// Whether pdf-extract would recurse without end on this PDF. It follows a page's /Parent chain for inherited
+/// attributes, and runs an XObject's content (`Do`) inside the content drawing it, both recursively and without
+/// a limit: a cycle (a page that is its own parent, a form that draws itself) overflows the stack, which no
+/// `catch_unwind` catches, and the whole app aborts (found by the import_pdf fuzz target). Conservative: an
+/// XObject without resources of its own that draws XObjects counts too, since its names resolve in its caller's.
+fn pdf_recurses_without_end(bytes: &[u8]) -> bool {
+    use pdf_extract::{content::Content, Dictionary, Document, Object, ObjectId};
+    use std::collections::HashMap;
+    // A file that does not load is the parser's to report.
+    let Ok(mut doc) = Document::load_mem(bytes) else { return false };
+    if doc.is_encrypted() {
+        let _ = doc.decrypt("");
+    }
+    let dict_of = |o: &Object| -> Option<Dictionary> {
+        match o {
+            Object::Reference(id) => doc.get_dictionary(*id).ok().cloned(),
+            Object::Dictionary(d) => Some(d.clone()),
+            _ => None,
+        }
+    };
+    let dicts = || doc.objects.values().filter_map(|o| match o {
+        Object::Dictionary(d) => Some(d),
+        Object::Stream(s) => Some(&s.dict),
+        _ => None,
+    });
+    for dict in dicts() {
+        let mut at = dict;
+        for steps in 0.. {
+            let Some(parent) = at.get(b"Parent").ok().and_then(|p| p.as_reference().ok()) else { break };
+            if steps >= MAX_PDF_NESTING {
+                return true;
+            }
+            match doc.get_dictionary(parent) {
+                Ok(d) => at = d,
+                Err(_) => break,
+            }
+        }
+    }
+    // The XObjects a resources dictionary names.
+    let xobjects = |resources: &Dictionary| -> Vec<ObjectId> {
+        let Some(names) = resources.get(b"XObject").ok().and_then(dict_of) else { return Vec::new() };
+        names.iter().filter_map(|(_, v)| v.as_reference().ok()).collect()
+    };
+    let mut drawn: Vec<ObjectId> =
+        dicts().filter_map(|d| d.get(b"Resources").ok().and_then(dict_of)).flat_map(|r| xobjects(&r)).collect();
+    // Each XObject's edges: the XObjects its own resources name (it may draw any of them).
+    let mut edges: HashMap<ObjectId, Vec<ObjectId>> = HashMap::new();
+    while let Some(id) = drawn.pop() {
+        if edges.contains_key(&id) {
+            continue;
+        }
+        let Ok(Object::Stream(stream)) = doc.get_object(id) else { continue };
+        let named = match stream.dict.get(b"Resources").ok().and_then(dict_of) {
+            Some(resources) => xobjects(&resources),
+            None => {
+                let content = if stream.filters().is_ok() {
+                    stream.decompressed_content().unwrap_or_else(|_| stream.content.clone())
+                } else {
+                    stream.content.clone()
+                };
+                if Content::decode(&content).is_ok_and(|c| c.operations.iter().any(|op| op.operator == "Do")) {
+                    return true;
+                }
+                Vec::new()
+            }
+        };
+        drawn.extend(named.iter().copied());
+        edges.insert(id, named);
+    }
+    // The longest chain of XObjects drawing XObjects, a cycle being endless; without recursion, for the same
+    // reason as above.
+    let mut depth: HashMap<ObjectId, usize> = HashMap::new();
+    for &start in edges.keys() {
+        if depth.contains_key(&start) {
+            continue;
+        }
+        let mut stack: Vec<(ObjectId, usize)> = vec![(start, 0)];
+        while let Some(&(node, next)) = stack.last() {
+            let out = &edges[&node];
+            if let Some(&child) = out.get(next) {
+                stack.last_mut().expect("not empty").1 += 1;
+                if stack.iter().any(|(n, _)| *n == child) {
+                    return true;
+                }
+                if edges.contains_key(&child) && !depth.contains_key(&child) {
+                    stack.push((child, 0));
+                }
+            } else {
+                let d = 1 + out.iter().filter_map(|c| depth.get(c)).max().copied().unwrap_or(0);
+                if d > MAX_PDF_NESTING {
+                    return true;
+                }
+                depth.insert(node, d);
+                stack.pop();
+            }
+        }
+    }
+    false
 }
 
 /// The chunks of a document's text, in order, without duplicates. A run of more than [`CHUNK_MAX_CHARS`]

@@ -74,6 +74,8 @@ pub fn append(store: &Store, run_id: i64, event: &RunEvent) -> Result<StoredEven
         }
         RunEvent::ApprovalRequested { .. } | RunEvent::UserAsked { .. } => Projection::Status(RunStatus::AwaitingUser.as_str()),
         RunEvent::RunInterrupted { .. } => Projection::Status(RunStatus::Interrupted.as_str()),
+        // Committed before the tool runs: once its effect may have happened, a power cut must not lose the call.
+        RunEvent::ToolCalled { effect, idempotent: false, .. } if effect.has_side_effects() => Projection::Durable,
         RunEvent::UserAnswered { answer: UserAnswer::Reply { text } } => Projection::Reply { text },
         RunEvent::UserAnswered { .. } | RunEvent::RunResumed { .. } => Projection::Status(RunStatus::Running.as_str()),
         RunEvent::RunStarted { .. }

@@ -3,10 +3,12 @@
 //! One file (`keel.sqlite3` in the data dir) in WAL mode. Writes are `synchronous = FULL` (flushed to disk
 //! before the commit returns), except a run's step events, which commit with `synchronous = NORMAL`: committed
 //! to the WAL before anyone hears of them, so they survive a crash or kill of the process, and flushed by the
-//! next `FULL` commit — the run's pause, its end, or any other write. Step events never run a WAL checkpoint
-//! either: the next durable commit does, when the WAL has grown past SQLite's default 1,000 pages. A power cut mid-run can lose the run's
-//! latest steps (the run then resumes from the ones that remain); it cannot lose a finished run, an answer or a
-//! memory, nor corrupt the file. This keeps the orchestrator's per-step overhead well under its 2 ms budget
+//! next `FULL` commit — the run's pause, its end, a call that is not safe to repeat ([`Projection::Durable`]),
+//! or any other write. Step events never run a WAL checkpoint either: the next durable commit does, when the
+//! WAL has grown past SQLite's default 1,000 pages. A power cut mid-run can lose the run's latest steps (the run
+//! then resumes from the ones that remain); it cannot lose a finished run, an answer, a memory or a call whose
+//! effect may have happened, nor corrupt the file (ARCHITECTURE.md, "Durability", is the whole contract, and
+//! `tests/integration/power_loss.rs` checks it). This keeps the orchestrator's per-step overhead well under its 2 ms budget
 //! (`keel bench orchestration` measures both modes side by side). Write transactions are `IMMEDIATE`: they take the write lock
 //! before reading, so two Keel processes on one data dir wait for each other (busy timeout) instead of failing
 //! with a stale snapshot. Migrations are numbered by `PRAGMA user_version`. All writes go
@@ -153,6 +155,9 @@ pub enum StoreError {
     ReadOnly { path: PathBuf, reason: String },
     #[error("the disk holding {path} is full; nothing after the last commit was saved")]
     DiskFull { path: PathBuf },
+    /// The OS failed a read, write or flush (a failing disk, a removed drive, a network mount gone).
+    #[error("the disk holding {path} failed to read or write it (an I/O error); nothing after the last commit was saved")]
+    Io { path: PathBuf },
     #[error("{path} is not a Keel database or is corrupt: {reason}")]
     Corrupt { path: PathBuf, reason: String },
     #[error("{path} was written by a newer Keel (schema {found}, this build knows up to {known})")]
@@ -261,6 +266,7 @@ fn classify(path: &Path, e: rusqlite::Error) -> StoreError {
         let reason = msg.clone().unwrap_or_else(|| f.to_string());
         match f.code {
             ErrorCode::DiskFull => return StoreError::DiskFull { path },
+            ErrorCode::SystemIoFailure => return StoreError::Io { path },
             ErrorCode::ReadOnly | ErrorCode::CannotOpen | ErrorCode::PermissionDenied => {
                 return StoreError::ReadOnly { path, reason }
             }

@@ -34,6 +34,10 @@ pub struct EventRow {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Projection<'a> {
     Unchanged,
+    /// No change to the listing, but flushed to disk before the commit returns, like a pause or an end: the
+    /// call of a tool whose effect is not safe to repeat, so that after a power cut Keel still knows the call
+    /// was made (and asks before making it again) instead of forgetting it and running it twice.
+    Durable,
     AddTokens { prompt: u32, completion: u32 },
     /// The run's status changes without it ending (paused for the user, interrupted, running again).
     Status(&'a str),
@@ -98,7 +102,7 @@ impl Store {
             .and_then(|mut s| s.execute(params![run_id, seq, at_ms, kind, version, payload]))
             .map_err(|e| self.err(e))?;
         match projection {
-            Projection::Unchanged => {}
+            Projection::Unchanged | Projection::Durable => {}
             Projection::AddTokens { prompt, completion } => {
                 tx.prepare_cached(
                     "UPDATE runs SET prompt_tokens = prompt_tokens + ?2, completion_tokens = completion_tokens + ?3

@@ -15,7 +15,7 @@ import assert from "node:assert/strict";
 import { spawn } from "node:child_process";
 import { randomBytes } from "node:crypto";
 import { createWriteStream, existsSync, readFileSync, readdirSync, readlinkSync } from "node:fs";
-import { mkdir, readdir, readFile } from "node:fs/promises";
+import { mkdir, mkdtemp, readdir, readFile, rm, stat, writeFile } from "node:fs/promises";
 import os from "node:os";
 import path from "node:path";
 import { after, before, describe, it } from "node:test";
@@ -136,12 +136,20 @@ async function startLlamaServer(apiKey) {
   throw new Error(`llama_cpp.server did not start; see ${logPath}`);
 }
 
-/** Every regular file under `dir`, recursively (symlinks are not followed). */
-async function filesUnder(dir) {
+/** Every regular file under `dir`, recursively (symlinks are not followed); with `skipUnreadable`, folders
+ * that cannot be listed (another user's, or gone meanwhile) are skipped instead of failing. */
+async function filesUnder(dir, { skipUnreadable = false } = {}) {
   const files = [];
-  for (const entry of await readdir(dir, { withFileTypes: true })) {
+  let entries;
+  try {
+    entries = await readdir(dir, { withFileTypes: true });
+  } catch (e) {
+    if (skipUnreadable) return files;
+    throw e;
+  }
+  for (const entry of entries) {
     const full = path.join(dir, entry.name);
-    if (entry.isDirectory()) files.push(...(await filesUnder(full)));
+    if (entry.isDirectory()) files.push(...(await filesUnder(full, { skipUnreadable })));
     else if (entry.isFile()) files.push(full);
   }
   return files;
@@ -259,6 +267,9 @@ describe("a remote backend in the desktop app", { timeout: 600_000 }, () => {
   let driver;
   let home;
   let reply;
+  let startedAt;
+  let userHome;
+  let userTmp;
 
   before(async () => {
     llama = await startLlamaServer(API_KEY);
@@ -266,7 +277,20 @@ describe("a remote backend in the desktop app", { timeout: 600_000 }, () => {
     // means the app sent the key it took from the keyring.
     assert.equal(await modelsStatus(llama.port, null), 401, "the server answers without the API key");
     // The app's local model comes from the same folder as the server's (the other tests' KEEL_MODELS_DIR).
-    desktop = await openDesktop("backends", { env: { KEEL_MODELS_DIR: modelsDir } });
+    // A throwaway HOME (data, config, cache and state folders, where WebKit keeps its storage and caches) and
+    // temporary folder for the app, so that the leak scan below covers everything it may write.
+    startedAt = Date.now();
+    userHome = await mkdtemp(path.join(os.tmpdir(), "keel-e2e-user-"));
+    userTmp = await mkdtemp(path.join(os.tmpdir(), "keel-e2e-tmp-"));
+    const xdg = {
+      HOME: userHome,
+      XDG_DATA_HOME: path.join(userHome, ".local", "share"),
+      XDG_CONFIG_HOME: path.join(userHome, ".config"),
+      XDG_CACHE_HOME: path.join(userHome, ".cache"),
+      XDG_STATE_HOME: path.join(userHome, ".local", "state"),
+      TMPDIR: userTmp,
+    };
+    desktop = await openDesktop("backends", { env: { KEEL_MODELS_DIR: modelsDir, ...xdg } });
     driver = desktop.driver;
     home = desktop.home.dir;
   });
@@ -277,6 +301,7 @@ describe("a remote backend in the desktop app", { timeout: 600_000 }, () => {
     } finally {
       await llama?.stop();
       llama?.close();
+      for (const dir of [userHome, userTmp]) if (dir) await rm(dir, { recursive: true, force: true });
     }
   });
 
@@ -419,5 +444,38 @@ describe("a remote backend in the desktop app", { timeout: 600_000 }, () => {
     assert.ok(names.includes("keel.sqlite3"), `no database among the data dir's files: ${names.join(", ")}`);
     assert.ok(withControl.length > 0, `the scan did not find the profile's base URL in any of ${names.join(", ")}`);
     assert.deepEqual(found, [], `the API key is in ${found.join(", ")}`);
+  });
+
+  it("leaves no trace of the key in the app's HOME (WebKit's folders too), its logs or /tmp", async () => {
+    const needles = [Buffer.from(API_KEY, "utf8"), Buffer.from(API_KEY, "utf16le")];
+    // Positive control: a file holding the key, written to /tmp now, must be found by the same scan.
+    const control = path.join(os.tmpdir(), `keel-e2e-leak-control-${process.pid}`);
+    await writeFile(control, `control ${API_KEY}\n`);
+    try {
+      const homeFiles = await filesUnder(userHome);
+      // The app's WebKit storage and caches went to this HOME, so the scan covers them.
+      const webkit = homeFiles.filter((f) => /dev\.keel\.desktop|webkit/i.test(path.relative(userHome, f)));
+      assert.ok(webkit.length > 0, `no WebKit or app folder in the throwaway HOME: ${homeFiles.map((f) => path.relative(userHome, f)).join(", ")}`);
+      // /tmp: every file written since the app started (other tests' old files are not this session's).
+      const tmpFiles = [];
+      for (const f of await filesUnder(os.tmpdir(), { skipUnreadable: true })) {
+        const st = await stat(f).catch(() => undefined);
+        if (st && st.mtimeMs >= startedAt - 1000 && st.size <= 256 * 1024 * 1024) tmpFiles.push(f);
+      }
+      // The app's output (through tauri-driver's); the loopback server's own log is the peer's, given the key.
+      const logs = (await readdir(outDir)).filter((n) => n.startsWith("tauri-driver-") && n.endsWith(".log")).map((n) => path.join(outDir, n));
+      assert.ok(logs.length > 0, `no app log in ${outDir}`);
+      const scanned = [...new Set([...homeFiles, ...(await filesUnder(userTmp)), ...tmpFiles, ...logs])];
+      const found = [];
+      for (const file of scanned) {
+        const data = await readFile(file).catch(() => Buffer.alloc(0));
+        if (needles.some((needle) => data.includes(needle))) found.push(file);
+      }
+      console.log(`# leak scan: ${scanned.length} files (${homeFiles.length} in HOME, ${webkit.length} of them WebKit's or the app's; ${tmpFiles.length} in /tmp; ${logs.length} logs)`);
+      assert.ok(found.includes(control), `the scan of ${scanned.length} files missed the control file ${control}`);
+      assert.deepEqual(found.filter((f) => f !== control), [], `the API key is in ${found.join(", ")}`);
+    } finally {
+      await rm(control, { force: true });
+    }
   });
 });

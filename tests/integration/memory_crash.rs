@@ -122,18 +122,40 @@ fn kill_9_during_a_reindex_then_restart_rebuilds_and_search_finds_everything() {
     assert!(out.status.success(), "{}", common::stderr(&out));
     let db = home.path().join("keel.sqlite3");
     let items = count(&db, "SELECT COUNT(*) FROM memory_items");
-    // Re-embedding 300 chunks takes a while; kill once part of it is committed (embeddings tagged anew are
-    // not distinguishable by model, so wait for the index folder to be recreated instead).
-    let child = keel(home.path()).args(["memory", "reindex", "--embeddings"]).stdout(Stdio::null()).stderr(Stdio::piped()).spawn().unwrap();
-    std::thread::sleep(Duration::from_millis(1500));
-    kill_when(child, || true, "the reindex");
+    let model: String = rusqlite::Connection::open(&db)
+        .unwrap()
+        .query_row("SELECT embedding_model FROM memory_items WHERE embedding IS NOT NULL LIMIT 1", [], |r| r.get(0))
+        .unwrap();
+    // Tag every stored vector as another model's, so that the reindex's progress is visible in SQLite (each
+    // batch it commits carries the current model) and an item it did not reach is one Keel must embed again.
+    let tagged = rusqlite::Connection::open(&db).unwrap().execute("UPDATE memory_items SET embedding_model = 'an-older-model'", []).unwrap();
+    assert_eq!(tagged as i64, items);
+    let current = format!("SELECT COUNT(*) FROM memory_items WHERE embedding_model = '{model}'");
+    let child = keel(home.path()).args(["memory", "reindex", "--embeddings"]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    // Killed once the reindex has committed some of its batches, never before it began or after it ended.
+    kill_when(child, || count(&db, &current) > 0, "the reindex");
+    let reached = count(&db, &current);
+    assert!(reached > 0 && reached < items, "the kill landed outside the reindex: {reached} of {items} re-embedded");
     assert_eq!(count(&db, "SELECT COUNT(*) FROM memory_items"), items);
     // Break the index too, as a kill inside the rebuild would.
     let index = home.path().join(keel::INDEX_DIR);
     let _ = std::fs::remove_file(index.join("meta.json"));
     let text = top_text(home.path(), "Ledger 17 paragraph 4 describes the voyage of the ship number 17 in season 4.");
     assert!(text.contains("Ledger 17 paragraph 4 "), "{text}");
-    let r = search_json(home.path(), "harbour fees of ledger 17");
-    assert!(r["hits"][0]["bm25"].is_number(), "BM25 is back: {r}");
+    // The restart embedded what the reindex had not reached: every item has a vector of the current model.
+    assert_eq!(count(&db, &current), items, "items left without a vector of {model}");
+    // Items from both sides of the kill point are found by BM25 and by vector search, each with its own vector
+    // (searched by its whole text: cosine 1).
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    let mut q = conn.prepare("SELECT text FROM memory_items ORDER BY id").unwrap();
+    let texts: Vec<String> = q.query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    for i in [0, reached as usize - 1, reached as usize, texts.len() - 1] {
+        let r = search_json(home.path(), &texts[i]);
+        let hit = r["hits"].as_array().and_then(|h| h.iter().find(|h| h["text"] == texts[i].as_str()).cloned());
+        assert!(
+            hit.as_ref().is_some_and(|h| h["bm25_rank"].is_number() && h["vector_rank"].is_number() && h["cosine"].as_f64().unwrap_or(0.0) > 0.99),
+            "item {i} is not found by both searches: {r}"
+        );
+    }
     assert_eq!(count(&db, "SELECT COUNT(*) FROM memory_items"), items);
 }

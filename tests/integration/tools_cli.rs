@@ -137,6 +137,45 @@ fn http_fetch_refuses_local_and_private_addresses_and_names_that_resolve_to_them
     assert!(e["message"].as_str().unwrap().contains("off"), "{e}");
 }
 
+/// `keel tools call http_fetch` with this hosts file as the system's (bind-mounted over /etc/hosts in private
+/// user, mount and network namespaces: the real getaddrinfo reads it, and nothing can reach a network).
+fn call_with_hosts(home: &Path, hosts: &str, url: &str) -> std::process::Output {
+    let file = home.join("hosts");
+    std::fs::write(&file, hosts).unwrap();
+    std::process::Command::new("unshare")
+        .args(["--user", "--map-root-user", "--mount", "--net", "sh", "-c", r#"mount --bind "$HOSTS" /etc/hosts && exec "$K" "$@""#, "sh"])
+        .args(["tools", "call", "http_fetch", &format!(r#"{{"url": "{url}"}}"#), "--json"])
+        .env("HOSTS", &file)
+        .env("K", env!("CARGO_BIN_EXE_keel"))
+        .env("KEEL_HOME", home)
+        .env("KEEL_MODELS_DIR", crate::common::models_dir())
+        .env("KEEL_HTTP_FETCH", "1")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap()
+}
+
+#[test]
+fn http_fetch_refuses_a_name_whose_real_lookup_mixes_public_and_private_answers() {
+    let home = tempfile::tempdir().unwrap();
+    // The public answer first: a check of the first address alone would let the name through.
+    let hosts = "127.0.0.1 localhost\n93.184.216.34 mixed.example\n10.0.0.7 mixed.example\n93.184.216.34 public.example\n";
+    let out = call_with_hosts(home.path(), hosts, "http://mixed.example/");
+    assert!(!out.status.success(), "mixed.example was fetched: {}", stdout(&out));
+    let message = error_of(&out)["message"].as_str().unwrap_or_default().to_owned();
+    assert!(message.contains("[refused]") && message.contains("mixed.example") && message.contains("private or local"), "{message}\n{}", stderr(&out));
+    // Positive control: the lookup really read the hosts file. A name with only the public answer passes the
+    // address check and fails only at connecting (there is no network here), so the refusal above came from
+    // the private answer.
+    let out = call_with_hosts(home.path(), hosts, "http://public.example/");
+    let message = error_of(&out)["message"].as_str().unwrap_or_default().to_owned();
+    assert!(
+        !out.status.success() && message.contains("tcp connect error") && !message.contains("private or local") && !message.contains("lookup"),
+        "{message}\n{}",
+        stderr(&out)
+    );
+}
+
 #[test]
 fn http_fetch_refuses_a_name_whose_dns_answer_is_private() {
     // A name resolved through /etc/hosts-free DNS is not available offline, so the resolver decision is checked

@@ -19,6 +19,9 @@
 //!   the user's approval: the run waits for the user, with the unknown outcome recorded;
 //! - the saved memory is found by BM25 and by vector search (its own text as the query: cosine ≈ 1);
 //! - no document is half imported or imported twice, after the kill and after the restart, and each is found.
+//! - `memory` (`torture_memory.rs`): memory edits and a reindex killed mid-way: what each command acknowledged
+//!   is there, the one in flight whole or not at all, every item found by both searches, and the indexes equal
+//!   a rebuild from SQLite.
 //!
 //! `KEEL_TORTURE_KILLS` (kills per workload; default 50, so CI runs 100), `KEEL_TORTURE_SEED` and
 //! `KEEL_TORTURE_WORKLOAD` (one of the above) are set by `scripts/torture.sh`, which also reproduces one kill:
@@ -356,7 +359,7 @@ fn write_documents(dir: &Path) -> Vec<String> {
 }
 
 /// (documents, duplicated documents, documents missing chunks, duplicated chunks)
-fn documents_state(home: &Path) -> (i64, i64, i64, i64) {
+pub(crate) fn documents_state(home: &Path) -> (i64, i64, i64, i64) {
     let Ok(db) = rusqlite::Connection::open(home.join("keel.sqlite3")) else { return (0, 0, 0, 0) };
     db.busy_timeout(Duration::from_secs(10)).unwrap();
     let q = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap_or(0);
@@ -419,11 +422,16 @@ fn torture(workload: &str) {
         eprintln!("{workload}: not this run's workload");
         return;
     }
-    let kills = env_u64("KEEL_TORTURE_KILLS", 50);
+    // CI: 50 kills each of the run and import workloads, 20 of the memory workload (whose kills each search and
+    // reindex a copied data dir).
+    let kills = env_u64("KEEL_TORTURE_KILLS", if workload == "memory" { 20 } else { 50 });
     let base = env_u64("KEEL_TORTURE_SEED", 0x7027_2026);
     // The uninterrupted reference: how many events a whole run prints, or how long a whole import takes.
     let home = tempfile::tempdir().unwrap();
-    let (reference, reference_import) = if workload == "react" {
+    let memory_template = (workload == "memory").then(crate::torture_memory::template);
+    let (reference, reference_import) = if let Some(template) = &memory_template {
+        (Reference::default(), crate::torture_memory::reference(template.path()))
+    } else if workload == "react" {
         std::fs::create_dir_all(home.path().join(keel::FILES_DIR)).unwrap();
         crate::mcp::write_config(home.path());
         script(home.path());
@@ -452,6 +460,11 @@ fn torture(workload: &str) {
         tally.kills += 1;
         let result = match workload {
             "react" => react(seed, &reference, &mut tally),
+            "memory" => {
+                let mut rng = Rng::new(seed);
+                let template = memory_template.as_ref().unwrap().path();
+                crate::torture_memory::kill(template, reference_import, &mut |n| rng.below(n), &mut tally.finished_before_kill)
+            }
             _ => import(seed, reference_import, &mut tally),
         };
         match result {
@@ -480,4 +493,9 @@ fn torture_react_runs_killed_at_seeded_points_keep_every_invariant() {
 #[test]
 fn torture_imports_killed_at_seeded_points_keep_every_invariant() {
     torture("import");
+}
+
+#[test]
+fn torture_memory_edits_and_reindexes_killed_at_seeded_points_keep_every_invariant() {
+    torture("memory");
 }

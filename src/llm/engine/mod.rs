@@ -365,7 +365,9 @@ impl Engine {
         let output = if r.has("output.weight") { Some(r.matrix("output.weight", vocab, dim)?) } else { None };
         let norm = r.vector("output_norm.weight", dim)?;
         let kv = kv_heads * head_dim;
-        let mut all = Vec::with_capacity(layers);
+        // Not `with_capacity(layers)`: the count comes from the file, and 4294967295 layers would abort on the
+        // allocation before the first missing tensor could say the file is damaged.
+        let mut all = Vec::with_capacity(layers.min(content.tensor_infos.len()));
         for i in 0..layers {
             let p = |s: &str| format!("blk.{i}.{s}.weight");
             all.push(Layer {

@@ -349,101 +349,46 @@ impl RemoteBackend {
         on_text: &mut dyn FnMut(&str),
     ) -> Result<ToolReply, StreamFailure> {
         let mut events = response.bytes_stream().eventsource();
-        let mut text = String::new();
-        let mut calls: Vec<ToolCall> = Vec::new();
-        let mut usage: Option<Usage> = None;
-        let mut finish: Option<String> = None;
-        let mut ttft_ms = None;
-        let mut pieces = 0u32;
+        let mut assembly = Assembly::default();
         let fail = |error: BackendError, emitted: bool| Err(StreamFailure { error, emitted });
         loop {
             let next = tokio::select! {
                 n = tokio::time::timeout(self.config.read_timeout, events.next()) => n,
                 _ = until_cancelled(cancel) => {
                     // Dropping the stream closes the connection, which tells the server to stop generating.
-                    return Ok(reply(text, calls, usage, pieces, StopReason::Cancelled, started, ttft_ms));
+                    return Ok(assembly.finish(true, started));
                 }
             };
             let event = match next {
                 Err(_) => {
                     let detail = format!("sent nothing for {} s in the middle of a reply", self.config.read_timeout.as_secs());
-                    return fail(self.error(RemoteErrorKind::Timeout, None, detail), pieces > 0);
+                    return fail(self.error(RemoteErrorKind::Timeout, None, detail), assembly.pieces > 0);
                 }
-                Ok(None) if finish.is_some() => break,
-                Ok(None) => return fail(self.error(RemoteErrorKind::Protocol, None, "closed the stream before the reply was complete"), pieces > 0),
+                Ok(None) if assembly.finish_reason.is_some() => break,
+                Ok(None) => return fail(self.error(RemoteErrorKind::Protocol, None, "closed the stream before the reply was complete"), assembly.pieces > 0),
                 Ok(Some(Err(e))) => {
                     let detail = match e {
                         eventsource_stream::EventStreamError::Transport(e) if e.is_timeout() => {
                             let detail = format!("sent nothing for {} s in the middle of a reply", self.config.read_timeout.as_secs());
-                            return fail(self.error(RemoteErrorKind::Timeout, None, detail), pieces > 0);
+                            return fail(self.error(RemoteErrorKind::Timeout, None, detail), assembly.pieces > 0);
                         }
                         eventsource_stream::EventStreamError::Transport(e) => format!("broke off the reply: {}", crate::shared::causes::chain(&e)),
                         other => format!("sent a stream that is not valid Server-Sent Events ({other})"),
                     };
-                    return fail(self.error(RemoteErrorKind::Protocol, None, detail), pieces > 0);
+                    return fail(self.error(RemoteErrorKind::Protocol, None, detail), assembly.pieces > 0);
                 }
                 Ok(Some(Ok(event))) => event,
             };
-            let data = event.data.trim();
-            if data == "[DONE]" {
-                break;
-            }
-            if data.is_empty() {
-                continue;
-            }
-            let chunk: Chunk = match serde_json::from_str(data) {
-                Ok(c) => c,
-                Err(e) => {
-                    let shown: String = data.chars().take(120).collect();
-                    let detail = format!("sent a malformed chunk ({e}): {shown}");
-                    return fail(self.error(RemoteErrorKind::Protocol, None, detail), pieces > 0);
-                }
-            };
-            if let Some(error) = chunk.error {
-                return fail(self.error(RemoteErrorKind::Server, None, format!("reported an error mid-reply: {}", error_message(&error))), pieces > 0);
-            }
-            if chunk.usage.is_some() {
-                usage = chunk.usage;
-            }
-            for choice in chunk.choices.into_iter().filter(|c| c.index.unwrap_or(0) == 0) {
-                if let Some(content) = choice.delta.content.filter(|c| !c.is_empty()) {
-                    ttft_ms.get_or_insert_with(|| started.elapsed().as_millis() as u64);
-                    pieces += 1;
-                    on_text(&content);
-                    text.push_str(&content);
-                }
-                for delta in choice.delta.tool_calls.unwrap_or_default() {
-                    ttft_ms.get_or_insert_with(|| started.elapsed().as_millis() as u64);
-                    pieces += 1;
-                    let index = delta.index.unwrap_or(calls.len().saturating_sub(1) as u32) as usize;
-                    while calls.len() <= index {
-                        calls.push(ToolCall { id: String::new(), name: String::new(), arguments: String::new() });
-                    }
-                    let call = &mut calls[index];
-                    // OpenAI sends the id and name in a call's first delta; some servers (llama-cpp-python) repeat
-                    // them in every delta.
-                    if let Some(id) = delta.id.filter(|id| call.id.is_empty() || *id != call.id) {
-                        call.id.push_str(&id);
-                    }
-                    if let Some(function) = delta.function {
-                        if let Some(name) = function.name.filter(|n| *n != call.name) {
-                            call.name.push_str(&name);
-                        }
-                        if let Some(arguments) = function.arguments {
-                            call.arguments.push_str(&arguments);
-                        }
-                    }
-                }
-                if choice.finish_reason.is_some() {
-                    finish = choice.finish_reason;
+            match assembly.event(&event.data, started, on_text) {
+                Ok(true) => break,
+                Ok(false) => {}
+                Err((kind, detail)) => {
+                    let emitted = assembly.pieces > 0;
+                    return fail(self.error(kind, None, detail), emitted);
                 }
             }
         }
-        let stop = match finish.as_deref() {
-            Some("length") => StopReason::MaxTokens,
-            _ => StopReason::Eos,
-        };
-        Ok(reply(text, calls, usage, pieces, stop, started, ttft_ms))
+        Ok(assembly.finish(false, started))
     }
 
     fn status_error(&self, status: u16, body: &str, retry_after: Option<u64>) -> BackendError {
@@ -571,6 +516,99 @@ impl Backend for RemoteBackend {
 
 /// The most Keel waits on a server's `Retry-After` before giving up on the request.
 const MAX_RETRY_AFTER_MS: u64 = 30_000;
+
+/// At most this many tool calls in one streamed reply. A delta's call index comes from the server and every call
+/// up to it is made, so without a bound one index of 4294967295 would exhaust memory (found by fuzzing).
+const MAX_STREAMED_TOOL_CALLS: usize = 128;
+
+/// What a streamed reply has said so far. Apart from the reading of the stream so that the SSE fuzz target
+/// (`crate::fuzzing::sse`) feeds its events through the same code.
+#[derive(Default)]
+pub(crate) struct Assembly {
+    text: String,
+    calls: Vec<ToolCall>,
+    usage: Option<Usage>,
+    finish_reason: Option<String>,
+    ttft_ms: Option<u64>,
+    pieces: u32,
+}
+
+impl Assembly {
+    /// Takes one event's data: `Ok(true)` when it ends the reply (`[DONE]`), else the error's kind and detail.
+    pub(crate) fn event(&mut self, data: &str, started: Instant, on_text: &mut dyn FnMut(&str)) -> Result<bool, (RemoteErrorKind, String)> {
+        let data = data.trim();
+        if data == "[DONE]" {
+            return Ok(true);
+        }
+        if data.is_empty() {
+            return Ok(false);
+        }
+        let chunk: Chunk = match serde_json::from_str(data) {
+            Ok(c) => c,
+            Err(e) => {
+                let shown: String = data.chars().take(120).collect();
+                return Err((RemoteErrorKind::Protocol, format!("sent a malformed chunk ({e}): {shown}")));
+            }
+        };
+        if let Some(error) = chunk.error {
+            return Err((RemoteErrorKind::Server, format!("reported an error mid-reply: {}", error_message(&error))));
+        }
+        if chunk.usage.is_some() {
+            self.usage = chunk.usage;
+        }
+        for choice in chunk.choices.into_iter().filter(|c| c.index.unwrap_or(0) == 0) {
+            if let Some(content) = choice.delta.content.filter(|c| !c.is_empty()) {
+                self.ttft_ms.get_or_insert_with(|| started.elapsed().as_millis() as u64);
+                self.pieces = self.pieces.saturating_add(1);
+                on_text(&content);
+                self.text.push_str(&content);
+            }
+            for delta in choice.delta.tool_calls.unwrap_or_default() {
+                self.ttft_ms.get_or_insert_with(|| started.elapsed().as_millis() as u64);
+                self.pieces = self.pieces.saturating_add(1);
+                let calls = &mut self.calls;
+                let index = delta.index.unwrap_or(calls.len().saturating_sub(1) as u32) as usize;
+                if index >= MAX_STREAMED_TOOL_CALLS {
+                    return Err((
+                        RemoteErrorKind::Protocol,
+                        format!("sent a tool call numbered {index}; a reply may make at most {MAX_STREAMED_TOOL_CALLS}"),
+                    ));
+                }
+                while calls.len() <= index {
+                    calls.push(ToolCall { id: String::new(), name: String::new(), arguments: String::new() });
+                }
+                let call = &mut calls[index];
+                // OpenAI sends the id and name in a call's first delta; some servers (llama-cpp-python) repeat
+                // them in every delta.
+                if let Some(id) = delta.id.filter(|id| call.id.is_empty() || *id != call.id) {
+                    call.id.push_str(&id);
+                }
+                if let Some(function) = delta.function {
+                    if let Some(name) = function.name.filter(|n| *n != call.name) {
+                        call.name.push_str(&name);
+                    }
+                    if let Some(arguments) = function.arguments {
+                        call.arguments.push_str(&arguments);
+                    }
+                }
+            }
+            if choice.finish_reason.is_some() {
+                self.finish_reason = choice.finish_reason;
+            }
+        }
+        Ok(false)
+    }
+
+    /// The reply so far, as the stream ended (or was cancelled).
+    pub(crate) fn finish(self, cancelled: bool, started: Instant) -> ToolReply {
+        let stop = match (cancelled, self.finish_reason.as_deref()) {
+            (true, _) => StopReason::Cancelled,
+            (false, Some("length")) => StopReason::MaxTokens,
+            _ => StopReason::Eos,
+        };
+        reply(self.text, self.calls, self.usage, self.pieces, stop, started, self.ttft_ms)
+    }
+}
 
 struct StreamFailure {
     error: BackendError,

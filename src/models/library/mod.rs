@@ -6,17 +6,18 @@
 //! mtime) the built-in files use. Listing therefore hashes nothing: a file whose stamp still matches is verified,
 //! one that changed since shows as unchecked until [`verify`] hashes it again.
 //!
-//! Every file is read through [`read_header`], the validation the loader itself runs (magic, tensor table against
-//! the file size), and its architecture is checked against the loader's list, so a model this module accepts is
-//! one `LocalModel::load` will not refuse for its format. A file that fails is listed apart with the reason
-//! rather than hidden, and a file that is not GGUF at all is named for what it is (a zip, JSON, an HTML page, a
-//! safetensors file…), because that is usually the mistake: a wrong link or the wrong format of the right model.
+//! Every file is read through [`read_header`](crate::llm::local::read_header), the validation the loader itself runs
+//! (magic, tensor table against the file size), and its architecture is checked against the loader's list, so a model
+//! this module accepts is one `LocalModel::load` will not refuse for its format. A file that fails is listed apart with
+//! the reason rather than hidden, and a file that is not GGUF at all is named for what it is (a zip, JSON, an HTML
+//! page, a safetensors file…), because that is usually the mistake: a wrong link or the wrong format of the right
+//! model.
 //!
 //! Downloads (`library/download.rs`) go through a `.partial` file that a later call resumes.
 
 use std::ffi::OsString;
 use std::fs::{self, File};
-use std::io::{Read, Write};
+use std::io::{Read, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 
 use candle_core::quantized::gguf_file::{Content, VersionedMagic};
@@ -26,7 +27,7 @@ use sha2::{Digest, Sha256};
 use ts_rs::TS;
 
 use super::{is_unwritable, sha256_file, Manifest, ModelError, ModelDir};
-use crate::llm::local::{read_header, LoadError, SUPPORTED_ARCHITECTURES};
+use crate::llm::local::{read_header_from, LoadError, SUPPORTED_ARCHITECTURES};
 
 mod download;
 
@@ -192,19 +193,25 @@ impl LibraryError {
 /// The result knows nothing of checksums (`checksum` is `Unchecked`, `sha256` is `None`, `builtin` is false);
 /// [`list`], [`add`] and [`download`] fill those in.
 pub fn inspect(path: &Path) -> Result<ModelInfo, LibraryError> {
+    let mut file = File::open(path).map_err(|source| LibraryError::Io { path: path.to_owned(), source })?;
+    inspect_from(&mut file, path)
+}
+
+/// [`inspect`] of an open file (or any reader: the gguf fuzz target reads from memory); `path` names it.
+pub(crate) fn inspect_from<R: Read + Seek>(file: &mut R, path: &Path) -> Result<ModelInfo, LibraryError> {
     let io = |source| LibraryError::Io { path: path.to_owned(), source };
     // The first bytes say what a file that is not GGUF is instead, which is a better error than a bad magic.
     let mut head = Vec::with_capacity(64);
-    let file = File::open(path).map_err(io)?;
-    let size = file.metadata().map_err(io)?.len();
-    file.take(64).read_to_end(&mut head).map_err(io)?;
+    let size = file.seek(SeekFrom::End(0)).map_err(io)?;
+    file.seek(SeekFrom::Start(0)).map_err(io)?;
+    (&mut *file).take(64).read_to_end(&mut head).map_err(io)?;
     if !head.starts_with(b"GGUF") {
         if let Some(what) = sniff(&head, size) {
             return Err(LibraryError::NotGguf { path: path.to_owned(), what });
         }
     }
 
-    let (content, file_size) = read_header(path).map_err(|e| from_load_error(path, &head, e))?;
+    let (content, file_size) = read_header_from(file, path).map_err(|e| from_load_error(path, &head, e))?;
     let architecture =
         content.metadata.get("general.architecture").and_then(|v| v.to_string().ok()).cloned().ok_or_else(|| {
             LibraryError::Damaged { path: path.to_owned(), reason: "it has no general.architecture".into() }

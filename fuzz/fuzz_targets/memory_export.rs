@@ -1,0 +1,5 @@
+//! Fuzz target: `keel::fuzzing::memory_export` (see src/fuzzing.rs for what it covers).
+
+#![no_main]
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| keel::fuzzing::memory_export(data));
