@@ -7,7 +7,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/setup.sh"
 started=$(date +%s)
 # Switches for working on one test (rewriting a committed file, running one e2e test) never reach the suite:
 # a rewritten baseline would make its own test pass.
-unset UPDATE_BINDINGS UPDATE_BASELINE E2E_ONLY KEEL_PORTABLE_KERNELS KEEL_KV_CACHE_MB KEEL_TORTURE_KILLS KEEL_TORTURE_SEED KEEL_TORTURE_WORKLOAD KEEL_POWER_CUTS KEEL_POWER_SEED KEEL_SOAK_TURNS KEEL_SOAK_ITEMS
+unset UPDATE_BINDINGS UPDATE_BASELINE E2E_ONLY KEEL_PORTABLE_KERNELS KEEL_KV_CACHE_MB KEEL_TORTURE_KILLS KEEL_TORTURE_SEED KEEL_TORTURE_WORKLOAD KEEL_POWER_CUTS KEEL_POWER_SEED KEEL_SOAK_TURNS KEEL_SOAK_ITEMS KEEL_FUZZ_SEED
 export KEEL_MODELS_DIR="${KEEL_MODELS_DIR:-$KEEL_CACHE/models}"
 # The setup installs OpenBLAS, so a build without it (build.rs only warns) fails a test here.
 export KEEL_REQUIRE_OPENBLAS=1

@@ -108,11 +108,19 @@ impl TextIndex {
 
     /// A writer for one batch of changes. Another Keel process may hold tantivy's lock for a moment; it is
     /// waited for (up to 10 s) rather than failed.
+    ///
+    /// A process killed inside a commit leaves the files it had written (a segment's `<id>.<opstamp>.del`) on
+    /// disk but not in `meta.json`. The next commit starts again from the same opstamp, would write a file of the
+    /// same name, and tantivy refuses to overwrite it (`FileAlreadyExists`). So before any change, while holding
+    /// the lock, tantivy's garbage collection removes every file it manages that no commit refers to.
     fn writer(&self) -> Result<IndexWriter, IndexError> {
         let mut waited = 0;
         loop {
             match self.index.writer_with_num_threads(1, 32_000_000) {
-                Ok(w) => return Ok(w),
+                Ok(w) => {
+                    w.garbage_collect_files().wait().map_err(|e| self.err("cannot be cleaned of a killed commit's files", e))?;
+                    return Ok(w);
+                }
                 Err(tantivy::TantivyError::LockFailure(..)) if waited < 200 => {
                     std::thread::sleep(std::time::Duration::from_millis(50));
                     waited += 1;
@@ -190,5 +198,63 @@ impl TextIndex {
             }
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn files(dir: &Path) -> std::collections::BTreeSet<String> {
+        std::fs::read_dir(dir).unwrap().map(|e| e.unwrap().file_name().to_string_lossy().into_owned()).collect()
+    }
+
+    fn copy_index(from: &Path, to: &Path) {
+        std::fs::create_dir_all(to).unwrap();
+        for name in files(from) {
+            if !name.ends_with(".lock") {
+                std::fs::copy(from.join(&name), to.join(&name)).unwrap();
+            }
+        }
+    }
+
+    /// The state a kill inside a commit leaves: the commit's new delete file written and registered as managed,
+    /// `meta.json` not yet replaced. It is built exactly: the same index is copied twice, one copy commits, and
+    /// the files that commit created are planted in the other with tantivy's record of them.
+    #[test]
+    fn a_commit_killed_after_writing_its_delete_file_does_not_block_the_next_one() {
+        let tmp = tempfile::tempdir().unwrap();
+        let (base, done, killed) = (tmp.path().join("base"), tmp.path().join("done"), tmp.path().join("killed"));
+        let index = TextIndex::open_or_create(&base).unwrap();
+        index.apply(&[(1, Some("red ladder")), (2, Some("blue barn"))], 1).unwrap();
+        drop(index);
+        copy_index(&base, &done);
+        copy_index(&base, &killed);
+
+        let before = files(&done);
+        TextIndex::open_or_create(&done).unwrap().apply(&[(1, None)], 2).unwrap();
+        let made: Vec<String> = files(&done).difference(&before).filter(|n| n.ends_with(".del")).cloned().collect();
+        assert_eq!(made.len(), 1, "the delete commit writes one delete file: {made:?}");
+        std::fs::copy(done.join(&made[0]), killed.join(&made[0])).unwrap();
+        let managed = killed.join(".managed.json");
+        let mut names: Vec<String> = serde_json::from_slice(&std::fs::read(&managed).unwrap()).unwrap();
+        names.push(made[0].clone());
+        std::fs::write(&managed, serde_json::to_vec(&names).unwrap()).unwrap();
+
+        // Control: the planted file is the one the next commit wants, and tantivy alone refuses to overwrite it.
+        let raw = Index::open_in_dir(&killed).unwrap();
+        let mut w: IndexWriter = raw.writer_with_num_threads(1, 32_000_000).unwrap();
+        let (_, id, _) = schema();
+        w.delete_term(Term::from_field_u64(id, 1));
+        let refused = w.commit().expect_err("tantivy overwrites an orphaned delete file").to_string();
+        assert!(refused.contains("FileAlreadyExists"), "{refused}");
+        drop(w);
+        drop(raw);
+
+        let index = TextIndex::open_or_create(&killed).unwrap();
+        index.apply(&[(1, None)], 2).unwrap();
+        assert_eq!(index.generation().unwrap(), Some(2));
+        assert_eq!(index.search("ladder", 5).unwrap(), vec![]);
+        assert_eq!(index.search("barn", 5).unwrap().iter().map(|h| h.0).collect::<Vec<_>>(), vec![2]);
     }
 }

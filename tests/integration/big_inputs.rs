@@ -192,9 +192,17 @@ fn a_big_mcp_tool_answer_is_cut_with_a_notice_and_a_huge_one_is_dropped_unread()
     eprintln!("7 MB MCP answer: peak {peak} MB (keel), {kept} bytes kept");
     assert!(peak <= PEAK_LIMIT_MB, "peak resident memory {peak} MB");
     // 50 MB: over the MCP client's bound on one message (16 MiB, rmcp's), which drops it as it reads: the call
-    // fails, the run goes on to its end, and memory stays bounded.
+    // fails at once with an error that says so (not after its timeout, as "timed out"), the run goes on to its
+    // end, and memory stays bounded.
     let (returned, last, peak) = big_mcp_answer(50);
     assert_eq!(returned["result"]["status"], "err", "{:.500}", returned.to_string());
+    let error = returned["result"].to_string();
+    assert!(
+        error.contains("the MCP server echo answered, but the answer was ") && error.contains("bytes, over the 16 MiB"),
+        "{error:.500}"
+    );
+    assert!(error.contains("ask the tool for less") && !error.contains("timed out"), "{error:.500}");
+    eprintln!("50 MB MCP answer: {error:.400}");
     assert_eq!(last, "RunFinished");
     eprintln!("50 MB MCP answer: peak {peak} MB (keel)");
     assert!(peak <= PEAK_LIMIT_MB, "peak resident memory {peak} MB");

@@ -36,5 +36,6 @@ mod store;
 mod tidy;
 mod tool_calls;
 mod torture;
+mod torture_download;
 mod torture_memory;
 mod tools_cli;

@@ -17,38 +17,42 @@ const SMOLLM2: &str = "SmolLM2-135M-Instruct.Q4_1.gguf";
 
 /// What the server saw of one request.
 #[derive(Debug, Clone)]
-struct Seen {
-    target: String,
-    range: Option<String>,
+pub(crate) struct Seen {
+    pub(crate) target: String,
+    pub(crate) range: Option<String>,
 }
 
 /// A loopback HTTP/1.1 server for one file at one path (404 for any other target), one connection at a time,
 /// each closed after its response. `Range: bytes=N-` gets a 206 (a 416 from the end of the file on), and
-/// `cut_next_after(n)` makes the next response stop after `n` bytes of body, as a dropped connection would.
-struct FileServer {
+/// `cut_next_after(n)` makes the next response stop after `n` bytes of body, as a dropped connection would;
+/// `pace(n, every)` sends every body `n` bytes at a time, `every` apart, as a slow link would.
+pub(crate) struct FileServer {
     addr: SocketAddr,
     seen: Arc<Mutex<Vec<Seen>>>,
     cut: Arc<Mutex<Option<usize>>>,
+    pace: Arc<Mutex<Option<(usize, std::time::Duration)>>>,
 }
 
 impl FileServer {
-    fn start(path: &str, body: Vec<u8>) -> FileServer {
+    pub(crate) fn start(path: &str, body: Vec<u8>) -> FileServer {
         let listener = TcpListener::bind("127.0.0.1:0").unwrap();
         let addr = listener.local_addr().unwrap();
         let seen = Arc::new(Mutex::new(Vec::new()));
         let cut = Arc::new(Mutex::new(None));
-        let (path, thread_seen, thread_cut) = (path.to_owned(), seen.clone(), cut.clone());
+        let pace = Arc::new(Mutex::new(None));
+        let (path, thread_seen, thread_cut, thread_pace) = (path.to_owned(), seen.clone(), cut.clone(), pace.clone());
         // The thread ends with the test binary; it only ever blocks in accept.
         std::thread::spawn(move || {
             for stream in listener.incoming().flatten() {
                 // A client that hangs up mid-response is no failure of the server's.
-                let _ = respond(stream, &path, &body, &thread_seen, &thread_cut);
+                let paced = *thread_pace.lock().unwrap();
+                let _ = respond(stream, &path, &body, &thread_seen, &thread_cut, paced);
             }
         });
-        FileServer { addr, seen, cut }
+        FileServer { addr, seen, cut, pace }
     }
 
-    fn url(&self, target: &str) -> String {
+    pub(crate) fn url(&self, target: &str) -> String {
         format!("http://{}{target}", self.addr)
     }
 
@@ -56,7 +60,11 @@ impl FileServer {
         *self.cut.lock().unwrap() = Some(bytes);
     }
 
-    fn seen(&self) -> Vec<Seen> {
+    pub(crate) fn pace(&self, bytes: usize, every: std::time::Duration) {
+        *self.pace.lock().unwrap() = Some((bytes.max(1), every));
+    }
+
+    pub(crate) fn seen(&self) -> Vec<Seen> {
         self.seen.lock().unwrap().clone()
     }
 }
@@ -67,6 +75,7 @@ fn respond(
     body: &[u8],
     seen: &Mutex<Vec<Seen>>,
     cut: &Mutex<Option<usize>>,
+    paced: Option<(usize, std::time::Duration)>,
 ) -> std::io::Result<()> {
     let mut reader = BufReader::new(stream.try_clone()?);
     let mut request_line = String::new();
@@ -117,12 +126,20 @@ fn respond(
     stream.write_all(head.as_bytes())?;
     let cut_after = cut.lock().unwrap().take();
     let end = cut_after.map_or(len, |n| (from + n).min(len));
-    stream.write_all(&body[from..end])?;
+    match paced {
+        None => stream.write_all(&body[from..end])?,
+        Some((n, every)) => {
+            for piece in body[from..end].chunks(n) {
+                stream.write_all(piece)?;
+                std::thread::sleep(every);
+            }
+        }
+    }
     stream.flush()
     // Dropping the stream closes the connection: before Content-Length bytes when the response was cut.
 }
 
-fn pinned_sha256() -> String {
+pub(crate) fn pinned_sha256() -> String {
     Manifest::builtin().by_role("chat").unwrap().files[0].sha256.clone()
 }
 
@@ -187,6 +204,45 @@ fn an_interrupted_download_resumes_where_it_stopped() {
     assert_eq!(info.checksum, ChecksumState::Verified);
     assert!(!info.builtin);
     assert_smollm2(&info);
+}
+
+/// A download run again after it finished (or after a kill once the file was in place) is done without a byte
+/// fetched, and restores a missing sidecar; without a sha256 to compare, the file in place is not taken for it.
+#[test]
+fn a_finished_download_run_again_is_done_without_fetching() {
+    let gguf = std::fs::read(gguf_path()).unwrap();
+    let target = format!("/models/{SMOLLM2}");
+    let server = FileServer::start(&target, gguf);
+    let url = server.url(&target);
+    let dir = tempfile::tempdir().unwrap();
+    let store = ModelDir::new(dir.path().to_owned());
+    let pinned = pinned_sha256();
+    let cancel = CancelFlag::default();
+    library::download(&store, &url, Some(&pinned), None, &cancel, &mut |_| {}).unwrap();
+    assert_eq!(server.seen().len(), 1);
+    let stored = library::user_dir(&store).join(SMOLLM2);
+    let sidecar = library::user_dir(&store).join(format!("{SMOLLM2}.sha256"));
+    assert!(std::fs::read_to_string(&sidecar).unwrap().starts_with(&pinned));
+
+    let again = library::download(&store, &url, Some(&pinned), None, &cancel, &mut |_| {}).unwrap();
+    assert_eq!(server.seen().len(), 1, "a finished download fetched again");
+    assert_eq!((again.checksum, again.sha256.as_deref()), (ChecksumState::Verified, Some(pinned.as_str())));
+    // The state a kill between the rename and the sidecar left before the sidecar was written first.
+    std::fs::remove_file(&sidecar).unwrap();
+    let listed = library::list(&store, &Manifest::builtin());
+    assert_eq!(listed.models.iter().find(|m| m.name == SMOLLM2).unwrap().checksum, ChecksumState::Unpinned);
+    library::download(&store, &url, Some(&pinned), None, &cancel, &mut |_| {}).unwrap();
+    assert!(std::fs::read_to_string(&sidecar).unwrap().starts_with(&pinned));
+    let listed = library::list(&store, &Manifest::builtin());
+    assert_eq!(listed.models.iter().find(|m| m.name == SMOLLM2).unwrap().checksum, ChecksumState::Verified);
+    assert_eq!(server.seen().len(), 1);
+    // Another sha256, or none: the file in place is not the one asked for, and is left alone.
+    let other = "0".repeat(64);
+    let err = library::download(&store, &url, Some(&other), None, &cancel, &mut |_| {}).unwrap_err();
+    assert!(matches!(err, LibraryError::Exists { .. }), "{err:?}");
+    let err = library::download(&store, &url, None, None, &cancel, &mut |_| {}).unwrap_err();
+    assert!(matches!(err, LibraryError::Exists { .. }), "{err:?}");
+    assert_eq!(sha256_file(&stored, &mut |_, _| {}).unwrap(), pinned);
 }
 
 #[test]

@@ -22,8 +22,12 @@
 //! - `memory` (`torture_memory.rs`): memory edits and a reindex killed mid-way: what each command acknowledged
 //!   is there, the one in flight whole or not at all, every item found by both searches, and the indexes equal
 //!   a rebuild from SQLite.
+//! - `download` (`torture_download.rs`): `keel models download` of the real SmolLM2 file from a paced loopback
+//!   server, killed mid-way and run again: a model in place is always whole and pinned, a partial file a prefix
+//!   of the real one, and the re-run fetches only the missing bytes.
 //!
-//! `KEEL_TORTURE_KILLS` (kills per workload; default 50, so CI runs 100), `KEEL_TORTURE_SEED` and
+//! `KEEL_TORTURE_KILLS` (kills per workload; default 50 of `react` and `import`, 20 of `memory` and `download`,
+//! so CI runs 140), `KEEL_TORTURE_SEED` and
 //! `KEEL_TORTURE_WORKLOAD` (one of the above) are set by `scripts/torture.sh`, which also reproduces one kill:
 //! `scripts/torture.sh --seed S --workload W --kills 1` (each kill prints its seed and point). The suite's
 //! script clears them, so CI always runs the defaults.
@@ -161,7 +165,7 @@ fn spawn_watched(cmd: &mut Command) -> (Child, Arc<Mutex<Vec<Value>>>, std::thre
     (child, seen, reader)
 }
 
-fn sigkill(child: &mut Child) {
+pub(crate) fn sigkill(child: &mut Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
@@ -423,14 +427,17 @@ fn torture(workload: &str) {
         return;
     }
     // CI: 50 kills each of the run and import workloads, 20 of the memory workload (whose kills each search and
-    // reindex a copied data dir).
-    let kills = env_u64("KEEL_TORTURE_KILLS", if workload == "memory" { 20 } else { 50 });
+    // reindex a copied data dir) and 20 of the download workload (each fetches 98 MB over two seconds).
+    let kills = env_u64("KEEL_TORTURE_KILLS", if matches!(workload, "memory" | "download") { 20 } else { 50 });
     let base = env_u64("KEEL_TORTURE_SEED", 0x7027_2026);
     // The uninterrupted reference: how many events a whole run prints, or how long a whole import takes.
     let home = tempfile::tempdir().unwrap();
     let memory_template = (workload == "memory").then(crate::torture_memory::template);
+    let download_template = (workload == "download").then(crate::torture_download::template);
     let (reference, reference_import) = if let Some(template) = &memory_template {
         (Reference::default(), crate::torture_memory::reference(template.path()))
+    } else if let Some(template) = download_template {
+        (Reference::default(), crate::torture_download::reference(template))
     } else if workload == "react" {
         std::fs::create_dir_all(home.path().join(keel::FILES_DIR)).unwrap();
         crate::mcp::write_config(home.path());
@@ -465,6 +472,16 @@ fn torture(workload: &str) {
                 let template = memory_template.as_ref().unwrap().path();
                 crate::torture_memory::kill(template, reference_import, &mut |n| rng.below(n), &mut tally.finished_before_kill)
             }
+            "download" => {
+                let mut rng = Rng::new(seed);
+                crate::torture_download::kill(
+                    download_template.unwrap(),
+                    reference_import,
+                    &mut |n| rng.below(n),
+                    &mut tally.before_start,
+                    &mut tally.finished_before_kill,
+                )
+            }
             _ => import(seed, reference_import, &mut tally),
         };
         match result {
@@ -498,4 +515,9 @@ fn torture_imports_killed_at_seeded_points_keep_every_invariant() {
 #[test]
 fn torture_memory_edits_and_reindexes_killed_at_seeded_points_keep_every_invariant() {
     torture("memory");
+}
+
+#[test]
+fn torture_model_downloads_killed_at_seeded_points_keep_every_invariant() {
+    torture("download");
 }

@@ -5,7 +5,8 @@
 //! starts over from zero. The sha256 covers the whole file (the kept prefix is hashed first, then the stream), and
 //! the file becomes `user/<name>` only once its checksum (when one was given) and its GGUF header check out: a
 //! wrong file is deleted so that the next try starts clean, while a network failure or a cancel keeps the partial
-//! file so that the next call resumes. URLs in errors lose their credentials and query string, which may hold
+//! file so that the next call resumes. Run again with the same sha256 after it finished, a download is done
+//! without fetching anything (it may have been killed after the file was in place, before it could say so). URLs in errors lose their credentials and query string, which may hold
 //! access tokens.
 
 use std::fs::{self, OpenOptions};
@@ -86,6 +87,12 @@ pub fn download(
                 reason: format!("{shown} ends with no file name to take; give the model a name"),
             })?,
     };
+    if let Some(expected) = &expected {
+        if let Some(info) = super::already_installed(store, &name, expected)? {
+            on_progress(DownloadProgress { name: info.name.clone(), downloaded: info.size_bytes, total: Some(info.size_bytes), resumed_from: info.size_bytes });
+            return Ok(info);
+        }
+    }
     let (name, target, partial) = super::new_target(store, name)?;
     // reqwest's own messages may quote the URL as given; errors show it redacted.
     let reason =

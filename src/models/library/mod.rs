@@ -339,6 +339,31 @@ pub fn add(store: &ModelDir, src: &Path, on_progress: &mut dyn FnMut(u64, u64)) 
     install(store, &partial, target, name, sha256, info)
 }
 
+/// The user model `name` when it is already there and hashes to `expected`: a download run again after it
+/// finished (perhaps killed before it could say so) is done, not refused. Its sidecar is (re)written and the file
+/// stamped as verified. `None` when there is no such file or it holds other bytes.
+fn already_installed(store: &ModelDir, name: &str, expected: &str) -> Result<Option<ModelInfo>, LibraryError> {
+    check_name(name)?;
+    let target = user_dir(store).join(name);
+    if !target.is_file() {
+        return Ok(None);
+    }
+    let actual = sha256_file(&target, &mut |_, _| {}).map_err(|e| match e {
+        ModelError::Io { path, source } => LibraryError::Io { path, source },
+        other => LibraryError::Io { path: target.clone(), source: std::io::Error::other(other.to_string()) },
+    })?;
+    if actual != expected {
+        return Ok(None);
+    }
+    let info = inspect(&target)?;
+    if read_sidecar(&target).as_deref() != Some(expected) {
+        write_sidecar(&target, expected)?;
+    }
+    store.mark_verified(&target, expected);
+    let _ = fs::remove_file(with_suffix(&target, ".partial"));
+    Ok(Some(ModelInfo { checksum: ChecksumState::Verified, builtin: false, sha256: Some(actual), ..info }))
+}
+
 /// Where a new model file goes in the user's folder, and the `.partial` file it is written to first; refused when
 /// the name is not allowed or a file of that name is there.
 fn new_target(store: &ModelDir, name: String) -> Result<(String, PathBuf, PathBuf), LibraryError> {
@@ -353,10 +378,12 @@ fn new_target(store: &ModelDir, name: String) -> Result<(String, PathBuf, PathBu
     Ok((name, target, partial))
 }
 
-/// Moves a checked `.partial` file into its place and records its sha256 beside it.
+/// Records a checked `.partial` file's sha256 beside its place, then moves it there. In that order, so that a
+/// process killed in between leaves either a partial file that the same download finishes, or the model with its
+/// sidecar: never a model whose sha256 is not recorded.
 fn install(store: &ModelDir, partial: &Path, target: PathBuf, name: String, sha256: String, info: ModelInfo) -> Result<ModelInfo, LibraryError> {
-    fs::rename(partial, &target).map_err(|source| LibraryError::Io { path: target.clone(), source })?;
     write_sidecar(&target, &sha256)?;
+    fs::rename(partial, &target).map_err(|source| LibraryError::Io { path: target.clone(), source })?;
     store.mark_verified(&target, &sha256);
     Ok(ModelInfo { name, path: target.display().to_string(), checksum: ChecksumState::Verified, builtin: false, sha256: Some(sha256), ..info })
 }

@@ -26,7 +26,6 @@ use rmcp::model::{
     ProtocolVersion,
 };
 use rmcp::service::{ClientInitializeError, RoleClient, RunningService};
-use rmcp::transport::TokioChildProcess;
 use rmcp::{Peer, ServiceError, ServiceExt};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Map, Value};
@@ -35,6 +34,10 @@ use tokio::process::ChildStderr;
 use tokio::runtime::Runtime;
 
 use super::{CallContext, Effect, Origin, Tool, ToolError, ToolSpec};
+
+mod stdio;
+
+use stdio::{ChildTransport, Dropped, OVERSIZE_CODE};
 
 /// The longest one MCP tool call may take (the caller may give less).
 pub const TIMEOUT_MS: u64 = 30_000;
@@ -182,6 +185,8 @@ struct Connection {
     /// The running client, which owns the process; `None` once closed.
     service: Mutex<Option<RunningService<RoleClient, ClientConfig>>>,
     stderr: Arc<StderrTail>,
+    /// Answers too large to read whose request could not be told (see `stdio`).
+    dropped: Arc<Dropped>,
 }
 
 impl Connection {
@@ -251,7 +256,9 @@ pub fn connect(config: &McpServerConfig, timeout: Duration) -> Result<McpServer,
         .build()
         .map_err(spawn_error)?;
     let stderr = Arc::new(StderrTail::default());
-    let started = runtime.block_on(async { tokio::time::timeout(timeout, start(config, stderr.clone())).await });
+    let dropped = Arc::new(Dropped::default());
+    let started =
+        runtime.block_on(async { tokio::time::timeout(timeout, start(config, stderr.clone(), dropped.clone())).await });
     let (service, listed) = match started {
         Ok(Ok(started)) => started,
         Ok(Err(error)) => {
@@ -274,6 +281,7 @@ pub fn connect(config: &McpServerConfig, timeout: Duration) -> Result<McpServer,
         peer: service.peer().clone(),
         service: Mutex::new(Some(service)),
         stderr,
+        dropped,
     });
     let tools = listed
         .into_iter()
@@ -286,6 +294,7 @@ pub fn connect(config: &McpServerConfig, timeout: Duration) -> Result<McpServer,
 async fn start(
     config: &McpServerConfig,
     stderr: Arc<StderrTail>,
+    dropped: Arc<Dropped>,
 ) -> Result<(RunningService<RoleClient, ClientConfig>, Vec<rmcp::model::Tool>), McpError> {
     let mut command = tokio::process::Command::new(&config.command);
     command.args(&config.args).env_clear();
@@ -297,11 +306,11 @@ async fn start(
     command.envs(config.env.iter().map(|(k, v)| (k, v)));
     // However the client ends (a timeout mid-handshake, a runtime shut down with the call in flight), dropping
     // the process handle kills the process, so no server outlives its connection.
-    command.kill_on_drop(true);
-    let (transport, child_stderr) = TokioChildProcess::builder(command)
-        .stderr(Stdio::piped())
-        .spawn()
-        .map_err(|source| McpError::Spawn { server: config.name.clone(), command: config.command.clone(), source })?;
+    command.kill_on_drop(true).stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+    let spawn_error = |source| McpError::Spawn { server: config.name.clone(), command: config.command.clone(), source };
+    let mut child = command.spawn().map_err(spawn_error)?;
+    let child_stderr = child.stderr.take();
+    let transport = ChildTransport::new(child, dropped, CLOSE_GRACE).map_err(spawn_error)?;
     let mut drain = child_stderr.map(|pipe| tokio::spawn(drain_stderr(pipe, stderr.clone())));
     // The stderr of a server that failed to start usually says why; give the drain a moment to read its last words.
     let settle = |drain: Option<tokio::task::JoinHandle<()>>| async move {
@@ -445,6 +454,15 @@ impl McpTool {
                 ToolError::Timeout { tool: self.name(), after_ms: limit.as_millis() as u64 }
             }
             ServiceError::Cancelled { .. } => ToolError::Cancelled { tool: self.name() },
+            // Keel's own answer for a result too large to read (`stdio::Oversize`).
+            ServiceError::McpError(data) if data.code.0 == OVERSIZE_CODE => ToolError::Failed {
+                tool: self.name(),
+                message: format!(
+                    "the MCP server {server} answered, but {}; ask the tool for less (a narrower query, fewer items, \
+                     or a page at a time)",
+                    data.message
+                ),
+            },
             // A JSON-RPC error answer: the server refused the request itself (unknown tool, invalid params).
             ServiceError::McpError(data) => ToolError::Failed {
                 tool: self.name(),
@@ -481,6 +499,7 @@ impl Tool for McpTool {
         let mut params = CallToolRequestParams::new(self.remote_name.clone());
         params.arguments = arguments;
         let limit = cx.remaining();
+        let dropped_before = connection.dropped.count.load(std::sync::atomic::Ordering::Relaxed);
         // Whichever branch loses is dropped: for the call, rmcp then sends the server `notifications/cancelled`
         // (a best-effort notice, so that it stops working on a result nobody will read).
         let waited = connection.runtime().block_on(async {
@@ -499,6 +518,20 @@ impl Tool for McpTool {
         match waited {
             Waited::Answered(Ok(result)) => self.result(result),
             Waited::Answered(Err(error)) => Err(self.call_error(error, limit)),
+            Waited::TimedOut if connection.dropped.count.load(std::sync::atomic::Ordering::Relaxed) > dropped_before => {
+                let bytes = connection.dropped.last_bytes.load(std::sync::atomic::Ordering::Relaxed);
+                Err(ToolError::Failed {
+                    tool: self.name(),
+                    message: format!(
+                        "no answer within {} ms; meanwhile the MCP server {} sent a message of {bytes} bytes, over the \
+                         {} MiB Keel reads from one message, which was dropped unread: it was probably this call's \
+                         answer; ask the tool for less (a narrower query, fewer items, or a page at a time)",
+                        limit.as_millis(),
+                        connection.server,
+                        stdio::MAX_MESSAGE_BYTES >> 20
+                    ),
+                })
+            }
             Waited::TimedOut => Err(ToolError::Timeout { tool: self.name(), after_ms: limit.as_millis() as u64 }),
             Waited::Cancelled => Err(ToolError::Cancelled { tool: self.name() }),
         }
