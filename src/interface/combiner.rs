@@ -230,18 +230,37 @@ pub fn nearest(
     skip_attack: &dyn Fn(usize) -> bool,
     skip_benign: &dyn Fn(usize) -> bool,
 ) -> Option<Nearest> {
-    if windows.is_empty() || attacks.is_empty() || benign.is_empty() {
+    if attacks.is_empty() || benign.is_empty() {
         return None;
     }
-    let top = |w: &[f32], set: &[Vec<f32>], skip: &dyn Fn(usize) -> bool| -> f32 {
+    nearest_from(&similarities(windows, attacks, benign), k, skip_attack, skip_benign)
+}
+
+/// Each window's similarity (dot product of unit vectors) to every attack and to every benign exemplar.
+pub fn similarities(windows: &[Vec<f32>], attacks: &[Vec<f32>], benign: &[Vec<f32>]) -> Vec<(Vec<f32>, Vec<f32>)> {
+    let dots = |w: &[f32], set: &[Vec<f32>]| -> Vec<f32> { set.iter().map(|e| w.iter().zip(e).map(|(a, b)| a * b).sum()).collect() };
+    windows.iter().map(|w| (dots(w, attacks), dots(w, benign))).collect()
+}
+
+/// [`nearest`] from the windows' [`similarities`], computed once when the same texts are scored against the
+/// exemplars with different ones left out (a leave-one-source-out evaluation).
+pub fn nearest_from(
+    similarities: &[(Vec<f32>, Vec<f32>)],
+    k: usize,
+    skip_attack: &dyn Fn(usize) -> bool,
+    skip_benign: &dyn Fn(usize) -> bool,
+) -> Option<Nearest> {
+    if similarities.is_empty() {
+        return None;
+    }
+    let top = |sims: &[f32], skip: &dyn Fn(usize) -> bool| -> f32 {
         let mut best: Vec<f32> = Vec::with_capacity(k + 1);
-        for (i, e) in set.iter().enumerate() {
+        for (i, s) in sims.iter().enumerate() {
             if skip(i) {
                 continue;
             }
-            let s: f32 = w.iter().zip(e).map(|(a, b)| a * b).sum();
-            if best.len() < k || s > best[best.len() - 1] {
-                best.push(s);
+            if best.len() < k || *s > best[best.len() - 1] {
+                best.push(*s);
                 best.sort_by(|a, b| b.total_cmp(a));
                 best.truncate(k);
             }
@@ -249,9 +268,9 @@ pub fn nearest(
         if best.is_empty() { 0.0 } else { best.iter().sum::<f32>() / best.len() as f32 }
     };
     let mut out = Nearest { margin: f32::NEG_INFINITY, attack: f32::NEG_INFINITY, benign: 0.0 };
-    for w in windows {
-        let a = top(w, attacks, skip_attack);
-        let b = top(w, benign, skip_benign);
+    for (to_attacks, to_benign) in similarities {
+        let a = top(to_attacks, skip_attack);
+        let b = top(to_benign, skip_benign);
         out.attack = out.attack.max(a);
         if a - b > out.margin {
             out.margin = a - b;

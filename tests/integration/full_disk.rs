@@ -79,7 +79,9 @@ fn a_disk_that_fills_up_mid_run_is_named_keeps_every_step_and_the_run_resumes_on
         "$K" ask --json --events --mode react --allow memory_save --allow files_write "Work out the question, save it and write the note" > "$O/ask.json" 2> "$O/ask.err" &
         pid=$!
         i=0
-        while [ "$(grep -c '"seq"' "$O/ask.err")" -lt 8 ] && [ $i -lt 6000 ]; do sleep 0.01; i=$((i+1)); done
+        # Until the background shell has opened ask.err, grep finds no file: that counts as no step yet.
+        steps() { n=$(grep -c '"seq"' "$O/ask.err" 2>/dev/null); echo "${n:-0}"; }
+        while [ "$(steps)" -lt 8 ] && [ $i -lt 6000 ]; do sleep 0.01; i=$((i+1)); done
         head -c 100000000 /dev/zero > "$H/filler" 2>/dev/null || true
         wait $pid; echo $? > "$O/ask.code"
         rm "$H/filler"

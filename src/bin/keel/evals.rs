@@ -51,7 +51,7 @@ pub enum EvalCommand {
     },
     /// The injection scorer on the committed guard set: per layer, detection of direct and indirect injections on the
     /// test split at the threshold Keel ships (for a layer not used alone, the one chosen on the validation split at
-    /// 1% false positives).
+    /// 1% false positives); then, per source of the set, detection and false positives with that source held out.
     Guard {
         #[arg(long, default_value = "tests/evals/guard/guard.jsonl")]
         dataset: PathBuf,
@@ -117,6 +117,30 @@ impl Human for GuardEvalReport {
             "at the thresholds Keel ships (* chosen on the validation split at 1% false positives: a layer Keel does not use alone); {} ms",
             self.duration_ms
         ));
+        if let Some(loso) = &self.leave_one_source_out {
+            let cell = |n: usize, rate: Option<f64>| rate.map_or_else(|| "-".to_owned(), |r| format!("{} of {n}", pct(r)));
+            text.line(String::new());
+            text.line(format!("leave one source out (combined layer, at the shipped flag {:.3}):", loso.threshold));
+            text.line(format!("{:<24} {:>16} {:>16} {:>16}", "held-out source", "direct found", "indirect found", "benign flagged"));
+            for s in &loso.sources {
+                text.line(format!(
+                    "{:<24} {:>16} {:>16} {:>16}",
+                    s.writer,
+                    cell(s.direct, s.direct_detected),
+                    cell(s.indirect, s.indirect_detected),
+                    cell(s.benign, s.false_positive_rate)
+                ));
+            }
+            let mean = |m: Option<f64>| m.map_or_else(|| "-".to_owned(), pct);
+            text.line(format!(
+                "{:<24} {:>16} {:>16} {:>16}",
+                format!("mean (>= {} texts)", loso.min_texts),
+                mean(loso.mean_direct_detected),
+                mean(loso.mean_indirect_detected),
+                mean(loso.mean_false_positive_rate)
+            ));
+            text.line(format!("pooled false positives {}; {}", mean(loso.pooled_false_positive_rate), loso.caveat));
+        }
         text
     }
 }
