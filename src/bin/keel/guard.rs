@@ -2,7 +2,9 @@
 //! scripts. A line that cannot be read (not UTF-8, not JSON, no `text`, an unknown `source`, longer than
 //! [`MAX_LINE_BYTES`]) gets `{"line": N, "error": …}` and the rest go on. Each answer is written and flushed as
 //! soon as it is computed, so whatever happens to a later line, the earlier answers are out. A line over the
-//! limit is skipped as it is read, never held whole: memory stays bounded whatever the input.
+//! limit is skipped as it is read, never held whole: memory stays bounded whatever the input. The lines already
+//! waiting in the input (up to `--batch`) are checked together, their windows embedded in one pass; keel guard
+//! never waits for more input before answering the lines it has.
 
 use std::io::{IsTerminal, Write};
 use std::time::Instant;
@@ -18,11 +20,15 @@ pub struct GuardArgs {
     /// Skip the similarity layer and the intent centroids (no embedding model needed; much faster).
     #[arg(long)]
     patterns_only: bool,
-    /// Lines read ahead before checking (each answer is still written as soon as it is computed). 1, the
-    /// default, answers each line before reading the next, so a program can write a line and wait for its answer.
-    #[arg(long, default_value_t = 1)]
+    /// The most lines checked together, their texts embedded in one pass. Only lines already waiting whole in
+    /// the input are taken: keel guard never waits for more before answering, so a program can write one line
+    /// and wait for its answer, while a file piped in is checked many lines at a time. 1 checks each line alone.
+    #[arg(long, default_value_t = 256)]
     batch: usize,
 }
+
+/// How much of the input is read at once; the lines waiting in it are what a batch takes.
+const READ_AHEAD_BYTES: usize = 256 * 1024;
 
 /// The longest line `keel guard` checks: 16 MiB of JSON. A longer one is answered with an error.
 pub const MAX_LINE_BYTES: usize = 16 * 1024 * 1024;
@@ -58,6 +64,13 @@ fn err(e: impl std::fmt::Display) -> AppError {
     AppError::new(ErrorKind::Internal, e.to_string(), None)
 }
 
+/// Writes one answer line and flushes it, so that it is out whatever happens next.
+fn answer(out: &mut impl Write, value: &Value) -> Result<(), AppError> {
+    serde_json::to_writer(&mut *out, value).map_err(err)?;
+    out.write_all(b"\n").map_err(err)?;
+    out.flush().map_err(err)
+}
+
 pub fn run(args: GuardArgs) -> Result<(), AppError> {
     let app = App::open_default()?;
     let started = Instant::now();
@@ -68,15 +81,19 @@ pub fn run(args: GuardArgs) -> Result<(), AppError> {
         eprint!("\r\x1b[2K{} {}/{}", p.stage, p.done, p.total)
     })?;
     let stdin = std::io::stdin();
-    let mut input = stdin.lock();
+    let mut input = std::io::BufReader::with_capacity(READ_AHEAD_BYTES, stdin.lock());
     let stdout = std::io::stdout();
     let mut out = std::io::BufWriter::new(stdout.lock());
-    let (mut n, mut lines, mut bad) = (0usize, 0usize, 0usize);
+    let (mut n, mut lines, mut bad, mut batches) = (0usize, 0usize, 0usize, 0usize);
     let mut buf = Vec::new();
     loop {
         let mut batch: Vec<Line> = Vec::new();
         let mut eof = false;
         while batch.len() < args.batch.max(1) {
+            // A line more only when it is already there whole: with lines to answer, never wait for input.
+            if !batch.is_empty() && !input.buffer().contains(&b'\n') {
+                break;
+            }
             let Some(read) = App::read_input_line(&mut input, &mut buf, MAX_LINE_BYTES).map_err(err)? else {
                 eof = true;
                 break;
@@ -104,23 +121,41 @@ pub fn run(args: GuardArgs) -> Result<(), AppError> {
             }
         }
         let total = batch.len();
-        for (i, line) in batch.into_iter().enumerate() {
-            let value = match line {
-                Line::Item(text, source) => serde_json::to_value(checker.check(&text, source)).map_err(err)?,
-                Line::Bad(v) => {
+        batches += usize::from(total > 0);
+        let texts: Vec<(&str, Source)> =
+            batch.iter().filter_map(|l| if let Line::Item(t, s) = l { Some((t.as_str(), *s)) } else { None }).collect();
+        let at: Vec<usize> = batch.iter().enumerate().filter(|(_, l)| matches!(l, Line::Item(..))).map(|(i, _)| i).collect();
+        // Answers go out in input order, each as soon as it is computed: an unreadable line's answer once the
+        // texts before it have theirs.
+        let mut next = 0usize;
+        let mut emit = |upto: usize, report: Option<Value>, out: &mut std::io::BufWriter<std::io::StdoutLock>| -> Result<(), AppError> {
+            for line in &batch[next..upto] {
+                if let Line::Bad(v) = line {
                     bad += 1;
-                    v
+                    answer(out, v)?;
+                    lines += 1;
                 }
-            };
-            lines += 1;
-            serde_json::to_writer(&mut out, &value).map_err(err)?;
-            out.write_all(b"\n").map_err(err)?;
-            out.flush().map_err(err)?;
+            }
+            next = upto;
+            if let Some(value) = report {
+                answer(out, &value)?;
+                lines += 1;
+                next += 1;
+            }
             if total > 1 && std::io::stderr().is_terminal() {
                 progress = true;
-                eprint!("\r\x1b[2Kchecking the texts {}/{total}", i + 1);
+                eprint!("\r\x1b[2Kchecked {lines} lines");
             }
-        }
+            Ok(())
+        };
+        let mut written: Result<(), AppError> = Ok(());
+        checker.check_many(&texts, &mut |i, report| {
+            if written.is_ok() {
+                written = serde_json::to_value(report).map_err(err).and_then(|v| emit(at[i], Some(v), &mut out));
+            }
+        });
+        written?;
+        emit(batch.len(), None, &mut out)?;
         if eof {
             break;
         }
@@ -129,6 +164,6 @@ pub fn run(args: GuardArgs) -> Result<(), AppError> {
         eprintln!();
     }
     let secs = started.elapsed().as_secs_f64();
-    eprintln!("{lines} lines ({bad} unreadable) in {secs:.2} s: {:.0} lines/s", lines as f64 / secs.max(1e-9));
+    eprintln!("{lines} lines ({bad} unreadable) in {secs:.2} s: {:.0} lines/s ({batches} batches)", lines as f64 / secs.max(1e-9));
     Ok(())
 }
