@@ -316,6 +316,35 @@ fn rules() -> &'static [Rule] {
                 0.4,
                 r"https?://[^\s)]*=\[[a-z_ ]+\]|\burl[- ]encoded (?:summary|version|copy) of (?:this|the|our) (?:conversation|chat)\b",
             ),
+            // Untrusted text that claims an authority it cannot have over the assistant: a system or developer
+            // note inside data, or the user's consent reported by the data itself.
+            rule(
+                "claims_authority",
+                0.55,
+                0.15,
+                concat!(
+                    r"(?:^|\n|[\[(*>])\s*(?:system|admin(?:istrator)?|developer|security|it|compliance|processing)\s+(?:note|notice|message|update|directive|instruction|override)s?\s*[:\])]",
+                    r"|\b(?:note|message|instructions?|notice) from (?:the )?(?:developers?|system|administrator|admin|security team|it department|operator)\b",
+                    r"|\bthe user (?:has|had) (?:already |previously |explicitly )?(?:approved|authori[sz]ed|confirmed|consented to|agreed to|pre-?approved|requested)\b",
+                    r"|\b(?:already|pre-?)\s*(?:approved|authori[sz]ed) by the user\b|\bwithout (?:asking|confirming with|telling|notifying|alerting) the user\b",
+                    r"|\bno (?:need|reason) to (?:ask|confirm with|check with|tell) the user\b"
+                ),
+            ),
+            // An order to call a tool that acts on the world (sends, posts, deletes, pays, writes, runs), by a
+            // tool-like name, with what to act on.
+            rule(
+                "orders_a_tool",
+                0.55,
+                0.1,
+                r"\b(?:call|invoke|use|run|execute|trigger)\s+(?:the\s+)?`?[a-z]*_?(?:send|email|mail|post|upload|delete|remove|transfer|pay|write|exec|shell|http|forward|share|export)[a-z_]*`?(?:\s+(?:tool|function|action|api))?\s*(?:\(|on\b|with\b|to\b|for\b)",
+            ),
+            // An instruction to the assistant hidden where a person reading the page would not see it.
+            rule(
+                "hidden_instruction",
+                0.6,
+                0.3,
+                r"<!--\s*(?:(?:note|message|instructions?)\s+(?:to|for)\s+)?(?:the\s+)?(?:assistant|ai|system|llm|agent|model|chatbot)\b",
+            ),
             rule("mentions_jailbreak", 0.3, 0.3, r"\bjailbr(?:ea|o)k"),
             rule("encoded_instruction", 0.35, 0.2, r"\b(?:decode|base64|rot13|hex[- ]?encoded|caesar cipher|reversed? text)\b.{0,60}\b(?:follow|execute|obey|run|do|instructions?|and then)\b"),
         ]
