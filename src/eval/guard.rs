@@ -204,6 +204,32 @@ fn rate(items: &[&Scored], layer: &str, threshold: f32) -> f64 {
     items.iter().filter(|s| s.score(layer) >= threshold).count() as f64 / items.len() as f64
 }
 
+/// The JSON lines of a guard set: a `.jsonl` file, or a folder whose `.jsonl` files are its parts in name order
+/// (the committed set is `tests/evals/guard/set/`, cut into parts of at most 3 MB).
+pub fn read_set(path: &std::path::Path) -> Result<String, String> {
+    let read = |p: &std::path::Path| std::fs::read_to_string(p).map_err(|e| format!("cannot read {}: {e}", p.display()));
+    if !path.is_dir() {
+        return read(path);
+    }
+    let mut parts: Vec<std::path::PathBuf> = std::fs::read_dir(path)
+        .map_err(|e| format!("cannot list {}: {e}", path.display()))?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.extension().is_some_and(|x| x == "jsonl"))
+        .collect();
+    if parts.is_empty() {
+        return Err(format!("{} holds no .jsonl files", path.display()));
+    }
+    parts.sort();
+    let mut text = String::new();
+    for part in &parts {
+        text.push_str(&read(part)?);
+        if !text.ends_with('\n') {
+            text.push('\n');
+        }
+    }
+    Ok(text)
+}
+
 pub fn load(jsonl: &str) -> Result<Vec<GuardItem>, String> {
     jsonl
         .lines()

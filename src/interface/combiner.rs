@@ -7,7 +7,7 @@
 //! through a sigmoid, so the score reads as a probability and the [`Thresholds`](super::guard::Thresholds) keep
 //! their meaning.
 //!
-//! The weights are fitted by `keel eval guard --fit` on the train split of `tests/evals/guard/guard.jsonl`
+//! The weights are fitted by `keel eval guard --fit` on the train split of `tests/evals/guard/set/`
 //! (L2-regularised, by Newton's method, so the fit is deterministic), the regularisation and the flag
 //! threshold chosen on the validation split; the result is committed as `guard_combiner.json` and compiled in.
 

@@ -56,7 +56,7 @@ fn the_guard_holds_its_detection_rates_at_its_false_positive_rate() {
     // Leave one source out: every source of the set is held out in turn and scored on exactly the texts it wrote
     // (counted here from the set itself), and the means are held to their baseline.
     let loso = &report["leave_one_source_out"];
-    let set = std::fs::read_to_string(repo().join("tests/evals/guard/guard.jsonl")).unwrap();
+    let set = keel::eval::guard::read_set(&repo().join("tests/evals/guard/set")).unwrap();
     let mut expected: std::collections::BTreeMap<(String, String), u64> = Default::default();
     for line in set.lines().filter(|l| !l.trim().is_empty()) {
         let row: Value = serde_json::from_str(line).unwrap();

@@ -53,7 +53,7 @@ pub enum EvalCommand {
     /// test split at the threshold Keel ships (for a layer not used alone, the one chosen on the validation split at
     /// 1% false positives); then, per source of the set, detection and false positives with that source held out.
     Guard {
-        #[arg(long, default_value = "tests/evals/guard/guard.jsonl")]
+        #[arg(long, default_value = "tests/evals/guard/set")]
         dataset: PathBuf,
         /// Write the JSON report here too.
         #[arg(long)]
