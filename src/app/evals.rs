@@ -17,6 +17,7 @@ use crate::eval::remote_bench::{Peer, RemoteBenchReport};
 use crate::eval::retrieval::RetrievalReport;
 use crate::eval::tool_calls::ToolCallReport;
 use crate::interface::combiner::Combiner;
+use crate::interface::lexical::Lexical;
 use crate::llm::remote::{RemoteBackend, RemoteConfig};
 use crate::llm::GenerationSettings;
 use crate::trace::StepRow;
@@ -56,14 +57,15 @@ impl App {
     }
 
     /// `keel eval guard`: the injection scorer on a guard set (JSON lines), per layer. With `refit` the
-    /// combiner is fitted afresh and the returned fit is the one measured; otherwise the committed one is.
+    /// lexical layer and the combiner are fitted afresh and the returned fits are the ones measured; otherwise
+    /// the committed ones are.
     /// Progress: (stage, done, total).
     pub fn evaluate_guard(
         &self,
         dataset: &Path,
         refit: bool,
         on_progress: &mut dyn FnMut(&str, u64, u64),
-    ) -> Result<(GuardEvalReport, Combiner), AppError> {
+    ) -> Result<(GuardEvalReport, Combiner, Option<Lexical>), AppError> {
         let text = crate::eval::guard::read_set(dataset).map_err(|e| AppError::new(ErrorKind::InvalidInput, e, None))?;
         let items = crate::eval::guard::load(&text)
             .map_err(|e| AppError::new(ErrorKind::InvalidInput, format!("{}: {e}", dataset.display()), None))?;
@@ -71,7 +73,10 @@ impl App {
         let texts = crate::eval::guard::texts(&items);
         let refs: Vec<&str> = texts.iter().map(String::as_str).collect();
         let windows = self.guard_windows(&model, &refs, &mut |d, t| on_progress("embedding the texts' windows", d as u64, t as u64))?;
-        crate::eval::guard::evaluate(model.as_ref(), &dataset.display().to_string(), &items, &windows, refit).map_err(internal)
+        crate::eval::guard::evaluate(model.as_ref(), &dataset.display().to_string(), &items, &windows, refit, &mut |stage| {
+            on_progress(stage, 0, 0)
+        })
+        .map_err(internal)
     }
 
     /// `keel eval intent`: the intent detector on the test split of the committed intent set.

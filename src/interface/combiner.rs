@@ -1,9 +1,9 @@
 //! How the guard's layers become one score: a logistic regression over what each layer found.
 //!
 //! The features of a text are which pattern rules fired (one indicator per rule), the patterns' noisy-or score,
-//! where the text came from, and three numbers from the similarity layer: the best window's margin between the
-//! nearest attack and benign exemplars, the highest attack similarity of any window, and the benign similarity
-//! of the best window. Each is standardised with the train split's mean and deviation, weighted, and passed
+//! where the text came from, the lexical layer's score ([`super::lexical`]: its most suspicious clause), and
+//! three numbers from the similarity layer: the best window's margin between the nearest attack and benign
+//! exemplars, the highest attack similarity of any window, and the benign similarity of the best window. Each is standardised with the train split's mean and deviation, weighted, and passed
 //! through a sigmoid, so the score reads as a probability and the [`Thresholds`](super::guard::Thresholds) keep
 //! their meaning.
 //!
@@ -36,13 +36,16 @@ pub struct Evidence<'a> {
     pub reasons: &'a [Reason],
     pub pattern_score: f32,
     pub source: Source,
+    /// The lexical layer's score of the text ([`super::lexical::Lexical::score`]).
+    pub lexical: f32,
     pub nearest: Nearest,
 }
 
 /// The fitted combiner, as committed.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Combiner {
-    /// Feature names: `rule:<id>`, `pattern_score`, `source:<source>`, `knn_margin`, `knn_attack`, `knn_benign`.
+    /// Feature names: `rule:<id>`, `pattern_score`, `source:<source>`, `lexical`, `knn_margin`, `knn_attack`,
+    /// `knn_benign`.
     pub features: Vec<String>,
     pub mean: Vec<f32>,
     pub scale: Vec<f32>,
@@ -63,6 +66,7 @@ pub fn feature_names(rule_ids: &[&str]) -> Vec<String> {
     let mut names: Vec<String> = rule_ids.iter().map(|r| format!("rule:{r}")).collect();
     names.push("pattern_score".into());
     names.extend(SOURCES.iter().map(|s| format!("source:{}", s.as_str())));
+    names.push("lexical".into());
     names.extend(["knn_margin", "knn_attack", "knn_benign"].map(String::from));
     names
 }
@@ -73,6 +77,7 @@ pub fn features(names: &[String], evidence: &Evidence) -> Vec<f32> {
         .iter()
         .map(|name| match name.as_str() {
             "pattern_score" => evidence.pattern_score,
+            "lexical" => evidence.lexical,
             "knn_margin" => evidence.nearest.margin,
             "knn_attack" => evidence.nearest.attack,
             "knn_benign" => evidence.nearest.benign,

@@ -9,6 +9,7 @@ pub mod arith;
 pub mod combiner;
 pub mod guard;
 pub mod intent;
+pub mod lexical;
 pub mod normalise;
 pub mod routing;
 pub mod signals;

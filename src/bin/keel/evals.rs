@@ -58,8 +58,9 @@ pub enum EvalCommand {
         /// Write the JSON report here too.
         #[arg(long)]
         out: Option<PathBuf>,
-        /// Fit the combiner afresh on the train split (regularisation and flag threshold chosen on validation),
-        /// measure that fit, and write it to FILE (the committed one is src/interface/guard_combiner.json).
+        /// Fit the lexical layer and the combiner afresh on the train split (the combiner's regularisation and
+        /// flag threshold chosen on validation), measure that fit, and write the combiner to FILE (the committed
+        /// one is src/interface/guard_combiner.json) and the lexical layer beside it as guard_lexical.bin.
         #[arg(long, value_name = "FILE")]
         fit: Option<PathBuf>,
         #[arg(long)]
@@ -256,13 +257,23 @@ pub fn run(command: EvalCommand) -> Result<(), AppError> {
             output::emit(json, &result);
         }
         EvalCommand::Guard { dataset, out, fit, json } => {
-            let (report, combiner) =
-                app.evaluate_guard(&dataset, fit.is_some(), &mut |stage, done, total| spinner.show(format_args!("{stage} {done}/{total}")))?;
+            let (report, combiner, lexical) =
+                app.evaluate_guard(&dataset, fit.is_some(), &mut |stage, done, total| match total {
+                    0 => spinner.show(format_args!("{stage}")),
+                    _ => spinner.show(format_args!("{stage} {done}/{total}")),
+                })?;
             if let Some(path) = &fit {
                 let body = serde_json::to_string_pretty(&combiner).map_err(|e| AppError::new(ErrorKind::Internal, e.to_string(), None))? + "\n";
                 std::fs::write(path, body)
                     .map_err(|e| AppError::new(ErrorKind::Store, format!("cannot write the fit to {}: {e}", path.display()), None))?;
                 eprintln!("fit written to {} (l2 {}, flag threshold {:.4})", path.display(), combiner.l2, combiner.flag);
+                if let Some(lexical) = lexical {
+                    // Beside the combiner, under the name Keel compiles in (src/interface/guard_lexical.bin).
+                    let at = path.with_file_name("guard_lexical.bin");
+                    std::fs::write(&at, lexical.to_bytes())
+                        .map_err(|e| AppError::new(ErrorKind::Store, format!("cannot write the lexical fit to {}: {e}", at.display()), None))?;
+                    eprintln!("lexical layer written to {} (l2 {})", at.display(), lexical.l2);
+                }
             }
             spinner.end();
             save(&report, out.as_deref())?;

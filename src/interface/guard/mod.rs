@@ -23,6 +23,7 @@ use ts_rs::TS;
 
 use super::combiner::{self, Combiner, Evidence};
 use super::intent::{self, IntentGuess};
+use super::lexical::Lexical;
 use super::normalise::{fold, skeleton};
 
 pub use super::signals::{Reason, Source, Verdict};
@@ -531,7 +532,20 @@ pub fn scan(text: &str, source: Source, windows: &[Vec<f32>], exemplars: &Exempl
     let similarity_score = nearest.map(|n| margin_score(n.margin));
     let (score, flag) = match nearest {
         Some(n) => {
-            let score = Combiner::committed().score(&Evidence { reasons: &reasons, pattern_score, source, nearest: n });
+            // The lexical layer is read only when the committed combiner weighs it.
+            let (lexical, unit) = if Combiner::committed().features.iter().any(|f| f == "lexical") {
+                Lexical::committed().explain(text)
+            } else {
+                (0.0, None)
+            };
+            let score = Combiner::committed().score(&Evidence { reasons: &reasons, pattern_score, source, lexical, nearest: n });
+            // The lexical layer's part, named when it counted: the text is flagged, and its most suspicious clause
+            // reads more like an attack than not.
+            if let Some(unit) = unit.filter(|_| score >= thresholds.flag && lexical > 0.0) {
+                let cut = unit.char_indices().nth(160).map_or(unit.len(), |(i, _)| i);
+                let weight = 1.0 / (1.0 + (-lexical).exp());
+                reasons.push(Reason { rule: "worded_like_known_attacks".into(), evidence: format!("\"{}\"", &unit[..cut]), weight });
+            }
             let similarity = margin_score(n.margin);
             if similarity >= 0.5 {
                 reasons.push(Reason {
