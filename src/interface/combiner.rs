@@ -1,10 +1,11 @@
 //! How the guard's layers become one score: a logistic regression over what each layer found.
 //!
 //! The features of a text are which pattern rules fired (one indicator per rule), the patterns' noisy-or score,
-//! where the text came from, the lexical layer's score ([`super::lexical`]: its most suspicious clause), and
-//! three numbers from the similarity layer: the best window's margin between the nearest attack and benign
-//! exemplars, the highest attack similarity of any window, and the benign similarity of the best window. Each is standardised with the train split's mean and deviation, weighted, and passed
-//! through a sigmoid, so the score reads as a probability and the [`Thresholds`](super::guard::Thresholds) keep
+//! where the text came from, three numbers from the similarity layer (the best window's margin between the
+//! nearest attack and benign exemplars, the highest attack similarity of any window, and the benign similarity
+//! of the best window) and, in a fit that lists it (`--fit` does; the committed one does not yet), the lexical
+//! layer's score ([`super::lexical`]). Each is standardised with the train split's mean and deviation, weighted,
+//! and passed through a sigmoid, so the score reads as a probability and the [`Thresholds`](super::guard::Thresholds) keep
 //! their meaning.
 //!
 //! The weights are fitted by `keel eval guard --fit` on the train split of `tests/evals/guard/set/`
@@ -36,7 +37,7 @@ pub struct Evidence<'a> {
     pub reasons: &'a [Reason],
     pub pattern_score: f32,
     pub source: Source,
-    /// The lexical layer's score of the text ([`super::lexical::Lexical::score`]).
+    /// The lexical layer's score of the text ([`super::lexical::Lexical::explain`]; 0 when not computed).
     pub lexical: f32,
     pub nearest: Nearest,
 }
@@ -94,7 +95,8 @@ pub fn features(names: &[String], evidence: &Evidence) -> Vec<f32> {
         .collect()
 }
 
-fn sigmoid(z: f64) -> f64 {
+/// The logistic function.
+pub fn sigmoid(z: f64) -> f64 {
     1.0 / (1.0 + (-z).exp())
 }
 

@@ -543,7 +543,7 @@ pub fn scan(text: &str, source: Source, windows: &[Vec<f32>], exemplars: &Exempl
             // reads more like an attack than not.
             if let Some(unit) = unit.filter(|_| score >= thresholds.flag && lexical > 0.0) {
                 let cut = unit.char_indices().nth(160).map_or(unit.len(), |(i, _)| i);
-                let weight = 1.0 / (1.0 + (-lexical).exp());
+                let weight = combiner::sigmoid(f64::from(lexical)) as f32;
                 reasons.push(Reason { rule: "worded_like_known_attacks".into(), evidence: format!("\"{}\"", &unit[..cut]), weight });
             }
             let similarity = margin_score(n.margin);
