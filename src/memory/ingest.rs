@@ -16,8 +16,9 @@ use crate::interface;
 pub const CHUNK_MIN_CHARS: usize = 400;
 pub const CHUNK_MAX_CHARS: usize = 900;
 pub const CHUNK_OVERLAP_CHARS: usize = 100;
-/// Files larger than this are refused (a 50 MB text file is almost certainly not a document to remember).
-pub const MAX_FILE_BYTES: u64 = 50 * 1024 * 1024;
+/// Files larger than this are refused. 128 MiB holds a 100 MB log or book dump; the import then holds the
+/// text about three times over (read, normalised, chunked), well inside 1 GB.
+pub const MAX_FILE_BYTES: u64 = 128 * 1024 * 1024;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
@@ -223,23 +224,55 @@ pub fn chunk(text: &str, format: Format) -> Vec<String> {
         ChunkConfig::new(CHUNK_MIN_CHARS..CHUNK_MAX_CHARS).with_overlap(CHUNK_OVERLAP_CHARS).expect("overlap is smaller than the chunk size")
     };
     let (markdown, plain) = (MarkdownSplitter::new(config()), TextSplitter::new(config()));
-    let mut pieces: Vec<String> = Vec::new();
+    // Slices of `text` until the end: only the chunks kept are copied, once.
+    let mut pieces: Vec<&str> = Vec::new();
     for (segment, long) in segments(text) {
         if long {
             cut_by_position(segment, &mut pieces);
             continue;
         }
-        match format {
-            Format::Markdown => pieces.extend(markdown.chunks(segment).map(str::to_owned)),
-            _ => pieces.extend(plain.chunks(segment).map(str::to_owned)),
+        for section in sections(segment, SECTION_BYTES) {
+            match format {
+                Format::Markdown => pieces.extend(markdown.chunks(section)),
+                _ => pieces.extend(plain.chunks(section)),
+            }
         }
     }
     let mut seen = HashSet::new();
-    pieces
-        .into_iter()
-        .map(|c| c.trim().to_owned())
-        .filter(|c| !c.is_empty() && seen.insert(c.clone()))
-        .collect()
+    pieces.into_iter().map(str::trim).filter(|c| !c.is_empty() && seen.insert(*c)).map(str::to_owned).collect()
+}
+
+/// The most text handed to the splitter at once. Its time grows faster than the text (10 MB took 3 s, 40 MB
+/// 67 s), so a long text is split in sections of about this size, each cut at a paragraph break where there is
+/// one: chunks never span two sections, which costs at most one chunk's overlap per section.
+const SECTION_BYTES: usize = 256 * 1024;
+
+/// `text` in consecutive sections of at most `max` bytes (more only for a run without any white space, which
+/// [`segments`] has already cut out), each ending after the last blank line, else the last line end, else the
+/// last white space inside the limit.
+fn sections(text: &str, max: usize) -> Vec<&str> {
+    let mut out = Vec::new();
+    let mut rest = text;
+    while rest.len() > max {
+        let mut limit = max;
+        while !rest.is_char_boundary(limit) {
+            limit -= 1;
+        }
+        let window = &rest[..limit];
+        let cut = window
+            .rfind("\n\n")
+            .map(|i| i + 2)
+            .or_else(|| window.rfind('\n').map(|i| i + 1))
+            .or_else(|| window.rfind(char::is_whitespace).map(|i| i + window[i..].chars().next().map_or(1, char::len_utf8)))
+            .filter(|&i| i > 0)
+            .unwrap_or(limit);
+        out.push(&rest[..cut]);
+        rest = &rest[cut..];
+    }
+    if !rest.is_empty() || out.is_empty() {
+        out.push(rest);
+    }
+    out
 }
 
 /// Whether `c` continues a word that has no boundary inside it: a letter or a digit of a script that separates
@@ -289,7 +322,7 @@ fn segments(text: &str) -> Vec<(&str, bool)> {
 
 /// Chunks of [`CHUNK_MAX_CHARS`] characters overlapping by [`CHUNK_OVERLAP_CHARS`], cut on character
 /// boundaries; the last one ends with the run. Reads the run once, holding only the chunk's bounds.
-fn cut_by_position(run: &str, pieces: &mut Vec<String>) {
+fn cut_by_position<'a>(run: &'a str, pieces: &mut Vec<&'a str>) {
     let step = CHUNK_MAX_CHARS - CHUNK_OVERLAP_CHARS;
     // The byte offset of every `step`-th character, and of the run's end.
     let mut starts: Vec<usize> = Vec::new();
@@ -304,7 +337,7 @@ fn cut_by_position(run: &str, pieces: &mut Vec<String>) {
     let offset_of = |from: usize, n: usize| run[from..].char_indices().nth(n).map_or(run.len(), |(i, _)| from + i);
     for (k, &start) in starts.iter().enumerate() {
         let end = offset_of(start, CHUNK_MAX_CHARS);
-        pieces.push(run[start..end].to_owned());
+        pieces.push(&run[start..end]);
         if end == run.len() || k * step + CHUNK_MAX_CHARS >= chars {
             break;
         }
@@ -378,6 +411,27 @@ mod tests {
         assert_eq!(chunks.len(), (word.len() - CHUNK_MAX_CHARS).div_ceil(step) + 1);
         // text-splitter alone took minutes; cut by position it is milliseconds even unoptimised.
         assert!(started.elapsed() < std::time::Duration::from_secs(5), "{:?}", started.elapsed());
+    }
+
+    #[test]
+    fn a_long_text_is_split_in_sections_at_paragraph_breaks_and_every_line_is_in_a_chunk() {
+        let lines: Vec<String> = (0..16_000).map(|i| format!("Line {i} of the station log reads {} kPa at valve {}.", i * 7 % 1000, i % 53)).collect();
+        let text = lines.chunks(5).map(|p| p.join("\n")).collect::<Vec<_>>().join("\n\n");
+        assert!(text.len() > 3 * SECTION_BYTES);
+        let parts = sections(&text, SECTION_BYTES);
+        assert_eq!(parts.concat(), text, "the sections are the text, in order");
+        assert!(parts.len() >= 4 && parts.iter().all(|p| p.len() <= SECTION_BYTES));
+        assert!(parts[..parts.len() - 1].iter().all(|p| p.ends_with("\n\n")), "cut at paragraph breaks");
+        let chunks = chunk(&text, Format::Text);
+        assert!(chunks.iter().all(|c| c.chars().count() <= CHUNK_MAX_CHARS));
+        let whole: HashSet<&str> = chunks.iter().flat_map(|c| c.lines()).collect();
+        assert_eq!(lines.iter().find(|l| !whole.contains(l.as_str())), None, "every line is whole in some chunk");
+        // Without blank lines or line ends, a section ends at a space; a text under the limit is one section.
+        let words = "word ".repeat(100);
+        let cut = sections(&words, 64);
+        assert_eq!(cut.concat(), words);
+        assert!(cut.iter().all(|p| p.len() <= 64 && p.ends_with(' ')));
+        assert_eq!(sections("short", 64), vec!["short"]);
     }
 
     #[test]

@@ -76,6 +76,10 @@ pub struct ImportReport {
     pub chunks_added: u32,
     pub cancelled: bool,
     pub errors: Vec<ImportError>,
+    /// Chunks committed (found by their words) whose embeddings are still to be computed, after a cancel:
+    /// the next import or the next start computes them.
+    #[serde(default)]
+    pub chunks_pending: u32,
 }
 
 /// What opening or reindexing did.
@@ -402,8 +406,18 @@ impl Memory {
         // A candidate the store no longer has live (deleted by another process a moment ago) is left out.
         let bm25: Vec<(i64, f32)> = bm25.into_iter().filter(|c| items.contains_key(&c.0)).collect();
         let by_vector: Vec<(i64, f32)> = by_vector.into_iter().filter(|c| items.contains_key(&c.0)).collect();
-        let cosine = |id: i64| vectors.get(id).map(|v| vectors::dot(v, q)).unwrap_or(0.0);
-        let similarity = |a: i64, b: i64| match (vectors.get(a), vectors.get(b)) {
+        // Candidates found by their words whose embedding is still to come (a big import still embedding) are
+        // embedded now, for this search only, and judged like the rest; there are at most `candidates` of them.
+        let missing: Vec<i64> = bm25.iter().map(|c| c.0).filter(|id| vectors.get(*id).is_none()).collect();
+        let fresh: std::collections::HashMap<i64, Vec<f32>> = if missing.is_empty() {
+            Default::default()
+        } else {
+            let texts: Vec<&str> = missing.iter().map(|id| items[id].text.as_str()).collect();
+            missing.iter().copied().zip(self.embedder.embed(&texts)?).collect()
+        };
+        let vector_of = |id: i64| vectors.get(id).or_else(|| fresh.get(&id).map(Vec::as_slice));
+        let cosine = |id: i64| vector_of(id).map(|v| vectors::dot(v, q)).unwrap_or(0.0);
+        let similarity = |a: i64, b: i64| match (vector_of(a), vector_of(b)) {
             (Some(x), Some(y)) => vectors::dot(x, y),
             _ => 0.0,
         };
@@ -458,9 +472,12 @@ impl Memory {
         self.vectors.read().unwrap_or_else(|p| p.into_inner()).heap_bytes()
     }
 
-    /// Imports files and folders as documents: each document (its row and all its chunks, embedded) is one
-    /// transaction, so an import stopped at any point leaves whole documents only; importing again skips what
-    /// is already there (same content sha256) and adds the rest.
+    /// Imports files and folders as documents. Each document (its row and all its chunks) is one transaction,
+    /// committed before any chunk is embedded, so an import stopped at any point leaves whole documents only,
+    /// each found by its words at once. Its chunks are then embedded a page at a time, each page committed:
+    /// a cancel stops between pages, and what is left is embedded by the next import or the next start
+    /// ([`ImportReport::chunks_pending`] says how much). Importing again skips documents already there (same
+    /// content sha256), finishes their embeddings and adds the rest.
     pub fn import(
         &self,
         store: &Store,
@@ -480,9 +497,21 @@ impl Memory {
             chunks_total: 0,
         };
         on_progress(&progress);
-        let model = self.embedder.model_id().to_owned();
+        // Chunks an earlier import committed but did not embed (it was cancelled or killed) go first.
+        let earlier = store.memory_unembedded_count(self.embedder.model_id())? as u32;
+        if earlier > 0 {
+            progress.chunks_total = earlier;
+            progress.stage = "embedding".into();
+            on_progress(&progress);
+            if self.embed_pending(store, cancel, &mut |n| {
+                progress.chunks_done = n as u32;
+                on_progress(&progress);
+            })? {
+                report.cancelled = true;
+            }
+        }
         for file in &files {
-            if cancel.load(Ordering::SeqCst) {
+            if report.cancelled || cancel.load(Ordering::SeqCst) {
                 report.cancelled = true;
                 break;
             }
@@ -506,63 +535,108 @@ impl Memory {
                 continue;
             }
             let format = ingest::Format::of(file).unwrap_or(ingest::Format::Text);
-            let chunks = ingest::chunk(&text, format);
-            progress.chunks_total += chunks.len() as u32;
-            progress.stage = "embedding".into();
+            progress.stage = "splitting".into();
             on_progress(&progress);
-            let texts: Vec<&str> = chunks.iter().map(String::as_str).collect();
-            let mut vectors = Vec::with_capacity(texts.len());
-            let mut stopped = false;
-            for batch in texts.chunks(embed::BATCH) {
-                if cancel.load(Ordering::SeqCst) {
-                    stopped = true;
-                    break;
-                }
-                vectors.extend(self.embedder.embed(batch)?);
-                progress.chunks_done += batch.len() as u32;
-                on_progress(&progress);
-            }
-            if stopped {
+            let chunks = ingest::chunk(&text, format);
+            let title = ingest::title(file, &text);
+            drop(text);
+            if cancel.load(Ordering::SeqCst) {
                 report.cancelled = true;
                 break;
             }
+            let count = chunks.len() as u32;
+            progress.stage = "storing".into();
+            on_progress(&progress);
             let doc = DocumentInsert {
                 path: path.clone(),
                 content_hash: hash,
-                title: ingest::title(file, &text),
+                title,
                 chunks: chunks
                     .into_iter()
-                    .zip(vectors)
-                    .map(|(text, v)| NewItem {
+                    .map(|text| NewItem {
                         kind: MemoryKind::DocumentChunk,
                         text,
                         source: path.clone(),
                         provenance: "document".into(),
                         pinned: false,
-                        embedding: Some(v),
-                        embedding_model: Some(model.clone()),
+                        embedding: None,
+                        embedding_model: None,
                         created_ms: None,
                         deleted: false,
                         document: None,
                     })
                     .collect(),
             };
-            match store.document_insert(&doc)? {
+            let inserted = store.document_insert(&doc)?;
+            drop(doc);
+            match inserted {
                 Some(d) => {
                     report.documents_added += 1;
                     report.chunks_added += d.item_ids.len() as u32;
                 }
                 None => report.documents_skipped += 1,
             }
+            // Found by its words from here on.
             self.catch_up(store)?;
+            progress.chunks_total += count;
+            progress.stage = "embedding".into();
+            on_progress(&progress);
+            let before = progress.chunks_done;
+            if self.embed_pending(store, cancel, &mut |n| {
+                progress.chunks_done = before + n as u32;
+                on_progress(&progress);
+            })? {
+                report.cancelled = true;
+            }
             progress.files_done += 1;
             progress.stage = "indexed".into();
             on_progress(&progress);
         }
+        report.chunks_pending = store.memory_unembedded_count(self.embedder.model_id())? as u32;
         progress.stage = if report.cancelled { "cancelled".into() } else { "done".into() };
         progress.file = None;
         on_progress(&progress);
         Ok(report)
+    }
+
+    /// Embeds the live items that have no embedding of the current model, in id order, a page at a time: each
+    /// page is committed, then added to the vector matrix. `on_progress` gets the count after each batch.
+    /// Stops between batches when `cancel` is set, keeping what is embedded; returns whether it was cancelled.
+    fn embed_pending(&self, store: &Store, cancel: &AtomicBool, on_progress: &mut dyn FnMut(u64)) -> Result<bool, MemoryError> {
+        let model = self.embedder.model_id();
+        let (mut after, mut done) = (0, 0u64);
+        loop {
+            let page = store.memory_unembedded(model, after, EMBED_COMMIT as u32)?;
+            let Some(last) = page.last() else { return Ok(false) };
+            after = last.0;
+            let mut pairs: Vec<(i64, Vec<f32>)> = Vec::with_capacity(page.len());
+            let mut stopped = false;
+            for batch in page.chunks(embed::BATCH) {
+                if cancel.load(Ordering::SeqCst) {
+                    stopped = true;
+                    break;
+                }
+                let texts: Vec<&str> = batch.iter().map(|(_, t)| t.as_str()).collect();
+                pairs.extend(batch.iter().map(|(id, _)| *id).zip(self.embedder.embed(&texts)?));
+                on_progress(done + pairs.len() as u64);
+            }
+            // Held across the commit and the matrix update, as `catch_up` holds it: a delete committed meanwhile
+            // is either left out of the commit or applied to the matrix after this page.
+            let _generation = self.vectors_generation.lock().unwrap_or_else(|p| p.into_inner());
+            let stored = store.memory_set_embeddings(model, &pairs)?;
+            let mut vectors = self.vectors.write().unwrap_or_else(|p| p.into_inner());
+            let stored: std::collections::HashSet<i64> = stored.into_iter().collect();
+            for (id, v) in &pairs {
+                if stored.contains(id) && v.len() == vectors.dim() {
+                    vectors.upsert(*id, v);
+                }
+            }
+            drop(vectors);
+            done += pairs.len() as u64;
+            if stopped {
+                return Ok(true);
+            }
+        }
     }
 }
 

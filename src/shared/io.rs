@@ -17,8 +17,9 @@ pub fn is_unwritable(e: &std::io::Error) -> bool {
     matches!(e.raw_os_error(), Some(EACCES | ENOSPC | EROFS))
 }
 
-/// Hands the heap's freed pages back to the system (glibc keeps them otherwise): called after a model load, whose
-/// file reading and conversion free tens of megabytes that would stay resident for the life of the process.
+/// Hands the heap's freed pages back to the system (glibc keeps them otherwise, in every thread's arena): called
+/// after a model load, whose file reading and conversion free tens of megabytes that would stay resident for the
+/// life of the process, and after each run.
 pub fn release_freed_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {

@@ -458,19 +458,26 @@ impl Store {
             .map_err(|e| self.err(e))
     }
 
-    /// Stores computed embeddings (no generation bump: the text did not change).
-    pub fn memory_set_embeddings(&self, model: &str, vectors: &[(i64, Vec<f32>)]) -> Result<(), StoreError> {
+    /// Stores computed embeddings of live items (no generation bump: the text did not change); returns the ids
+    /// stored, which leaves out items deleted meanwhile.
+    pub fn memory_set_embeddings(&self, model: &str, vectors: &[(i64, Vec<f32>)]) -> Result<Vec<i64>, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate).map_err(|e| self.err(e))?;
+        let mut stored = Vec::with_capacity(vectors.len());
         {
             let mut stmt = tx
-                .prepare_cached("UPDATE memory_items SET embedding = ?2, embedding_model = ?3 WHERE id = ?1")
+                .prepare_cached(
+                    "UPDATE memory_items SET embedding = ?2, embedding_model = ?3 WHERE id = ?1 AND deleted_ms IS NULL",
+                )
                 .map_err(|e| self.err(e))?;
             for (id, v) in vectors {
-                stmt.execute(params![id, encode_vector(v), model]).map_err(|e| self.err(e))?;
+                if stmt.execute(params![id, encode_vector(v), model]).map_err(|e| self.err(e))? == 1 {
+                    stored.push(*id);
+                }
             }
         }
-        tx.commit().map_err(|e| self.err(e))
+        tx.commit().map_err(|e| self.err(e))?;
+        Ok(stored)
     }
 
     /// Every live item's vector made by `model`, in id order, read in pages through `on_page`.

@@ -1,6 +1,7 @@
 //! Big inputs on every path a person (or a program) can send them down, through the real binary: a 100 MB line
 //! and a 10 MB line without spaces to `keel guard`, a 2 MB one-word file imported, a 50 MB answer from an MCP
-//! tool, 100 MB piped to `keel ask` and a 100 MB line in `keel chat`, a memory export with a 100 MB line. Each
+//! tool, 100 MB piped to `keel ask` and a 100 MB line in `keel chat`, a memory export with a 100 MB line, a
+//! 100 MB text file imported (committed whole and found by its words before its chunks are embedded). Each
 //! process's peak resident memory is the kernel's own accounting (`wait4`), held under 1 GB; the answers
 //! before and after the big input are intact; a bad input gets an error that names it and the limit.
 
@@ -138,6 +139,107 @@ fn a_two_megabyte_one_word_file_imports_in_seconds() {
     let list = keel(home.path()).args(["memory", "list", "--json", "--kind", "document_chunk", "--limit", "5000"]).output().unwrap();
     let listed: Value = serde_json::from_str(&stdout(&list)).unwrap();
     assert!(listed["items"].as_array().unwrap().iter().any(|i| i["text"].as_str().is_some_and(|t| t.ends_with(tail))), "{:.300}", listed.to_string());
+}
+
+#[test]
+fn a_hundred_megabyte_text_file_is_committed_whole_found_by_its_words_and_embedded_page_by_page() {
+    let home = tempfile::tempdir().unwrap();
+    // 100 MB of log-like prose, every line different (so no chunk is dropped as a duplicate), written in pieces;
+    // its last line holds words found nowhere else.
+    let file = home.path().join("station-log.txt");
+    let mut w = std::io::BufWriter::new(std::fs::File::create(&file).unwrap());
+    let (mut written, mut n) = (0usize, 0u64);
+    while written < 100_000_000 {
+        let line = format!(
+            "Entry {n}: the pump at station {} read {} kPa on day {}, and the crew noted it before moving on to valve {}.\n",
+            n % 977,
+            n * 7 % 1000,
+            n / 40,
+            n % 53
+        );
+        w.write_all(line.as_bytes()).unwrap();
+        written += line.len();
+        n += 1;
+    }
+    let last = "The final entry names the harbour master, Quillon Abernathy, who signed the log.\n";
+    w.write_all(last.as_bytes()).unwrap();
+    drop(w);
+
+    let started = Instant::now();
+    let (mut child, _) = {
+        let mut cmd = keel(home.path());
+        cmd.args(["memory", "import", file.to_str().unwrap(), "--json"]);
+        let child = cmd.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        (child, ())
+    };
+    // The document is committed and indexed before its first chunk is embedded: wait for the embedding to
+    // start, give it a few pages, then cancel as Ctrl+C would.
+    let mut err = BufReader::new(child.stderr.take().unwrap());
+    let mut log = String::new();
+    loop {
+        let mut line = String::new();
+        assert!(err.read_line(&mut line).unwrap() > 0, "keel memory import ended before embedding: {log}");
+        log.push_str(&line);
+        if line.starts_with("embedding ") {
+            break;
+        }
+    }
+    let stored_after = started.elapsed();
+    std::thread::sleep(Duration::from_secs(8));
+    // SAFETY: signalling our own child, which has not been waited for.
+    assert_eq!(unsafe { libc::kill(child.id() as libc::pid_t, libc::SIGINT) }, 0);
+    let drain = std::thread::spawn(move || {
+        let mut rest = String::new();
+        std::io::Read::read_to_string(&mut err, &mut rest).unwrap();
+        rest
+    });
+    let mut out = String::new();
+    std::io::Read::read_to_string(&mut child.stdout.take().unwrap(), &mut out).unwrap();
+    let (code, peak, cpu) = wait_usage(child);
+    log.push_str(&drain.join().unwrap());
+    eprintln!(
+        "100 MB import: stored and indexed after {:.1} s, cancelled after {:.1} s ({:.1} s of processor time), peak {peak} MB",
+        stored_after.as_secs_f64(),
+        started.elapsed().as_secs_f64(),
+        cpu.as_secs_f64()
+    );
+    assert_ne!(code, Some(0), "a cancelled import exits with an error: {log}");
+    assert!(log.contains("the import was cancelled"), "{log}");
+    assert!(peak <= PEAK_LIMIT_MB, "peak resident memory {peak} MB");
+    let report: Value = serde_json::from_str(&out).unwrap_or_else(|e| panic!("{e}: {out:.400} {log}"));
+    let documents = &report["documents"];
+    let added = documents["chunks_added"].as_u64().unwrap();
+    let pending = documents["chunks_pending"].as_u64().unwrap();
+    assert_eq!(documents["documents_added"].as_u64(), Some(1), "{report}");
+    assert_eq!(documents["cancelled"].as_bool(), Some(true), "{report}");
+    // 100 MB in chunks of at most 900 characters overlapping by 100: at least 125,000 of them.
+    assert!(added >= 100_000_000 / 800, "{report}");
+    assert!(pending > 0 && pending < added, "some pages embedded, the rest pending: {report}");
+
+    // The oracle is the data dir itself. SQLite holds every chunk; the embedded ones are exactly those the
+    // report does not count as pending, each a unit vector of the model's width.
+    let db = rusqlite::Connection::open(home.path().join("keel.sqlite3")).unwrap();
+    let count = |sql: &str| db.query_row(sql, [], |r| r.get::<_, i64>(0)).unwrap() as u64;
+    assert_eq!(count("SELECT count(*) FROM memory_items WHERE kind = 'document_chunk'"), added);
+    assert_eq!(count("SELECT count(*) FROM memory_items WHERE embedding IS NULL"), pending);
+    let mut stmt = db.prepare("SELECT embedding FROM memory_items WHERE embedding IS NOT NULL").unwrap();
+    let norms: Vec<f32> = stmt
+        .query_map([], |r| r.get::<_, Vec<u8>>(0))
+        .unwrap()
+        .map(|b| keel::store::decode_vector(&b.unwrap()).unwrap())
+        .map(|v| {
+            assert_eq!(v.len(), 384);
+            v.iter().map(|x| x * x).sum::<f32>().sqrt()
+        })
+        .collect();
+    assert_eq!(norms.len() as u64, added - pending);
+    assert!(norms.iter().all(|n| (n - 1.0).abs() < 1e-3), "embeddings are unit vectors");
+    // The words of the file's last line are in the BM25 index the import committed, in the chunk that ends it.
+    let index = keel::memory::index::TextIndex::open_or_create(&home.path().join("memory-index")).unwrap();
+    assert_eq!(index.num_docs(), added);
+    let hits = index.search("Quillon Abernathy harbour master", 3).unwrap();
+    let text: String = db.query_row("SELECT text FROM memory_items WHERE id = ?1", [hits[0].0], |r| r.get(0)).unwrap();
+    assert!(text.ends_with(last.trim()), "{text:.200}");
 }
 
 /// Reads the child's whole stdout, then waits for it: (exit code, peak MB, stdout).

@@ -237,6 +237,53 @@ fn import_reads_all_four_formats_skips_duplicates_and_reports_bad_files() {
     assert_eq!(app.list_memory(&MemoryQuery::default()).unwrap().total, 4);
 }
 
+/// An import is committed document by document before any chunk is embedded: cancelled while it embeds, the
+/// document is whole and found by its words; the next import finishes the embeddings (and never embeds a chunk
+/// deleted meanwhile).
+#[test]
+fn an_import_cancelled_while_embedding_keeps_the_document_and_the_next_import_finishes_it() {
+    let home = tempfile::tempdir().unwrap();
+    let docs = tempfile::tempdir().unwrap();
+    let doc = docs.path().join("harbour.txt");
+    let paragraphs: Vec<String> = (0..80)
+        .map(|i| format!("Berth {i} of the harbour took the ferry number {} on its {i}th crossing of the season. {}", i * 13, "The tide tables and the crew roster were checked against the log. ".repeat(11)))
+        .collect();
+    std::fs::write(&doc, paragraphs.join("\n\n") + "\n\nThe harbour master Quillon Abernathy signed off the last page.").unwrap();
+    let app = app_with(home.path(), replies(0));
+    let canceller = app.clone();
+    let mut cancelled_at = None;
+    let report = app
+        .import_documents(&[doc.clone()], &mut |p| {
+            if p.stage == "embedding" && p.chunks_done > 0 && cancelled_at.is_none() {
+                cancelled_at = Some(p.chunks_done);
+                canceller.cancel_import();
+            }
+        })
+        .unwrap();
+    let embedded = cancelled_at.expect("the import reported its embedding");
+    assert!(report.cancelled && report.documents_added == 1, "{report:?}");
+    assert!(report.chunks_added >= 80, "{report:?}");
+    assert_eq!(report.chunks_pending, report.chunks_added - embedded, "{report:?}");
+    // Found by its words at once; not yet by meaning.
+    let r = app.search_memory("Quillon Abernathy harbour master", 3).unwrap();
+    let top = r.hits.first().unwrap_or_else(|| panic!("{:?}", r.candidates));
+    assert!(top.item.text.contains("Quillon Abernathy") && top.bm25_rank.is_some() && top.vector_rank.is_none(), "{top:?}");
+    // A pending chunk deleted before the next import is never embedded.
+    let chunks = app.list_memory(&MemoryQuery { kind: Some(MemoryKind::DocumentChunk), limit: 500, ..MemoryQuery::default() }).unwrap();
+    let gone = chunks.items.iter().find(|i| i.text.starts_with("Berth 70 ")).unwrap().id;
+    app.delete_memory(gone).unwrap();
+
+    let again = app.import_documents(&[doc], &mut |_| {}).unwrap();
+    assert_eq!((again.documents_added, again.documents_skipped, again.chunks_pending, again.cancelled), (0, 1, 0, false), "{again:?}");
+    let r = app.search_memory("Quillon Abernathy harbour master", 3).unwrap();
+    let top = &r.hits[0];
+    assert!(top.item.text.contains("Quillon Abernathy") && top.vector_rank.is_some(), "{top:?}");
+    let db = rusqlite::Connection::open(home.path().join("keel.sqlite3")).unwrap();
+    let unembedded: Vec<i64> =
+        db.prepare("SELECT id FROM memory_items WHERE embedding IS NULL").unwrap().query_map([], |r| r.get(0)).unwrap().map(Result::unwrap).collect();
+    assert_eq!(unembedded, vec![gone], "only the deleted chunk has no embedding");
+}
+
 #[test]
 fn export_then_restore_into_a_fresh_data_dir_keeps_every_item() {
     let home = tempfile::tempdir().unwrap();

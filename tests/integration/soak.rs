@@ -25,10 +25,22 @@ fn env_usize(name: &str, default: usize) -> usize {
     std::env::var(name).ok().map(|v| v.trim().parse().unwrap_or_else(|_| panic!("{name}={v} is not a number"))).unwrap_or(default)
 }
 
-fn rss_mb() -> f64 {
+/// A field of /proc/self/status: its number (kB for sizes).
+fn status_field(name: &str) -> f64 {
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let kb: f64 = status.lines().find_map(|l| l.strip_prefix("VmRSS:")).unwrap().trim().trim_end_matches("kB").trim().parse().unwrap();
-    kb / 1024.0
+    status.lines().find_map(|l| l.strip_prefix(name)).unwrap().trim().trim_end_matches("kB").trim().parse().unwrap()
+}
+
+fn rss_mb() -> f64 {
+    status_field("VmRSS:") / 1024.0
+}
+
+/// The heap's bytes in use (glibc's accounting: small blocks and mmapped ones), in MB: what a leak grows,
+/// as opposed to resident memory, which also holds freed pages the allocator keeps.
+fn heap_mb() -> f64 {
+    // SAFETY: mallinfo2 has no preconditions; it reads the allocator's counters.
+    let info = unsafe { libc::mallinfo2() };
+    (info.uordblks + info.hblkhd) as f64 / 1e6
 }
 
 fn percentile(v: &mut [f64], p: f64) -> f64 {
@@ -43,6 +55,10 @@ fn db_bytes(home: &std::path::Path) -> u64 {
 struct Tenth {
     turns: usize,
     rss_mb: f64,
+    /// Resident pages mapped from files (the model's weights, the index's segments), part of `rss_mb`.
+    file_mb: f64,
+    heap_mb: f64,
+    threads: f64,
     p50_ms: f64,
     p95_ms: f64,
     db_mb: f64,
@@ -140,6 +156,9 @@ fn a_long_workload_keeps_memory_and_turn_latency_flat() {
         tenths.push(Tenth {
             turns: 20 + (t + 1) * per_tenth,
             rss_mb: rss_mb(),
+            file_mb: status_field("RssFile:") / 1024.0,
+            heap_mb: heap_mb(),
+            threads: status_field("Threads:"),
             p50_ms: percentile(&mut latencies, 0.5),
             p95_ms: percentile(&mut latencies, 0.95),
             db_mb: db_bytes(&home) as f64 / 1e6,
@@ -153,11 +172,19 @@ fn a_long_workload_keeps_memory_and_turn_latency_flat() {
     // The report: a table and the curves.
     let out = crate::common::repo().join("test-output/soak");
     std::fs::create_dir_all(&out).unwrap();
-    let mut csv = String::from("turns,rss_mb,p50_ms,p95_ms,db_mb,runs,events,live_items\n");
-    let mut table = String::from("| turns | resident MB | p50 ms | p95 ms | database MB | runs | events | live items |\n|---|---|---|---|---|---|---|---|\n");
+    let mut csv = String::from("turns,rss_mb,file_mb,heap_mb,threads,p50_ms,p95_ms,db_mb,runs,events,live_items\n");
+    let mut table = String::from(
+        "| turns | resident MB | of it file-backed | heap in use MB | threads | p50 ms | p95 ms | database MB | runs | events | live items |\n|---|---|---|---|---|---|---|---|---|---|---|\n",
+    );
     for t in &tenths {
-        csv += &format!("{},{:.1},{:.2},{:.2},{:.2},{},{},{}\n", t.turns, t.rss_mb, t.p50_ms, t.p95_ms, t.db_mb, t.runs, t.events, t.live_items);
-        table += &format!("| {} | {:.1} | {:.1} | {:.1} | {:.1} | {} | {} | {} |\n", t.turns, t.rss_mb, t.p50_ms, t.p95_ms, t.db_mb, t.runs, t.events, t.live_items);
+        csv += &format!(
+            "{},{:.1},{:.1},{:.1},{},{:.2},{:.2},{:.2},{},{},{}\n",
+            t.turns, t.rss_mb, t.file_mb, t.heap_mb, t.threads, t.p50_ms, t.p95_ms, t.db_mb, t.runs, t.events, t.live_items
+        );
+        table += &format!(
+            "| {} | {:.1} | {:.1} | {:.1} | {} | {:.1} | {:.1} | {:.1} | {} | {} | {} |\n",
+            t.turns, t.rss_mb, t.file_mb, t.heap_mb, t.threads, t.p50_ms, t.p95_ms, t.db_mb, t.runs, t.events, t.live_items
+        );
     }
     let (first, last) = (&tenths[0], &tenths[9]);
     let rss_ratio = last.rss_mb / first.rss_mb;

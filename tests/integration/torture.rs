@@ -6,7 +6,9 @@
 //!   idempotent), appends a line to a ledger through a real MCP server (`echo.append`: not idempotent), calculates
 //!   again and answers, every side effect allowed by the standing policy. `keel ask --events` prints each step
 //!   as it is recorded. Killed after its k-th printed event plus a delay, then restarted: resumed, or (killed
-//!   inside the append) asked about and approved.
+//!   inside the append) asked about and approved. Half the runs (drawn from the seed) start on a remote backend
+//!   that is down (a loopback port nothing listens on), whose fallback is the scripted model: every model call
+//!   fails over, and every reply in the log, before and after the kill, says which backend failed before it.
 //! - `import`: `keel memory import` of four documents, killed after a drawn delay, then imported again.
 //!
 //! Oracles, checked after every kill:
@@ -109,11 +111,49 @@ fn scripted(home: &Path) -> Command {
     cmd
 }
 
-fn ask(home: &Path) -> Command {
+/// `keel ask` of the workload's question; on `backend` when given.
+fn ask(home: &Path, backend: Option<&str>) -> Command {
     let mut cmd = scripted(home);
     cmd.args(["ask", "--json", "--events", "--mode", "react", "--allow", "memory_save", "--allow", "files_write", "--allow", "echo.append"]);
+    if let Some(name) = backend {
+        cmd.args(["--backend", name]);
+    }
     cmd.arg("Work out the torture question, save it and write the note");
     cmd
+}
+
+/// The remote backend the `fallback` kills' runs start on: a loopback port nothing listens on, without
+/// retries, falling back to `local` (the scripted model), so that every model call of the run fails over.
+const DOWN: &str = "down";
+
+fn add_down_backend(home: &Path) -> Result<(), String> {
+    // A port just freed: connecting to it is refused at once.
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let url = format!("http://127.0.0.1:{port}/v1");
+    let out = scripted(home)
+        .args(["backends", "add", DOWN, "--base-url", &url, "--model", "none", "--retries", "0", "--timeout", "5", "--fallback", "local", "--json"])
+        .output()
+        .unwrap();
+    if !out.status.success() {
+        return Err(format!("keel backends add: {}", stderr(&out)));
+    }
+    Ok(())
+}
+
+/// Every model reply of a run on [`DOWN`] came from the scripted model after `down` failed: the injected
+/// fault landed on every call, and the log says so.
+fn every_reply_fell_back(log: &[(u64, Value)]) -> Result<(), String> {
+    let replies: Vec<&Value> = log.iter().map(|(_, e)| e).filter(|e| kind(e) == "ModelReplied").collect();
+    if replies.is_empty() {
+        return Err("the run has no model reply".into());
+    }
+    for r in replies {
+        let failed = r["fell_back"].as_array().is_some_and(|f| f.len() == 1 && f[0]["backend"] == DOWN);
+        if !failed || r["answered_by"] == DOWN || r["answered_by"].is_null() {
+            return Err(format!("a reply did not fall back from {DOWN}: {r}"));
+        }
+    }
+    Ok(())
 }
 
 /// The run's events straight from SQLite (read-only), as `runs show --json` gives them: `{seq, event}` pairs.
@@ -220,6 +260,12 @@ fn the_torture_oracles_catch_a_lost_a_changed_and_a_repeated_event() {
     let repeated = vec![log[0].clone(), log[1].clone(), log[1].clone(), log[3].clone()];
     assert!(prefix_and_whole(&log[..1], &repeated).is_err());
     assert!(prefix_and_whole(&log[..2], &log[..3]).is_err());
+    // A reply that did not fall back from `down`, or a run without replies, fails the fallback oracle.
+    let replied = |fell: Value| vec![(1, json!({"kind": "ModelReplied", "answered_by": "scripted", "fell_back": fell}))];
+    assert_eq!(every_reply_fell_back(&replied(json!([{"backend": DOWN, "error": "connection refused"}]))), Ok(()));
+    assert!(every_reply_fell_back(&replied(json!([]))).is_err());
+    assert!(every_reply_fell_back(&replied(json!([{"backend": "elsewhere", "error": "refused"}]))).is_err());
+    assert!(every_reply_fell_back(&[]).is_err());
 }
 
 #[derive(Default, Debug)]
@@ -230,6 +276,8 @@ struct Tally {
     resumed: u32,
     asked: u32,
     repeated_append_approved: u32,
+    /// Runs started on a backend that is down (each model call falling back).
+    fallback: u32,
 }
 
 /// One kill of the `react` workload; `Err` names the broken invariant.
@@ -248,8 +296,15 @@ fn react(seed: u64, reference: &Reference, tally: &mut Tally) -> Result<String, 
         _ => (1 + rng.below(reference.events - 1), rng.below(60_000)),
     };
     let extra = Duration::from_micros(extra_us);
-    let point = format!("after event {k} + {extra:?}");
-    let (mut child, seen, reader) = spawn_watched(&mut ask(home));
+    // Half the runs start on a backend that is down: every model call fails over to the next backend, and the
+    // kills land in the fallbacks too.
+    let fallback = rng.below(2) == 0;
+    if fallback {
+        add_down_backend(home)?;
+        tally.fallback += 1;
+    }
+    let point = format!("after event {k} + {extra:?}{}", if fallback { ", every model call failing over" } else { "" });
+    let (mut child, seen, reader) = spawn_watched(&mut ask(home, fallback.then_some(DOWN)));
     let deadline = Instant::now() + Duration::from_secs(60);
     while (seen.lock().unwrap().len() as u64) < k && child.try_wait().unwrap().is_none() && Instant::now() < deadline {
         std::thread::sleep(Duration::from_micros(500));
@@ -313,6 +368,10 @@ fn react(seed: u64, reference: &Reference, tally: &mut Tally) -> Result<String, 
     let after = log(home, run);
     // Oracle: the log before the kill is a prefix of the log after, event for event, and the log is whole.
     prefix_and_whole(&before, &after).map_err(|e| format!("{point}: {e}"))?;
+    // The resumed run stayed on its backend: with `down`, each reply, before and after the kill, fell back.
+    if fallback {
+        every_reply_fell_back(&after).map_err(|e| format!("{point}: {e}"))?;
+    }
     // memory_save is idempotent (a fact remembered word for word is not saved again): exactly once, always.
     let db = rusqlite::Connection::open(home.join("keel.sqlite3")).unwrap();
     let saved: i64 = db.query_row("SELECT count(*) FROM memory_items WHERE text = ?1 AND deleted_ms IS NULL", [MEMORY], |r| r.get(0)).unwrap();
@@ -442,7 +501,7 @@ fn torture(workload: &str) {
         std::fs::create_dir_all(home.path().join(keel::FILES_DIR)).unwrap();
         crate::mcp::write_config(home.path());
         script(home.path());
-        let (mut child, seen, reader) = spawn_watched(&mut ask(home.path()));
+        let (mut child, seen, reader) = spawn_watched(&mut ask(home.path(), None));
         assert!(child.wait().unwrap().success());
         reader.join().unwrap();
         let printed = seen.lock().unwrap().clone();
@@ -500,6 +559,7 @@ fn torture(workload: &str) {
     assert!(tally.kills < 4 || inside * 4 >= tally.kills, "{workload}: only {inside} of {} kills landed inside the work: {tally:?}", tally.kills);
     // The kills aimed inside the append reached it: a call in flight was asked about at least once.
     assert!(workload != "react" || tally.kills < 20 || tally.asked > 0, "no kill landed inside the append: {tally:?}");
+    assert!(workload != "react" || tally.kills < 20 || (tally.fallback > 0 && tally.fallback < tally.kills), "{tally:?}");
 }
 
 #[test]

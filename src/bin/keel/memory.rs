@@ -297,6 +297,12 @@ fn import_text(restored: &[keel::RestoreReport], report: &ImportReport, document
             if report.cancelled { "; cancelled (run the same import again to finish it)" } else { "" }
         ));
     }
+    if report.chunks_pending > 0 {
+        text.note(format!(
+            "{} chunks are not embedded yet: they are found by their words now, and by meaning once embedded (run the same import again, or they are embedded when Keel next starts)",
+            report.chunks_pending
+        ));
+    }
     for e in &report.errors {
         text.note(format!("skipped: {}", e.message));
     }
@@ -391,17 +397,24 @@ pub fn run(args: MemoryArgs) -> Result<(), AppError> {
                 });
                 let mut show = stage_printer();
                 app.import_documents(&documents, &mut |p| {
-                    show(&format!("{} {}", p.stage, p.file.as_deref().unwrap_or("")), p.files_done as u64, p.files_total as u64)
+                    let stage = format!("{} {}", p.stage, p.file.as_deref().unwrap_or(""));
+                    // A big document's embedding is the long part: its progress is counted in chunks.
+                    if p.stage == "embedding" {
+                        show(&stage, p.chunks_done as u64, p.chunks_total as u64)
+                    } else {
+                        show(&stage, p.files_done as u64, p.files_total as u64)
+                    }
                 })?
             };
             let text = import_text(&restored, &report, !documents.is_empty());
             let cancelled = report.cancelled;
             output::emit(json, &Shown::new(serde_json::json!({ "documents": report, "restored": restored }), text));
             if cancelled {
-                return Err(AppError::new(
+                // With --json the report above is the one document on stdout; the failure is said on stderr.
+                return output::failed_after_result(json, AppError::new(
                     ErrorKind::Internal,
                     "the import was cancelled",
-                    Some("run the same import again; finished documents are kept and skipped".into()),
+                    Some("run the same import again; documents already stored are skipped and their embeddings finished".into()),
                 ));
             }
         }

@@ -127,6 +127,9 @@ pub fn error(json: bool, e: &AppError) {
 pub fn failed_after_result(json: bool, e: AppError) -> Result<(), AppError> {
     if json {
         eprintln!("error: {}", e.message);
+        if let Some(hint) = &e.hint {
+            eprintln!("hint: {hint}");
+        }
         std::process::exit(1);
     }
     Err(e)

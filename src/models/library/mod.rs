@@ -348,10 +348,7 @@ fn already_installed(store: &ModelDir, name: &str, expected: &str) -> Result<Opt
     if !target.is_file() {
         return Ok(None);
     }
-    let actual = sha256_file(&target, &mut |_, _| {}).map_err(|e| match e {
-        ModelError::Io { path, source } => LibraryError::Io { path, source },
-        other => LibraryError::Io { path: target.clone(), source: std::io::Error::other(other.to_string()) },
-    })?;
+    let actual = file_sha256(&target, &mut |_, _| {})?;
     if actual != expected {
         return Ok(None);
     }
@@ -434,10 +431,7 @@ pub fn verify(
     let Some(expected) = read_sidecar(&path) else {
         return Ok(ModelInfo { checksum: ChecksumState::Unpinned, ..info });
     };
-    let actual = sha256_file(&path, on_progress).map_err(|e| match e {
-        ModelError::Io { path, source } => LibraryError::Io { path, source },
-        other => LibraryError::Io { path: path.clone(), source: std::io::Error::other(other.to_string()) },
-    })?;
+    let actual = file_sha256(&path, on_progress)?;
     let checksum = if actual == expected {
         store.mark_verified(&path, &actual);
         ChecksumState::Verified
@@ -446,6 +440,14 @@ pub fn verify(
         ChecksumState::Mismatch
     };
     Ok(ModelInfo { checksum, sha256: Some(expected), ..info })
+}
+
+/// The sha256 of the file at `path`, a failure to read it named by its path.
+fn file_sha256(path: &Path, on_progress: &mut dyn FnMut(u64, u64)) -> Result<String, LibraryError> {
+    sha256_file(path, on_progress).map_err(|e| match e {
+        ModelError::Io { path, source } => LibraryError::Io { path, source },
+        other => LibraryError::Io { path: path.to_owned(), source: std::io::Error::other(other.to_string()) },
+    })
 }
 
 /// The user models' folder.

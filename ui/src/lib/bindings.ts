@@ -244,7 +244,12 @@ export type ImportReport = { files_seen: number, documents_added: number,
 /**
  * Documents whose content was already imported (same sha256).
  */
-documents_skipped: number, chunks_added: number, cancelled: boolean, errors: Array<ImportError>, };
+documents_skipped: number, chunks_added: number, cancelled: boolean, errors: Array<ImportError>, 
+/**
+ * Chunks committed (found by their words) whose embeddings are still to be computed, after a cancel:
+ * the next import or the next start computes them.
+ */
+chunks_pending: number, };
 export type Source = "user" | "system" | "document" | "tool" | "memory" | "web";
 export type Verdict = "allow" | "flag" | "block";
 export type Reason = { rule: string, 

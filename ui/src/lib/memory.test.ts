@@ -414,6 +414,7 @@ describe("document import", () => {
     chunks_added: 9,
     cancelled: false,
     errors: [],
+    chunks_pending: 0,
   };
 
   it("shows progress while it runs and leaves the full bar and the report after", async () => {
