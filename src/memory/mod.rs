@@ -25,7 +25,7 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 use ts_rs::TS;
 
-use crate::store::{DocumentInsert, MemoryItem, MemoryKind, NewItem, Store, StoreError};
+use crate::store::{DocumentInsert, MemoryItem, MemoryKind, NewItem, Store, StoreError, Unembedded};
 use embed::{EmbedError, Embedder};
 use index::{IndexError, TextIndex};
 use retrieve::{Retrieval, RetrievalCandidate, RetrieveOptions};
@@ -77,7 +77,7 @@ pub struct ImportReport {
     pub cancelled: bool,
     pub errors: Vec<ImportError>,
     /// Chunks committed (found by their words) whose embeddings are still to be computed, after a cancel:
-    /// the next import or the next start computes them.
+    /// the next import computes them (or the next start, when there are at most [`OPEN_EMBED_LIMIT`]).
     #[serde(default)]
     pub chunks_pending: u32,
 }
@@ -87,6 +87,9 @@ pub struct ImportReport {
 pub struct IndexReport {
     pub items: u64,
     pub embedded: u64,
+    /// Items still without an embedding: more than [`OPEN_EMBED_LIMIT`] left by an import, at open.
+    #[serde(default)]
+    pub pending: u64,
     /// Why the text index was rebuilt, if it was.
     pub rebuilt: Option<String>,
     pub caught_up: u64,
@@ -115,6 +118,11 @@ pub struct Memory {
 /// Items per embedding commit when re-embedding.
 const EMBED_COMMIT: usize = 256;
 
+/// At open, chunks an import left without embeddings are embedded when there are at most this many (about a
+/// minute's work); more (a big import cancelled) would hold every start for as long as the import had left, so
+/// they wait for the import to be run again or `keel memory reindex`, found by their words meanwhile.
+pub const OPEN_EMBED_LIMIT: u64 = 2_048;
+
 impl Memory {
     /// Loads the embedding model from `model_dir` and brings both indexes in line with the store.
     pub fn open(
@@ -140,7 +148,7 @@ impl Memory {
             index: RwLock::new(index),
             vectors_generation: Mutex::new(0),
         };
-        let mut report = memory.bring_up_to_date(store, reason, false, on_progress)?;
+        let mut report = memory.bring_up_to_date(store, reason, false, Some(OPEN_EMBED_LIMIT), on_progress)?;
         report.duration_ms = started.elapsed().as_millis() as u64;
         Ok((memory, report))
     }
@@ -152,7 +160,7 @@ impl Memory {
     /// Rebuilds both indexes from SQLite (and re-embeds every item when `embeddings` is set).
     pub fn reindex(&self, store: &Store, embeddings: bool, on_progress: &mut dyn FnMut(Progress)) -> Result<IndexReport, MemoryError> {
         let started = Instant::now();
-        let mut report = self.bring_up_to_date(store, Some("requested".into()), embeddings, on_progress)?;
+        let mut report = self.bring_up_to_date(store, Some("requested".into()), embeddings, None, on_progress)?;
         report.duration_ms = started.elapsed().as_millis() as u64;
         Ok(report)
     }
@@ -162,11 +170,15 @@ impl Memory {
         store: &Store,
         mut rebuild: Option<String>,
         all_embeddings: bool,
+        missing_limit: Option<u64>,
         on_progress: &mut dyn FnMut(Progress),
     ) -> Result<IndexReport, MemoryError> {
         let model = self.embedder.model_id().to_owned();
-        // 1. Embeddings: missing, from another model, or (on request) all.
-        let embedded = self.embed_stored(store, &model, all_embeddings, on_progress)?;
+        // 1. Embeddings: from another model, missing (unless more than `missing_limit` are), or (on request) all.
+        let missing = store.memory_unembedded_count(&model, Unembedded::MISSING)?;
+        let which = if missing_limit.is_some_and(|limit| missing > limit) { Unembedded::FOREIGN } else { Unembedded::ALL };
+        let embedded = self.embed_stored(store, &model, all_embeddings, which, on_progress)?;
+        let pending = store.memory_unembedded_count(&model, Unembedded::MISSING)?;
         // 2. The text index: compare, then rebuild or catch up.
         let generation = store.memory_generation()?;
         let live = store.memory_live_count()?;
@@ -218,16 +230,23 @@ impl Memory {
         *self.vectors_generation.lock().unwrap_or_else(|p| p.into_inner()) = generation;
         // 4. Anything committed meanwhile.
         let caught_up = self.catch_up(store)?;
-        Ok(IndexReport { items: live, embedded, rebuilt: rebuild, caught_up, duration_ms: 0 })
+        Ok(IndexReport { items: live, embedded, pending, rebuilt: rebuild, caught_up, duration_ms: 0 })
     }
 
-    fn embed_stored(&self, store: &Store, model: &str, all: bool, on_progress: &mut dyn FnMut(Progress)) -> Result<u64, MemoryError> {
+    fn embed_stored(
+        &self,
+        store: &Store,
+        model: &str,
+        all: bool,
+        which: Unembedded,
+        on_progress: &mut dyn FnMut(Progress),
+    ) -> Result<u64, MemoryError> {
         // Re-embedding everything is done by tagging nothing as current: embed every live item in id order.
-        let total = if all { store.memory_live_count()? } else { store.memory_unembedded_count(model)? };
+        let total = if all { store.memory_live_count()? } else { store.memory_unembedded_count(model, which)? };
         let mut done = 0u64;
         let mut after = 0;
         while done < total {
-            let page = if all { store.memory_live_texts(after, EMBED_COMMIT as u32)? } else { store.memory_unembedded(model, after, EMBED_COMMIT as u32)? };
+            let page = if all { store.memory_live_texts(after, EMBED_COMMIT as u32)? } else { store.memory_unembedded(model, which, after, EMBED_COMMIT as u32)? };
             let Some(last) = page.last() else { break };
             after = last.0;
             let texts: Vec<&str> = page.iter().map(|(_, t)| t.as_str()).collect();
@@ -475,8 +494,8 @@ impl Memory {
     /// Imports files and folders as documents. Each document (its row and all its chunks) is one transaction,
     /// committed before any chunk is embedded, so an import stopped at any point leaves whole documents only,
     /// each found by its words at once. Its chunks are then embedded a page at a time, each page committed:
-    /// a cancel stops between pages, and what is left is embedded by the next import or the next start
-    /// ([`ImportReport::chunks_pending`] says how much). Importing again skips documents already there (same
+    /// a cancel stops between batches, and what is left is embedded by the next import (or the next start,
+    /// if little is left; [`ImportReport::chunks_pending`] says how much). Importing again skips documents already there (same
     /// content sha256), finishes their embeddings and adds the rest.
     pub fn import(
         &self,
@@ -498,7 +517,7 @@ impl Memory {
         };
         on_progress(&progress);
         // Chunks an earlier import committed but did not embed (it was cancelled or killed) go first.
-        let earlier = store.memory_unembedded_count(self.embedder.model_id())? as u32;
+        let earlier = store.memory_unembedded_count(self.embedder.model_id(), Unembedded::ALL)? as u32;
         if earlier > 0 {
             progress.chunks_total = earlier;
             progress.stage = "embedding".into();
@@ -592,7 +611,7 @@ impl Memory {
             progress.stage = "indexed".into();
             on_progress(&progress);
         }
-        report.chunks_pending = store.memory_unembedded_count(self.embedder.model_id())? as u32;
+        report.chunks_pending = store.memory_unembedded_count(self.embedder.model_id(), Unembedded::MISSING)? as u32;
         progress.stage = if report.cancelled { "cancelled".into() } else { "done".into() };
         progress.file = None;
         on_progress(&progress);
@@ -606,7 +625,7 @@ impl Memory {
         let model = self.embedder.model_id();
         let (mut after, mut done) = (0, 0u64);
         loop {
-            let page = store.memory_unembedded(model, after, EMBED_COMMIT as u32)?;
+            let page = store.memory_unembedded(model, Unembedded::ALL, after, EMBED_COMMIT as u32)?;
             let Some(last) = page.last() else { return Ok(false) };
             after = last.0;
             let mut pairs: Vec<(i64, Vec<f32>)> = Vec::with_capacity(page.len());

@@ -148,6 +148,21 @@ pub fn content_hash(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
+/// Which items without an embedding of the current model [`Store::memory_unembedded`] gives.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Unembedded {
+    /// Items with no embedding at all (a document whose import is still embedding it).
+    pub missing: bool,
+    /// Items embedded by another model.
+    pub foreign: bool,
+}
+
+impl Unembedded {
+    pub const ALL: Unembedded = Unembedded { missing: true, foreign: true };
+    pub const MISSING: Unembedded = Unembedded { missing: true, foreign: false };
+    pub const FOREIGN: Unembedded = Unembedded { missing: false, foreign: true };
+}
+
 pub fn encode_vector(v: &[f32]) -> Vec<u8> {
     v.iter().flat_map(|x| x.to_le_bytes()).collect()
 }
@@ -434,25 +449,30 @@ impl Store {
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
     }
 
-    /// Up to `limit` live items above `after` whose embedding is missing or from another model.
-    pub fn memory_unembedded(&self, model: &str, after: i64, limit: u32) -> Result<Vec<(i64, String)>, StoreError> {
+    /// Up to `limit` live items above `after` whose embedding is missing (with `missing`: a document whose
+    /// import is still embedding it) or from another model (with `foreign`).
+    pub fn memory_unembedded(&self, model: &str, which: Unembedded, after: i64, limit: u32) -> Result<Vec<(i64, String)>, StoreError> {
         let conn = self.conn();
         let mut stmt = conn
             .prepare_cached(
                 "SELECT id, text FROM memory_items WHERE deleted_ms IS NULL AND id > ?1
-                   AND (embedding IS NULL OR embedding_model IS NOT ?2) ORDER BY id LIMIT ?3",
+                   AND ((embedding IS NULL AND ?4) OR (embedding IS NOT NULL AND embedding_model IS NOT ?2 AND ?5))
+                   ORDER BY id LIMIT ?3",
             )
             .map_err(|e| self.err(e))?;
-        let rows =
-            stmt.query_map(params![after, model, limit], |r| Ok((r.get(0)?, r.get(1)?))).map_err(|e| self.err(e))?;
+        let rows = stmt
+            .query_map(params![after, model, limit, which.missing, which.foreign], |r| Ok((r.get(0)?, r.get(1)?)))
+            .map_err(|e| self.err(e))?;
         rows.collect::<rusqlite::Result<Vec<_>>>().map_err(|e| self.err(e))
     }
 
-    pub fn memory_unembedded_count(&self, model: &str) -> Result<u64, StoreError> {
+    /// How many live items [`Store::memory_unembedded`] would give.
+    pub fn memory_unembedded_count(&self, model: &str, which: Unembedded) -> Result<u64, StoreError> {
         self.conn()
             .query_row(
-                "SELECT COUNT(*) FROM memory_items WHERE deleted_ms IS NULL AND (embedding IS NULL OR embedding_model IS NOT ?1)",
-                [model],
+                "SELECT COUNT(*) FROM memory_items WHERE deleted_ms IS NULL
+                   AND ((embedding IS NULL AND ?2) OR (embedding IS NOT NULL AND embedding_model IS NOT ?1 AND ?3))",
+                params![model, which.missing, which.foreign],
                 |r| r.get(0),
             )
             .map_err(|e| self.err(e))

@@ -43,7 +43,7 @@ pub use backends::BackendRow;
 pub use chat::{ConversationSummary, MessageRow};
 pub use memory::{
     content_hash, decode_vector, encode_vector, DocumentInsert, ImportedDocument, MemoryItem, MemoryKind, MemoryPage,
-    MemoryQuery, NewItem, DocumentLink, StoredVector,
+    MemoryQuery, NewItem, DocumentLink, StoredVector, Unembedded,
 };
 pub use runs::{EventRow, Projection, RunRow};
 

@@ -284,6 +284,38 @@ fn an_import_cancelled_while_embedding_keeps_the_document_and_the_next_import_fi
     assert_eq!(unembedded, vec![gone], "only the deleted chunk has no embedding");
 }
 
+/// More chunks left unembedded than a start should spend a minute on: the next start leaves them to the
+/// import (it says how many), and a search still finds them by their words and judges them by meaning.
+#[test]
+fn a_start_does_not_hold_for_a_big_cancelled_import_and_its_chunks_are_still_found() {
+    let home = tempfile::tempdir().unwrap();
+    let docs = tempfile::tempdir().unwrap();
+    let doc = docs.path().join("log.txt");
+    let lines: Vec<String> = (0..16_000).map(|i| format!("Entry {i}: the pump at station {} read {} kPa on day {}.", i % 97, i * 7 % 1000, i / 40)).collect();
+    std::fs::write(&doc, lines.join("\n") + "\nThe harbour master Quillon Abernathy signed off the last page.\n").unwrap();
+    let app = app_with(home.path(), replies(0));
+    let canceller = app.clone();
+    let report = app
+        .import_documents(&[doc], &mut |p| {
+            if p.stage == "embedding" && p.chunks_done > 0 {
+                canceller.cancel_import();
+            }
+        })
+        .unwrap();
+    assert!(report.cancelled && report.chunks_pending as u64 > keel::memory::OPEN_EMBED_LIMIT, "{report:?}");
+    drop(app);
+
+    let started = std::time::Instant::now();
+    let fresh = app_with(home.path(), replies(0));
+    let (_, opened) = fresh.memory_with_report(&mut |_| {}).unwrap();
+    let opened = opened.unwrap();
+    assert_eq!((opened.embedded, opened.pending), (0, report.chunks_pending as u64), "{opened:?}");
+    eprintln!("opened in {:?} with {} chunks pending", started.elapsed(), opened.pending);
+    let r = fresh.search_memory("Quillon Abernathy harbour master", 3).unwrap();
+    let top = r.hits.first().unwrap_or_else(|| panic!("{:?}", r.candidates));
+    assert!(top.item.text.contains("Quillon Abernathy") && top.bm25_rank.is_some() && top.cosine > 0.3, "{top:?}");
+}
+
 #[test]
 fn export_then_restore_into_a_fresh_data_dir_keeps_every_item() {
     let home = tempfile::tempdir().unwrap();

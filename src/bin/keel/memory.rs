@@ -175,12 +175,18 @@ fn text_arg(text: String) -> Result<String, AppError> {
 fn open_memory(app: &App) -> Result<(), AppError> {
     let mut show = stage_printer();
     let (_, report) = app.memory_with_report(&mut |p: LoadProgress| show(&p.stage, p.done, p.total))?;
-    if let Some(r) = report.filter(|r| r.rebuilt.is_some() || r.embedded > 0) {
+    if let Some(r) = report.as_ref().filter(|r| r.rebuilt.is_some() || r.embedded > 0) {
         eprintln!(
             "memory: {} items; {} embedded; index {}",
             r.items,
             r.embedded,
             r.rebuilt.as_deref().map(|w| format!("rebuilt ({w})")).unwrap_or_else(|| "up to date".into())
+        );
+    }
+    if let Some(r) = report.filter(|r| r.pending > 0) {
+        eprintln!(
+            "memory: {} document chunks are not embedded yet (found by their words until then); run the same `keel memory import` again, or `keel memory reindex`, to embed them",
+            r.pending
         );
     }
     Ok(())
@@ -211,6 +217,9 @@ impl Human for IndexReport {
     fn human(&self) -> Text {
         let mut text = Text::new();
         text.line(format!("{} items indexed, {} embedded, in {} ms", self.items, self.embedded, self.duration_ms));
+        if self.pending > 0 {
+            text.note(format!("{} items are not embedded yet", self.pending));
+        }
         text
     }
 }
@@ -299,7 +308,7 @@ fn import_text(restored: &[keel::RestoreReport], report: &ImportReport, document
     }
     if report.chunks_pending > 0 {
         text.note(format!(
-            "{} chunks are not embedded yet: they are found by their words now, and by meaning once embedded (run the same import again, or they are embedded when Keel next starts)",
+            "{} chunks are not embedded yet: they are found by their words now, and by meaning once embedded (run the same import again to embed them)",
             report.chunks_pending
         ));
     }
