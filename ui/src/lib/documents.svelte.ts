@@ -99,6 +99,10 @@ export class DocumentImport extends Job<ImportProgress> {
 /** The bar's value and maximum; null for an indeterminate bar (running, before the core has counted files). */
 export function progressBar(progress: ImportProgress | null, state: JobState): { value: number; max: number } | null {
   if (state === "running") {
+    // One file (a big document embeds for minutes, an hour at 100 MB): its chunks are the measure.
+    if (progress && progress.files_total === 1 && progress.stage === "embedding" && progress.chunks_total > 0) {
+      return { value: progress.chunks_done, max: progress.chunks_total };
+    }
     return progress && progress.files_total > 0 ? { value: progress.files_done, max: progress.files_total } : null;
   }
   if (!progress || progress.files_total === 0) return { value: state === "done" ? 1 : 0, max: 1 };

@@ -505,6 +505,10 @@ describe("document import", () => {
     expect(progressBar(progress(1, 3), "running")).toEqual({ value: 1, max: 3 });
     expect(progressBar(finalProgress(null, report), "done")).toEqual({ value: 3, max: 3 });
     expect(progressBar(null, "done")).toEqual({ value: 1, max: 1 });
+    // A single file's embedding moves the bar by chunks.
+    const single = { ...progress(0, 300), files_total: 1, chunks_total: 1200 };
+    expect(progressBar(single, "running")).toEqual({ value: 300, max: 1200 });
+    expect(progressBar({ ...single, stage: "storing" }, "running")).toEqual({ value: 0, max: 1 });
   });
 
   it("says what the import is doing, then what it did", () => {
