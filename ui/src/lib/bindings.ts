@@ -247,7 +247,7 @@ export type ImportReport = { files_seen: number, documents_added: number,
 documents_skipped: number, chunks_added: number, cancelled: boolean, errors: Array<ImportError>, 
 /**
  * Chunks committed (found by their words) whose embeddings are still to be computed, after a cancel:
- * the next import or the next start computes them.
+ * the next import computes them (or the next start, when there are at most [`OPEN_EMBED_LIMIT`]).
  */
 chunks_pending: number, };
 export type Source = "user" | "system" | "document" | "tool" | "memory" | "web";
