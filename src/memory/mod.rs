@@ -177,7 +177,10 @@ impl Memory {
         // 1. Embeddings: from another model, missing (unless more than `missing_limit` are), or (on request) all.
         let missing = store.memory_unembedded_count(&model, Unembedded::MISSING)?;
         let which = if missing_limit.is_some_and(|limit| missing > limit) { Unembedded::FOREIGN } else { Unembedded::ALL };
-        let embedded = self.embed_stored(store, &model, all_embeddings, which, on_progress)?;
+        let never = AtomicBool::new(false);
+        let (embedded, _) = self.embed_stored(store, all_embeddings, which, &never, &mut |done, total| {
+            on_progress(Progress { stage: "embedding", done, total })
+        })?;
         let pending = store.memory_unembedded_count(&model, Unembedded::MISSING)?;
         // 2. The text index: compare, then rebuild or catch up.
         let generation = store.memory_generation()?;
@@ -231,32 +234,6 @@ impl Memory {
         // 4. Anything committed meanwhile.
         let caught_up = self.catch_up(store)?;
         Ok(IndexReport { items: live, embedded, pending, rebuilt: rebuild, caught_up, duration_ms: 0 })
-    }
-
-    fn embed_stored(
-        &self,
-        store: &Store,
-        model: &str,
-        all: bool,
-        which: Unembedded,
-        on_progress: &mut dyn FnMut(Progress),
-    ) -> Result<u64, MemoryError> {
-        // Re-embedding everything is done by tagging nothing as current: embed every live item in id order.
-        let total = if all { store.memory_live_count()? } else { store.memory_unembedded_count(model, which)? };
-        let mut done = 0u64;
-        let mut after = 0;
-        while done < total {
-            let page = if all { store.memory_live_texts(after, EMBED_COMMIT as u32)? } else { store.memory_unembedded(model, which, after, EMBED_COMMIT as u32)? };
-            let Some(last) = page.last() else { break };
-            after = last.0;
-            let texts: Vec<&str> = page.iter().map(|(_, t)| t.as_str()).collect();
-            let vectors = self.embedder.embed(&texts)?;
-            let pairs: Vec<(i64, Vec<f32>)> = page.iter().map(|(id, _)| *id).zip(vectors).collect();
-            store.memory_set_embeddings(model, &pairs)?;
-            done += pairs.len() as u64;
-            on_progress(Progress { stage: "embedding", done, total });
-        }
-        Ok(done)
     }
 
     /// Applies every change committed since each index's generation; returns how many items changed.
@@ -495,8 +472,8 @@ impl Memory {
     /// committed before any chunk is embedded, so an import stopped at any point leaves whole documents only,
     /// each found by its words at once. Its chunks are then embedded a page at a time, each page committed:
     /// a cancel stops between batches, and what is left is embedded by the next import (or the next start,
-    /// if little is left; [`ImportReport::chunks_pending`] says how much). Importing again skips documents already there (same
-    /// content sha256), finishes their embeddings and adds the rest.
+    /// if little is left; [`ImportReport::chunks_pending`] says how much). Importing again skips documents
+    /// already there (same content sha256), finishes their embeddings and adds the rest.
     pub fn import(
         &self,
         store: &Store,
@@ -522,12 +499,12 @@ impl Memory {
             progress.chunks_total = earlier;
             progress.stage = "embedding".into();
             on_progress(&progress);
-            if self.embed_pending(store, cancel, &mut |n| {
-                progress.chunks_done = n as u32;
-                on_progress(&progress);
-            })? {
-                report.cancelled = true;
-            }
+            report.cancelled = self
+                .embed_stored(store, false, Unembedded::ALL, cancel, &mut |n, _| {
+                    progress.chunks_done = n as u32;
+                    on_progress(&progress);
+                })?
+                .1;
         }
         for file in &files {
             if report.cancelled || cancel.load(Ordering::SeqCst) {
@@ -601,12 +578,12 @@ impl Memory {
             progress.stage = "embedding".into();
             on_progress(&progress);
             let before = progress.chunks_done;
-            if self.embed_pending(store, cancel, &mut |n| {
-                progress.chunks_done = before + n as u32;
-                on_progress(&progress);
-            })? {
-                report.cancelled = true;
-            }
+            report.cancelled = self
+                .embed_stored(store, false, Unembedded::ALL, cancel, &mut |n, _| {
+                    progress.chunks_done = before + n as u32;
+                    on_progress(&progress);
+                })?
+                .1;
             progress.files_done += 1;
             progress.stage = "indexed".into();
             on_progress(&progress);
@@ -618,15 +595,29 @@ impl Memory {
         Ok(report)
     }
 
-    /// Embeds the live items that have no embedding of the current model, in id order, a page at a time: each
-    /// page is committed, then added to the vector matrix. `on_progress` gets the count after each batch.
-    /// Stops between batches when `cancel` is set, keeping what is embedded; returns whether it was cancelled.
-    fn embed_pending(&self, store: &Store, cancel: &AtomicBool, on_progress: &mut dyn FnMut(u64)) -> Result<bool, MemoryError> {
+    /// Embeds stored items in id order, a page at a time: the live ones `which` says have no embedding of the
+    /// current model, or with `all` every live one. Each page is committed, then put in the vector matrix.
+    /// `on_progress(done, total)` follows each batch; a set `cancel` stops between batches, keeping what is
+    /// done. Returns how many were embedded and whether it was cancelled.
+    fn embed_stored(
+        &self,
+        store: &Store,
+        all: bool,
+        which: Unembedded,
+        cancel: &AtomicBool,
+        on_progress: &mut dyn FnMut(u64, u64),
+    ) -> Result<(u64, bool), MemoryError> {
         let model = self.embedder.model_id();
+        // Re-embedding everything is done by tagging nothing as current: embed every live item in id order.
+        let total = if all { store.memory_live_count()? } else { store.memory_unembedded_count(model, which)? };
         let (mut after, mut done) = (0, 0u64);
         loop {
-            let page = store.memory_unembedded(model, Unembedded::ALL, after, EMBED_COMMIT as u32)?;
-            let Some(last) = page.last() else { return Ok(false) };
+            let page = if all {
+                store.memory_live_texts(after, EMBED_COMMIT as u32)?
+            } else {
+                store.memory_unembedded(model, which, after, EMBED_COMMIT as u32)?
+            };
+            let Some(last) = page.last() else { return Ok((done, false)) };
             after = last.0;
             let mut pairs: Vec<(i64, Vec<f32>)> = Vec::with_capacity(page.len());
             let mut stopped = false;
@@ -637,23 +628,21 @@ impl Memory {
                 }
                 let texts: Vec<&str> = batch.iter().map(|(_, t)| t.as_str()).collect();
                 pairs.extend(batch.iter().map(|(id, _)| *id).zip(self.embedder.embed(&texts)?));
-                on_progress(done + pairs.len() as u64);
+                on_progress(done + pairs.len() as u64, total);
             }
             // Held across the commit and the matrix update, as `catch_up` holds it: a delete committed meanwhile
             // is either left out of the commit or applied to the matrix after this page.
             let _generation = self.vectors_generation.lock().unwrap_or_else(|p| p.into_inner());
-            let stored = store.memory_set_embeddings(model, &pairs)?;
+            let stored: std::collections::HashSet<i64> = store.memory_set_embeddings(model, &pairs)?.into_iter().collect();
             let mut vectors = self.vectors.write().unwrap_or_else(|p| p.into_inner());
-            let stored: std::collections::HashSet<i64> = stored.into_iter().collect();
             for (id, v) in &pairs {
                 if stored.contains(id) && v.len() == vectors.dim() {
                     vectors.upsert(*id, v);
                 }
             }
-            drop(vectors);
             done += pairs.len() as u64;
             if stopped {
-                return Ok(true);
+                return Ok((done, true));
             }
         }
     }
